@@ -1,0 +1,90 @@
+//! Forward-pass benchmark on the default model (SmolLM2-135M-Instruct, f32, CPU).
+//!
+//! `cargo bench --bench forward -- [--batch 8] [--seq 128] [--iters 3] [--warmup 1]`
+//! Thread count: `RAYON_NUM_THREADS` (candle's CPU kernels honour it). `scripts/bench.sh` runs
+//! this and the PyTorch equivalent side by side. Prints human-readable lines and one JSON line.
+use saescope::{HookedModel, LoadOptions, NamesFilter, Tensor};
+use std::time::Instant;
+
+fn arg(args: &[String], name: &str, default: usize) -> usize {
+    args.iter().position(|a| a == name).and_then(|i| args.get(i + 1)).and_then(|v| v.parse().ok()).unwrap_or(default)
+}
+
+/// (VmRSS, VmHWM) of this process in MiB.
+fn rss_mib() -> (f64, f64) {
+    let s = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
+    let get = |k: &str| {
+        s.lines().find(|l| l.starts_with(k)).and_then(|l| l.split_whitespace().nth(1)).and_then(|v| v.parse::<f64>().ok()).unwrap_or(0.0)
+            / 1024.0
+    };
+    (get("VmRSS:"), get("VmHWM:"))
+}
+
+fn time_iters(iters: usize, warmup: usize, mut f: impl FnMut()) -> Vec<f64> {
+    for _ in 0..warmup {
+        f();
+    }
+    (0..iters)
+        .map(|_| {
+            let t = Instant::now();
+            f();
+            t.elapsed().as_secs_f64()
+        })
+        .collect()
+}
+
+fn median(v: &[f64]) -> f64 {
+    let mut v = v.to_vec();
+    v.sort_by(|a, b| a.total_cmp(b));
+    v[v.len() / 2]
+}
+
+fn main() {
+    let args: Vec<String> = std::env::args().collect();
+    let (batch, seq) = (arg(&args, "--batch", 8), arg(&args, "--seq", 128));
+    let (iters, warmup) = (arg(&args, "--iters", 3), arg(&args, "--warmup", 1));
+    let threads = saescope::candle_core::utils::get_num_threads();
+
+    let (rss0, _) = rss_mib();
+    let t = Instant::now();
+    let model = HookedModel::from_pretrained_with("smollm2", &LoadOptions::default()).expect("load smollm2 (run scripts/fetch_model.sh)");
+    let load_s = t.elapsed().as_secs_f64();
+    let (rss_loaded, peak_load) = rss_mib();
+    let weights_mib = model.n_params() as f64 * 4.0 / (1024.0 * 1024.0);
+    println!(
+        "load: {load_s:.2}s  params {}  f32 weights {weights_mib:.0} MiB  RSS before {rss0:.0} MiB, after {rss_loaded:.0} MiB, peak {peak_load:.0} MiB = {:.2}x weights",
+        model.n_params(),
+        peak_load / weights_mib
+    );
+
+    // Seeded pseudo-random tokens (LCG), like the PyTorch script's seeded randint.
+    let mut s: u64 = 0x5eed;
+    let ids: Vec<u32> = (0..batch * seq)
+        .map(|_| {
+            s = s.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+            ((s >> 33) % model.cfg().d_vocab as u64) as u32
+        })
+        .collect();
+    let tokens = Tensor::from_vec(ids, (batch, seq), model.device()).unwrap();
+    let n_tok = (batch * seq) as f64;
+
+    let fwd = time_iters(iters, warmup, || {
+        model.forward(&tokens).unwrap();
+    });
+    let cache = time_iters(iters, warmup, || {
+        model.run_with_cache(&tokens, NamesFilter::All, None).unwrap();
+    });
+    let (_, peak) = rss_mib();
+    let (f, c) = (median(&fwd), median(&cache));
+    println!("forward [{batch}x{seq}], {threads} threads: {f:.3}s/iter  {:.0} tok/s   (iters {fwd:.3?})", n_tok / f);
+    println!(
+        "run_with_cache(all hooks): {c:.3}s/iter  {:.0} tok/s  overhead {:+.1}%   (iters {cache:.3?})",
+        n_tok / c,
+        (c / f - 1.0) * 100.0
+    );
+    println!(
+        "{{\"impl\":\"saescope\",\"threads\":{threads},\"batch\":{batch},\"seq\":{seq},\"tokens_per_s\":{:.1},\"cache_tokens_per_s\":{:.1},\"sec_per_iter\":{fwd:?},\"load_s\":{load_s:.3},\"peak_rss_load_mb\":{peak_load:.0},\"weights_mb\":{weights_mib:.0},\"peak_rss_mb\":{peak:.0}}}",
+        n_tok / f,
+        n_tok / c
+    );
+}

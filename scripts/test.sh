@@ -1,0 +1,16 @@
+#!/usr/bin/env bash
+# Run every test: fetch the default model, cargo tests (release profile: build once, test many),
+# then execute every notebook headlessly in a real Jupyter with the evcxr kernel.
+# Usage: scripts/test.sh            (SAESCOPE_SKIP_NOTEBOOKS=1 to run only the cargo tests)
+set -euo pipefail
+cd "$(dirname "$0")/.."
+start=$(date +%s)
+scripts/fetch_model.sh
+cargo build --release --all-targets
+cargo test --release --all-targets
+cargo test --release --doc
+if [ "${SAESCOPE_SKIP_NOTEBOOKS:-0}" != "1" ]; then
+  scripts/setup_notebooks.sh
+  scripts/run_notebooks.sh
+fi
+echo "scripts/test.sh: all tests passed in $(( $(date +%s) - start ))s"

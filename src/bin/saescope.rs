@@ -1,0 +1,117 @@
+//! `saescope` command line: a thin layer over the library.
+use anyhow::{bail, Context, Result};
+use clap::{Parser, Subcommand};
+use saescope::{DType, HookedModel, LoadOptions, NamesFilter, Tensor};
+use std::collections::HashMap;
+use std::path::PathBuf;
+use std::time::Instant;
+
+#[derive(Parser)]
+#[command(name = "saescope", version, about = "Sparse-autoencoder interpretability on real language models")]
+struct Cli {
+    #[command(subcommand)]
+    cmd: Cmd,
+}
+
+#[derive(Subcommand)]
+enum Cmd {
+    /// Run a model on a prompt (or a tokens file), print its top next-token predictions, and
+    /// optionally save the activations of chosen hooks under their TransformerLens names.
+    Run(RunArgs),
+}
+
+#[derive(clap::Args)]
+struct RunArgs {
+    /// `smollm2` (default model), `gpt2`, a hub repo id, an HF-layout directory or a .gguf file.
+    #[arg(long, default_value = "smollm2")]
+    model: String,
+    /// Text to run; BOS is prepended (TransformerLens's default).
+    #[arg(long, conflicts_with = "tokens_file", required_unless_present = "tokens_file")]
+    prompt: Option<String>,
+    /// A safetensors file with an integer tensor `tokens` [batch, pos], used as-is (no BOS added).
+    #[arg(long)]
+    tokens_file: Option<PathBuf>,
+    /// Hooks to save: `all`, or a comma-separated list of TL hook names. Defaults to `all` with --out.
+    #[arg(long)]
+    hooks: Option<String>,
+    /// Load the raw weights (TL's from_pretrained_no_processing).
+    #[arg(long)]
+    no_processing: bool,
+    /// Write the requested hooks, `logits` (f32) and `tokens` (i64) to this safetensors file.
+    #[arg(long)]
+    out: Option<PathBuf>,
+    /// How many top predictions to print.
+    #[arg(long, default_value_t = 10)]
+    top_k: usize,
+}
+
+fn main() -> Result<()> {
+    match Cli::parse().cmd {
+        Cmd::Run(a) => run(a),
+    }
+}
+
+fn read_tokens(path: &PathBuf) -> Result<Tensor> {
+    let map = saescope::candle_core::safetensors::load(path, &saescope::Device::Cpu)
+        .with_context(|| format!("cannot read tokens file {}", path.display()))?;
+    let Some(t) = map.get("tokens") else {
+        bail!("{} has no tensor named `tokens` (it has: {:?})", path.display(), map.keys().collect::<Vec<_>>());
+    };
+    if t.rank() != 2 || !matches!(t.dtype(), DType::I64 | DType::U32 | DType::U8) {
+        bail!("`tokens` in {} must be an integer tensor [batch, pos], got {:?} {:?}", path.display(), t.dtype(), t.dims());
+    }
+    Ok(t.to_dtype(DType::I64)?.to_dtype(DType::U32)?)
+}
+
+fn run(a: RunArgs) -> Result<()> {
+    let opts = if a.no_processing { LoadOptions::no_processing() } else { LoadOptions::default() };
+    let t0 = Instant::now();
+    let model = HookedModel::from_pretrained_with(&a.model, &opts)?;
+    let c = model.cfg();
+    eprintln!(
+        "loaded {} ({:?}, {} layers, d_model {}, {} params) in {:.2}s",
+        c.model_name,
+        c.architecture,
+        c.n_layers,
+        c.d_model,
+        model.n_params(),
+        t0.elapsed().as_secs_f64()
+    );
+    let tokens = match (&a.prompt, &a.tokens_file) {
+        (Some(p), _) => model.to_tokens(p)?,
+        (None, Some(f)) => read_tokens(f)?,
+        (None, None) => bail!("give --prompt or --tokens-file"),
+    };
+    let hooks = a.hooks.clone().or_else(|| a.out.as_ref().map(|_| "all".to_string()));
+    let filter: NamesFilter = match hooks.as_deref() {
+        None => NamesFilter::Names(vec![]),
+        Some("all") => NamesFilter::All,
+        Some(list) => NamesFilter::names(list.split(',').map(str::trim).filter(|s| !s.is_empty())),
+    };
+    let t1 = Instant::now();
+    let (logits, cache) = model.run_with_cache(&tokens, filter, None)?;
+    let (b, p) = tokens.dims2()?;
+    eprintln!("forward on [{b}, {p}] tokens in {:.3}s, cached {} activations", t1.elapsed().as_secs_f64(), cache.len());
+
+    let ids: Vec<Vec<u32>> = tokens.to_vec2()?;
+    for (row, ids) in ids.iter().enumerate() {
+        let text = model.to_string(ids).unwrap_or_else(|_| format!("{ids:?}"));
+        println!("[{row}] {text:?}");
+        let last = logits.narrow(0, row, 1)?;
+        for (rank, (id, logit)) in model.top_k(&last, p - 1, a.top_k)?.into_iter().enumerate() {
+            let s = model.to_string(&[id]).unwrap_or_default();
+            println!("  {:>2}. {:<20} id {:>6}  logit {:>8.3}", rank + 1, format!("{s:?}"), id, logit);
+        }
+    }
+    if let Some(out) = &a.out {
+        let mut map: HashMap<String, Tensor> = HashMap::new();
+        for (name, t) in cache.into_vec() {
+            map.insert(name, t.to_dtype(DType::F32)?.contiguous()?);
+        }
+        map.insert("logits".into(), logits.to_dtype(DType::F32)?.contiguous()?);
+        map.insert("tokens".into(), tokens.to_dtype(DType::I64)?);
+        saescope::candle_core::safetensors::save(&map, out).with_context(|| format!("cannot write {}", out.display()))?;
+        eprintln!("wrote {} tensors to {}", map.len(), out.display());
+    }
+    Ok(())
+}

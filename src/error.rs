@@ -1,0 +1,54 @@
+//! The crate's typed error. Every message says what went wrong and, where there is one, the fix.
+use std::path::PathBuf;
+
+/// Errors returned by saescope's library API.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// A hook name that the model does not have; `suggestions` are the nearest valid names.
+    #[error("unknown hook name `{name}`; nearest valid names: {}", suggestions.join(", "))]
+    UnknownHook { name: String, suggestions: Vec<String> },
+
+    /// A model file that is missing, truncated or corrupt.
+    #[error("cannot load model file {}: {reason}", path.display())]
+    ModelFile { path: PathBuf, reason: String },
+
+    /// A model name or alias that cannot be resolved.
+    #[error("unknown model `{name}`: {hint}")]
+    UnknownModel { name: String, hint: String },
+
+    /// A config value that saescope does not support (or that is inconsistent).
+    #[error("unsupported model config: {0}")]
+    Config(String),
+
+    /// Tokenizer problems (loading, encoding, a string that is not a single token, ...).
+    #[error("tokenizer: {0}")]
+    Tokenizer(String),
+
+    /// Shape or argument errors in API calls, with the numbers involved.
+    #[error("{0}")]
+    Invalid(String),
+
+    /// Downloading through the hub (hf-hub) failed.
+    #[error("hub download of `{repo}/{file}` failed: {reason}")]
+    Hub { repo: String, file: String, reason: String },
+
+    #[error(transparent)]
+    Candle(#[from] candle_core::Error),
+
+    #[error("I/O error on {}: {source}", path.display())]
+    Io { path: PathBuf, source: std::io::Error },
+
+    #[error("JSON error in {}: {source}", path.display())]
+    Json { path: PathBuf, source: serde_json::Error },
+}
+
+pub type Result<T> = std::result::Result<T, Error>;
+
+impl Error {
+    pub(crate) fn model_file(path: impl Into<PathBuf>, reason: impl std::fmt::Display) -> Self {
+        Error::ModelFile { path: path.into(), reason: reason.to_string() }
+    }
+    pub(crate) fn io(path: impl Into<PathBuf>, source: std::io::Error) -> Self {
+        Error::Io { path: path.into(), source }
+    }
+}

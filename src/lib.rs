@@ -1,0 +1,18 @@
+//! saescope: sparse-autoencoder interpretability on real language models, in Rust.
+//!
+//! The foundation is [`HookedModel`], a TransformerLens-exact transformer with every TL hook
+//! point, TL's default weight processing and an [`ActivationCache`].
+pub mod error;
+pub mod hooks;
+pub mod model;
+pub mod tokenizer;
+pub mod viz;
+
+pub use candle_core::{DType, Device, IndexOp, Tensor, D};
+pub use error::{Error, Result};
+pub use hooks::{get_act_name, ActName, ActivationCache, HookFn, Hooks, NamesFilter};
+pub use model::{HookedModel, LoadOptions, ModelConfig};
+pub use tokenizer::Tok;
+
+/// Re-exported so notebooks can name these types through saescope alone.
+pub use {candle_core, plotters, tokenizers};

@@ -1,0 +1,189 @@
+//! The transformer's components with their TL hook points: norms, attention, MLP, block.
+//! Weights are kept in matmul-friendly layouts (`[d_in, d_out]`, Q/K/V fused); the TL-shaped
+//! views (`W_Q [n_heads, d_model, d_head]`, ...) are derived on demand by `HookedModel`.
+use super::config::{ActFn, Normalization};
+use crate::error::Result;
+use crate::hooks::{BlockHookNames, HookCtx};
+use candle_core::{Tensor, D};
+
+/// LayerNorm / RMSNorm and their folded `Pre` variants, exactly as TL computes them.
+pub(crate) struct Norm {
+    pub kind: Normalization,
+    pub w: Option<Tensor>,
+    pub b: Option<Tensor>,
+    pub eps: f64,
+}
+
+impl Norm {
+    pub fn forward(&self, x: &Tensor, ctx: &mut HookCtx, scale_name: &str, normalized_name: &str) -> Result<Tensor> {
+        let x = if self.kind.is_layer_norm() { x.broadcast_sub(&x.mean_keepdim(D::Minus1)?)? } else { x.clone() };
+        let scale = (x.sqr()?.mean_keepdim(D::Minus1)? + self.eps)?.sqrt()?;
+        let scale = ctx.hp(scale_name, scale)?;
+        let x = x.broadcast_div(&scale)?;
+        // TL hooks `normalized` before the weight and bias (LN and RMS alike).
+        let y = ctx.hp(normalized_name, x)?;
+        let y = match &self.w {
+            Some(w) if self.kind.has_weights() => y.broadcast_mul(w)?,
+            _ => y,
+        };
+        Ok(match &self.b {
+            Some(b) if self.kind == Normalization::LN => y.broadcast_add(b)?,
+            _ => y,
+        })
+    }
+}
+
+/// Rotary tables `[n_ctx, d_head/2]`, computed as TL does (angles = pos / base^(2i/d)).
+#[derive(Clone)]
+pub(crate) struct Rotary {
+    pub cos: Tensor,
+    pub sin: Tensor,
+}
+
+impl Rotary {
+    pub fn new(base: f64, dim: usize, n_ctx: usize, device: &candle_core::Device) -> Result<Self> {
+        let half = dim / 2;
+        let mut cos = Vec::with_capacity(n_ctx * half);
+        let mut sin = Vec::with_capacity(n_ctx * half);
+        for p in 0..n_ctx {
+            for i in 0..half {
+                let freq = base.powf(i as f64 / half as f64);
+                let a = p as f64 / freq;
+                cos.push(a.cos() as f32);
+                sin.push(a.sin() as f32);
+            }
+        }
+        Ok(Rotary { cos: Tensor::from_vec(cos, (n_ctx, half), device)?, sin: Tensor::from_vec(sin, (n_ctx, half), device)? })
+    }
+    /// Rotate `x [b, p, heads, d_head]` (half-split pairs).
+    pub fn apply(&self, x: &Tensor) -> Result<Tensor> {
+        let p = x.dim(1)?;
+        Ok(candle_nn::rotary_emb::rope_thd(&x.contiguous()?, &self.cos.narrow(0, 0, p)?, &self.sin.narrow(0, 0, p)?)?)
+    }
+}
+
+pub(crate) struct Attention {
+    /// `[d_model, (n_heads + 2 n_kv_heads) d_head]`: Q | K | V.
+    pub w_qkv: Tensor,
+    pub b_qkv: Option<Tensor>,
+    /// `[n_heads d_head, d_model]`.
+    pub w_o: Tensor,
+    pub b_o: Option<Tensor>,
+    pub n_heads: usize,
+    pub n_kv_heads: usize,
+    pub d_head: usize,
+    pub rotary: Option<Rotary>,
+}
+
+impl Attention {
+    pub fn forward(&self, x: &Tensor, ctx: &mut HookCtx, n: &BlockHookNames) -> Result<Tensor> {
+        let (b, p, d) = x.dims3()?;
+        let (h, hkv, dh) = (self.n_heads, self.n_kv_heads, self.d_head);
+        let mut qkv = x.reshape((b * p, d))?.matmul(&self.w_qkv)?;
+        if let Some(bias) = &self.b_qkv {
+            qkv = qkv.broadcast_add(bias)?;
+        }
+        let q = ctx.hp(&n.q, qkv.narrow(1, 0, h * dh)?.reshape((b, p, h, dh))?)?;
+        let k = ctx.hp(&n.k, qkv.narrow(1, h * dh, hkv * dh)?.reshape((b, p, hkv, dh))?)?;
+        let v = ctx.hp(&n.v, qkv.narrow(1, (h + hkv) * dh, hkv * dh)?.reshape((b, p, hkv, dh))?)?;
+        let (q, k) = match &self.rotary {
+            Some(r) => (ctx.hp(&n.rot_q, r.apply(&q)?)?, ctx.hp(&n.rot_k, r.apply(&k)?)?),
+            None => (q, k),
+        };
+        // Grouped-query attention without copying K/V: the `rep` query heads that share a KV head
+        // are stacked along the query axis.
+        let rep = h / hkv;
+        let qg = q.transpose(1, 2)?.contiguous()?.reshape((b, hkv, rep * p, dh))?;
+        let kt = k.transpose(1, 2)?.contiguous()?;
+        let scores = (qg.matmul(&kt.t()?)? / (dh as f64).sqrt())?.reshape((b, h, p, p))?;
+        let scores = scores.broadcast_add(&causal_mask(p, x.device())?)?;
+        let scores = ctx.hp(&n.attn_scores, scores)?;
+        let pattern = ctx.hp(&n.pattern, candle_nn::ops::softmax_last_dim(&scores)?)?;
+        let vt = v.transpose(1, 2)?.contiguous()?;
+        let z = pattern.reshape((b, hkv, rep * p, p))?.matmul(&vt)?.reshape((b, h, p, dh))?;
+        let z = ctx.hp(&n.z, z.transpose(1, 2)?.contiguous()?)?;
+        let mut out = z.reshape((b * p, h * dh))?.matmul(&self.w_o)?;
+        if let Some(bias) = &self.b_o {
+            out = out.broadcast_add(bias)?;
+        }
+        Ok(out.reshape((b, p, d))?)
+    }
+}
+
+/// `[p, p]` with 0 on and below the diagonal and -inf above (TL masks with -inf).
+fn causal_mask(p: usize, device: &candle_core::Device) -> Result<Tensor> {
+    let m: Vec<f32> = (0..p).flat_map(|i| (0..p).map(move |j| if j <= i { 0.0 } else { f32::NEG_INFINITY })).collect();
+    Ok(Tensor::from_vec(m, (p, p), device)?)
+}
+
+pub(crate) struct Mlp {
+    /// `[d_model, d_mlp]`, or `[d_model, 2 d_mlp]` = gate | in for gated MLPs.
+    pub w_in: Tensor,
+    pub b_in: Option<Tensor>,
+    /// `[d_mlp, d_model]`.
+    pub w_out: Tensor,
+    pub b_out: Option<Tensor>,
+    pub gated: bool,
+    pub act: ActFn,
+    pub d_mlp: usize,
+}
+
+fn act(f: ActFn, x: &Tensor) -> Result<Tensor> {
+    Ok(match f {
+        ActFn::GeluNew => x.gelu()?,
+        ActFn::Gelu => x.gelu_erf()?,
+        ActFn::Silu => x.silu()?,
+        ActFn::Relu => x.relu()?,
+    })
+}
+
+impl Mlp {
+    pub fn forward(&self, x: &Tensor, ctx: &mut HookCtx, n: &BlockHookNames) -> Result<Tensor> {
+        let (b, p, d) = x.dims3()?;
+        let dm = self.d_mlp;
+        let h = x.reshape((b * p, d))?.matmul(&self.w_in)?;
+        let post = if self.gated {
+            // TL's GatedMLP: post = act(x W_gate) * (x W_in) + b_in.
+            let pre = ctx.hp(&n.mlp_pre, h.narrow(1, 0, dm)?.reshape((b, p, dm))?)?;
+            let lin = ctx.hp(&n.mlp_pre_linear, h.narrow(1, dm, dm)?.reshape((b, p, dm))?)?;
+            let mut post = (act(self.act, &pre)? * lin)?;
+            if let Some(bias) = &self.b_in {
+                post = post.broadcast_add(bias)?;
+            }
+            ctx.hp(&n.mlp_post, post)?
+        } else {
+            let mut pre = h;
+            if let Some(bias) = &self.b_in {
+                pre = pre.broadcast_add(bias)?;
+            }
+            let pre = ctx.hp(&n.mlp_pre, pre.reshape((b, p, dm))?)?;
+            ctx.hp(&n.mlp_post, act(self.act, &pre)?)?
+        };
+        let mut out = post.reshape((b * p, dm))?.matmul(&self.w_out)?;
+        if let Some(bias) = &self.b_out {
+            out = out.broadcast_add(bias)?;
+        }
+        Ok(out.reshape((b, p, d))?)
+    }
+}
+
+pub(crate) struct Block {
+    pub ln1: Norm,
+    pub attn: Attention,
+    pub ln2: Norm,
+    pub mlp: Mlp,
+}
+
+impl Block {
+    pub fn forward(&self, resid_pre: Tensor, ctx: &mut HookCtx, n: &BlockHookNames) -> Result<Tensor> {
+        let resid_pre = ctx.hp(&n.resid_pre, resid_pre)?;
+        let x = self.ln1.forward(&resid_pre, ctx, &n.ln1_scale, &n.ln1_normalized)?;
+        let attn_out = self.attn.forward(&x, ctx, n)?;
+        let attn_out = ctx.hp(&n.attn_out, attn_out)?;
+        let resid_mid = ctx.hp(&n.resid_mid, (resid_pre + attn_out)?)?;
+        let x = self.ln2.forward(&resid_mid, ctx, &n.ln2_scale, &n.ln2_normalized)?;
+        let mlp_out = self.mlp.forward(&x, ctx, n)?;
+        let mlp_out = ctx.hp(&n.mlp_out, mlp_out)?;
+        ctx.hp(&n.resid_post, (resid_mid + mlp_out)?)
+    }
+}

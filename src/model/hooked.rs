@@ -1,0 +1,353 @@
+//! `HookedModel`: the forward pass with TL hook points, `run_with_cache`, `run_with_hooks`,
+//! the loss, and TL-shaped weight accessors.
+use super::blocks::{Attention, Block, Mlp, Norm, Rotary};
+use super::config::{ModelConfig, Normalization, Positional};
+use super::weights::StateDict;
+use crate::error::{Error, Result};
+use crate::hooks::{ActivationCache, BlockHookNames, HookCtx, Hooks, NamesFilter};
+use crate::tokenizer::Tok;
+use candle_core::{DType, Device, IndexOp, Tensor, D};
+use std::sync::Arc;
+
+/// A transformer with TransformerLens's hook points, names, shapes and values.
+pub struct HookedModel {
+    cfg: Arc<ModelConfig>,
+    tok: Option<Tok>,
+    w_e: Tensor,
+    w_pos: Option<Tensor>,
+    blocks: Vec<Block>,
+    ln_final: Norm,
+    w_u: Tensor,
+    b_u: Option<Tensor>,
+    names: Vec<BlockHookNames>,
+    hook_names: Vec<String>,
+    device: Device,
+}
+
+fn cat_cols(parts: &[Tensor]) -> Result<Tensor> {
+    Ok(Tensor::cat(parts, 1)?.contiguous()?)
+}
+
+impl HookedModel {
+    /// Turn a processed TL state dict into the runtime layout (consuming it tensor by tensor).
+    pub(crate) fn build(mut sd: StateDict, cfg: ModelConfig, tok: Option<Tok>, device: &Device) -> Result<Self> {
+        let dev = |t: Tensor| -> Result<Tensor> { Ok(t.to_device(device)?) };
+        let (d, h, hkv, dh) = (cfg.d_model, cfg.n_heads, cfg.n_kv_heads, cfg.d_head);
+        let rotary = match cfg.positional {
+            Positional::Rotary { base, dim } => Some(Rotary::new(base, dim, cfg.n_ctx, device)?),
+            Positional::Standard => None,
+        };
+        let norm = |sd: &mut StateDict, p: &str| -> Result<Norm> {
+            let w = sd.remove(&format!("{p}.w")).map(dev).transpose()?;
+            let b = sd.remove(&format!("{p}.b")).map(dev).transpose()?;
+            if cfg.normalization.has_weights() && w.is_none() {
+                return Err(Error::Config(format!("{p}: {:?} norm without weights", cfg.normalization)));
+            }
+            Ok(Norm { kind: cfg.normalization, w, b, eps: cfg.eps })
+        };
+        let mut blocks = Vec::with_capacity(cfg.n_layers);
+        for l in 0..cfg.n_layers {
+            let t = |s: &str| format!("blocks.{l}.{s}");
+            let ln1 = norm(&mut sd, &t("ln1"))?;
+            // W_X [n, d, dh] → [d, n dh]; fused Q | K | V.
+            let mut ws = Vec::new();
+            let mut bs = Vec::new();
+            let mut any_bias = false;
+            for (x, n) in [("Q", h), ("K", hkv), ("V", hkv)] {
+                let w = sd.take(&t(&format!("attn.W_{x}")))?;
+                ws.push(w.permute((1, 0, 2))?.contiguous()?.reshape((d, n * dh))?);
+                match sd.remove(&t(&format!("attn.b_{x}"))) {
+                    Some(b) => {
+                        any_bias = true;
+                        bs.push(b.reshape(n * dh)?)
+                    }
+                    None => bs.push(Tensor::zeros(n * dh, DType::F32, &Device::Cpu)?),
+                }
+            }
+            let w_qkv = dev(cat_cols(&ws)?)?;
+            drop(ws);
+            let b_qkv = if any_bias { Some(dev(Tensor::cat(&bs, 0)?)?) } else { None };
+            let w_o = dev(sd.take(&t("attn.W_O"))?.reshape((h * dh, d))?)?;
+            let b_o = sd.remove(&t("attn.b_O")).map(dev).transpose()?;
+            let attn = Attention { w_qkv, b_qkv, w_o, b_o, n_heads: h, n_kv_heads: hkv, d_head: dh, rotary: rotary.clone() };
+            let ln2 = norm(&mut sd, &t("ln2"))?;
+            let w_in = sd.take(&t("mlp.W_in"))?;
+            let w_in = match sd.remove(&t("mlp.W_gate")) {
+                Some(g) => cat_cols(&[g, w_in])?,
+                None => w_in,
+            };
+            let mlp = Mlp {
+                w_in: dev(w_in)?,
+                b_in: sd.remove(&t("mlp.b_in")).map(dev).transpose()?,
+                w_out: dev(sd.take(&t("mlp.W_out"))?)?,
+                b_out: sd.remove(&t("mlp.b_out")).map(dev).transpose()?,
+                gated: cfg.gated_mlp,
+                act: cfg.act_fn,
+                d_mlp: cfg.d_mlp,
+            };
+            blocks.push(Block { ln1, attn, ln2, mlp });
+        }
+        let ln_final = norm(&mut sd, "ln_final")?;
+        let w_e = dev(sd.take("embed.W_E")?)?;
+        let w_pos = sd.remove("pos_embed.W_pos").map(dev).transpose()?;
+        let w_u = dev(sd.take("unembed.W_U")?.contiguous()?)?;
+        let b_u = sd.remove("unembed.b_U").map(dev).transpose()?;
+        let names: Vec<BlockHookNames> = (0..cfg.n_layers).map(BlockHookNames::new).collect();
+        let hook_names = all_hook_names(&cfg, &names);
+        Ok(HookedModel { cfg: Arc::new(cfg), tok, w_e, w_pos, blocks, ln_final, w_u, b_u, names, hook_names, device: device.clone() })
+    }
+
+    pub(crate) fn set_model_name(&mut self, name: &str) {
+        Arc::make_mut(&mut self.cfg).model_name = name.to_string();
+    }
+
+    pub fn cfg(&self) -> &ModelConfig {
+        &self.cfg
+    }
+    pub fn device(&self) -> &Device {
+        &self.device
+    }
+    /// The tokenizer; an error for models loaded without one.
+    pub fn tokenizer(&self) -> Result<&Tok> {
+        self.tok.as_ref().ok_or_else(|| {
+            Error::Tokenizer(format!("model `{}` was loaded without a tokenizer (no tokenizer.json)", self.cfg.model_name))
+        })
+    }
+    pub fn set_tokenizer(&mut self, tok: Tok) {
+        self.tok = Some(tok);
+    }
+    /// Every hook point of this model, in forward order (TL's `hook_dict` keys).
+    pub fn hook_names(&self) -> &[String] {
+        &self.hook_names
+    }
+
+    /// Logits `[batch, pos, d_vocab]` for `tokens` (`[batch, pos]` or `[pos]`, integer dtype).
+    pub fn forward(&self, tokens: &Tensor) -> Result<Tensor> {
+        self.run(tokens, &mut HookCtx::default(), None)
+    }
+
+    /// TL's `run_with_cache`: the logits (or, with `stop_at_layer = Some(L)`, the residual stream
+    /// before block `L`) and an [`ActivationCache`] of the activations `filter` selects.
+    pub fn run_with_cache<'f>(
+        &self,
+        tokens: &Tensor,
+        filter: impl Into<NamesFilter<'f>>,
+        stop_at_layer: Option<usize>,
+    ) -> Result<(Tensor, ActivationCache)> {
+        self.run_with_hooks_and_cache(tokens, Hooks::new(), filter, stop_at_layer)
+    }
+
+    /// TL's `run_with_hooks`: logits with forward hooks that may replace activations.
+    pub fn run_with_hooks(&self, tokens: &Tensor, mut hooks: Hooks) -> Result<Tensor> {
+        hooks.validate(&self.hook_names)?;
+        let mut ctx = HookCtx { hooks: Some(&mut hooks), ..Default::default() };
+        self.run(tokens, &mut ctx, None)
+    }
+
+    /// Hooks and a cache in one pass; the cache sees the activations after the hooks ran.
+    pub fn run_with_hooks_and_cache<'f>(
+        &self,
+        tokens: &Tensor,
+        mut hooks: Hooks<'f>,
+        filter: impl Into<NamesFilter<'f>>,
+        stop_at_layer: Option<usize>,
+    ) -> Result<(Tensor, ActivationCache)> {
+        let filter = filter.into();
+        filter.validate(&self.hook_names)?;
+        hooks.validate(&self.hook_names)?;
+        let mut ctx = HookCtx { hooks: Some(&mut hooks), filter: Some(&filter), cache: Vec::new() };
+        let out = self.run(tokens, &mut ctx, stop_at_layer)?;
+        let (order, map) = ctx.into_map();
+        Ok((out, ActivationCache::new(order, map, self.cfg.clone(), self.w_u.clone())))
+    }
+
+    fn check_tokens(&self, tokens: &Tensor) -> Result<Tensor> {
+        let t = match tokens.rank() {
+            1 => tokens.unsqueeze(0)?,
+            2 => tokens.clone(),
+            r => return Err(Error::Invalid(format!("tokens must be [batch, pos] or [pos], got rank {r} {:?}", tokens.dims()))),
+        };
+        let t = match t.dtype() {
+            DType::U32 => t,
+            DType::I64 | DType::U8 => t.to_dtype(DType::U32)?,
+            other => return Err(Error::Invalid(format!("tokens must be an integer tensor, got {other:?}"))),
+        };
+        let p = t.dim(1)?;
+        if p == 0 {
+            return Err(Error::Invalid("tokens: empty sequence".into()));
+        }
+        if matches!(self.cfg.positional, Positional::Standard) && p > self.cfg.n_ctx {
+            return Err(Error::Invalid(format!("sequence length {p} exceeds the model's context n_ctx = {}", self.cfg.n_ctx)));
+        }
+        let max = t.max_all()?.to_scalar::<u32>()? as usize;
+        if max >= self.cfg.d_vocab {
+            return Err(Error::Invalid(format!("token id {max} is out of range for d_vocab = {}", self.cfg.d_vocab)));
+        }
+        Ok(t.to_device(&self.device)?)
+    }
+
+    fn run(&self, tokens: &Tensor, ctx: &mut HookCtx, stop_at_layer: Option<usize>) -> Result<Tensor> {
+        let tokens = self.check_tokens(tokens)?;
+        let (b, p) = tokens.dims2()?;
+        let d = self.cfg.d_model;
+        if let Some(s) = stop_at_layer {
+            if s > self.cfg.n_layers {
+                return Err(Error::Invalid(format!("stop_at_layer {s} > n_layers {}", self.cfg.n_layers)));
+            }
+        }
+        let embed = self.w_e.index_select(&tokens.flatten_all()?, 0)?.reshape((b, p, d))?;
+        let mut resid = ctx.hp("hook_embed", embed)?;
+        if let Some(w_pos) = &self.w_pos {
+            let pos = w_pos.narrow(0, 0, p)?.unsqueeze(0)?.broadcast_as((b, p, d))?.contiguous()?;
+            let pos = ctx.hp("hook_pos_embed", pos)?;
+            resid = (resid + pos)?;
+        }
+        let n_run = stop_at_layer.unwrap_or(self.cfg.n_layers);
+        for (block, names) in self.blocks.iter().zip(&self.names).take(n_run) {
+            resid = block.forward(resid, ctx, names)?;
+        }
+        if stop_at_layer.is_some() {
+            return Ok(resid);
+        }
+        let x = self.ln_final.forward(&resid, ctx, "ln_final.hook_scale", "ln_final.hook_normalized")?;
+        let x = ctx.hp("unembed.hook_in", x)?;
+        let mut logits = x.reshape((b * p, d))?.matmul(&self.w_u)?;
+        if let Some(b_u) = &self.b_u {
+            logits = logits.broadcast_add(b_u)?;
+        }
+        ctx.hp("unembed.hook_out", logits.reshape((b, p, self.cfg.d_vocab))?)
+    }
+
+    /// Per-token next-token cross-entropy `[batch, pos-1]` (TL's `lm_cross_entropy_loss(per_token=True)`).
+    pub fn per_token_loss(&self, tokens: &Tensor, logits: &Tensor) -> Result<Tensor> {
+        let tokens = self.check_tokens(tokens)?;
+        let (b, p, v) = logits.dims3()?;
+        if tokens.dims() != [b, p] {
+            return Err(Error::Invalid(format!("logits {:?} do not match tokens {:?}", logits.dims(), tokens.dims())));
+        }
+        if p < 2 {
+            return Err(Error::Invalid("the loss needs at least 2 positions".into()));
+        }
+        let lp = candle_nn::ops::log_softmax(&logits.narrow(1, 0, p - 1)?, D::Minus1)?;
+        let next = tokens.narrow(1, 1, p - 1)?.contiguous()?.unsqueeze(2)?;
+        let _ = v;
+        Ok(lp.gather(&next, 2)?.squeeze(2)?.neg()?)
+    }
+
+    /// Mean next-token cross-entropy (scalar), TL's `loss_fn`.
+    pub fn loss(&self, tokens: &Tensor, logits: &Tensor) -> Result<Tensor> {
+        Ok(self.per_token_loss(tokens, logits)?.mean_all()?)
+    }
+
+    // --- TL-shaped weights -------------------------------------------------------------------
+
+    fn block(&self, layer: usize) -> Result<&Block> {
+        self.blocks
+            .get(layer)
+            .ok_or_else(|| Error::Invalid(format!("layer {layer} out of range (n_layers = {})", self.cfg.n_layers)))
+    }
+    /// `W_E [d_vocab, d_model]`.
+    pub fn w_e(&self) -> &Tensor {
+        &self.w_e
+    }
+    /// `W_pos [n_ctx, d_model]` (None for rotary models).
+    pub fn w_pos(&self) -> Option<&Tensor> {
+        self.w_pos.as_ref()
+    }
+    /// `W_U [d_model, d_vocab]`.
+    pub fn w_u(&self) -> &Tensor {
+        &self.w_u
+    }
+    /// `b_U [d_vocab]` (zeros when the model has none).
+    pub fn b_u(&self) -> Result<Tensor> {
+        match &self.b_u {
+            Some(b) => Ok(b.clone()),
+            None => Ok(Tensor::zeros(self.cfg.d_vocab, DType::F32, &self.device)?),
+        }
+    }
+    fn qkv_part(&self, layer: usize, start_heads: usize, n: usize) -> Result<Tensor> {
+        let (d, dh) = (self.cfg.d_model, self.cfg.d_head);
+        let w = &self.block(layer)?.attn.w_qkv;
+        Ok(w.narrow(1, start_heads * dh, n * dh)?.reshape((d, n, dh))?.permute((1, 0, 2))?)
+    }
+    /// `W_Q [n_heads, d_model, d_head]`.
+    pub fn w_q(&self, layer: usize) -> Result<Tensor> {
+        self.qkv_part(layer, 0, self.cfg.n_heads)
+    }
+    /// `W_K [n_kv_heads, d_model, d_head]`.
+    pub fn w_k(&self, layer: usize) -> Result<Tensor> {
+        self.qkv_part(layer, self.cfg.n_heads, self.cfg.n_kv_heads)
+    }
+    /// `W_V [n_kv_heads, d_model, d_head]`.
+    pub fn w_v(&self, layer: usize) -> Result<Tensor> {
+        self.qkv_part(layer, self.cfg.n_heads + self.cfg.n_kv_heads, self.cfg.n_kv_heads)
+    }
+    /// `W_O [n_heads, d_head, d_model]`.
+    pub fn w_o(&self, layer: usize) -> Result<Tensor> {
+        let c = &self.cfg;
+        Ok(self.block(layer)?.attn.w_o.reshape((c.n_heads, c.d_head, c.d_model))?)
+    }
+    /// `b_O [d_model]`.
+    pub fn b_o(&self, layer: usize) -> Result<Tensor> {
+        match &self.block(layer)?.attn.b_o {
+            Some(b) => Ok(b.clone()),
+            None => Ok(Tensor::zeros(self.cfg.d_model, DType::F32, &self.device)?),
+        }
+    }
+    /// `W_in [d_model, d_mlp]` (the up projection for gated MLPs).
+    pub fn w_in(&self, layer: usize) -> Result<Tensor> {
+        let m = &self.block(layer)?.mlp;
+        Ok(if m.gated { m.w_in.narrow(1, m.d_mlp, m.d_mlp)? } else { m.w_in.clone() })
+    }
+    /// `W_gate [d_model, d_mlp]` (gated MLPs only).
+    pub fn w_gate(&self, layer: usize) -> Result<Option<Tensor>> {
+        let m = &self.block(layer)?.mlp;
+        Ok(if m.gated { Some(m.w_in.narrow(1, 0, m.d_mlp)?) } else { None })
+    }
+    /// `W_out [d_mlp, d_model]`.
+    pub fn w_out(&self, layer: usize) -> Result<Tensor> {
+        Ok(self.block(layer)?.mlp.w_out.clone())
+    }
+    /// Number of parameters in the runtime weights.
+    pub fn n_params(&self) -> usize {
+        let mut n = self.w_e.elem_count() + self.w_u.elem_count();
+        n += self.w_pos.as_ref().map_or(0, |t| t.elem_count());
+        for b in &self.blocks {
+            n += b.attn.w_qkv.elem_count() + b.attn.w_o.elem_count() + b.mlp.w_in.elem_count() + b.mlp.w_out.elem_count();
+        }
+        n
+    }
+    /// The token ids of `logits`' top `k` at position `pos` of batch 0, with their logits.
+    pub fn top_k(&self, logits: &Tensor, pos: usize, k: usize) -> Result<Vec<(u32, f32)>> {
+        let row: Vec<f32> = logits.i((0, pos))?.to_dtype(DType::F32)?.to_vec1()?;
+        let mut idx: Vec<u32> = (0..row.len() as u32).collect();
+        let k = k.min(row.len());
+        idx.select_nth_unstable_by(k.saturating_sub(1), |a, b| row[*b as usize].total_cmp(&row[*a as usize]));
+        let mut top: Vec<(u32, f32)> = idx[..k].iter().map(|&i| (i, row[i as usize])).collect();
+        top.sort_by(|a, b| b.1.total_cmp(&a.1));
+        Ok(top)
+    }
+}
+
+/// Every hook name in forward order (what TL's cache holds after a full `run_with_cache`).
+fn all_hook_names(cfg: &ModelConfig, names: &[BlockHookNames]) -> Vec<String> {
+    let mut v = vec!["hook_embed".to_string()];
+    if matches!(cfg.positional, Positional::Standard) {
+        v.push("hook_pos_embed".into());
+    }
+    for n in names {
+        v.extend([n.resid_pre.clone(), n.ln1_scale.clone(), n.ln1_normalized.clone(), n.q.clone(), n.k.clone(), n.v.clone()]);
+        if cfg.uses_rotary() {
+            v.extend([n.rot_q.clone(), n.rot_k.clone()]);
+        }
+        v.extend([n.attn_scores.clone(), n.pattern.clone(), n.z.clone(), n.attn_out.clone(), n.resid_mid.clone()]);
+        v.extend([n.ln2_scale.clone(), n.ln2_normalized.clone(), n.mlp_pre.clone()]);
+        if cfg.gated_mlp {
+            v.push(n.mlp_pre_linear.clone());
+        }
+        v.extend([n.mlp_post.clone(), n.mlp_out.clone(), n.resid_post.clone()]);
+    }
+    v.extend(["ln_final.hook_scale", "ln_final.hook_normalized", "unembed.hook_in", "unembed.hook_out"].map(String::from));
+    let _ = Normalization::LN;
+    v
+}

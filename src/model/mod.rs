@@ -1,0 +1,56 @@
+//! The hooked model: TL-exact transformer, its configs, loaders and weight processing.
+mod blocks;
+pub mod config;
+mod gguf;
+mod gpt2;
+mod hooked;
+pub mod hub;
+mod llama;
+mod load;
+mod processing;
+mod tokens;
+pub mod weights;
+
+pub use config::{ActFn, Architecture, ModelConfig, Normalization, Positional, Processing};
+pub use hooked::HookedModel;
+pub use load::default_data_dir;
+pub use tokens::TestPromptResult;
+
+use candle_core::Device;
+use std::path::PathBuf;
+
+/// How to load a model: TL's processing switches, the hub settings, the device.
+#[derive(Clone, Debug)]
+pub struct LoadOptions {
+    /// Which of TL's weight-processing steps to apply (all on by default, as `from_pretrained`).
+    pub processing: Processing,
+    /// Hub cache directory; None → hf-hub's default (honours `HF_HOME` / `HF_HUB_CACHE`).
+    pub hub_cache_dir: Option<PathBuf>,
+    /// Hub endpoint; None → `HF_ENDPOINT` or hf-hub's default.
+    pub hub_endpoint: Option<String>,
+    /// Resolve only from the cache; None → the `HF_HUB_OFFLINE` environment variable.
+    pub offline: Option<bool>,
+    /// Hub revision; None → `main`.
+    pub revision: Option<String>,
+    pub device: Device,
+}
+
+impl Default for LoadOptions {
+    fn default() -> Self {
+        LoadOptions {
+            processing: Processing::default(),
+            hub_cache_dir: None,
+            hub_endpoint: None,
+            offline: None,
+            revision: None,
+            device: Device::Cpu,
+        }
+    }
+}
+
+impl LoadOptions {
+    /// TL's `from_pretrained_no_processing`.
+    pub fn no_processing() -> Self {
+        LoadOptions { processing: Processing::none(), ..Default::default() }
+    }
+}

@@ -1,0 +1,130 @@
+//! Weights in TransformerLens's state-dict layout (`blocks.{l}.attn.W_Q [n_heads, d_model, d_head]`,
+//! `unembed.W_U [d_model, d_vocab]`, ...), and the sources they are converted from.
+use crate::error::{Error, Result};
+use candle_core::Tensor;
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+
+/// A TL-layout state dict. Biases that are absent are zero (as TL's llama conversion writes them).
+#[derive(Default)]
+pub struct StateDict {
+    map: HashMap<String, Tensor>,
+}
+
+impl StateDict {
+    pub fn insert(&mut self, name: impl Into<String>, t: Tensor) {
+        self.map.insert(name.into(), t);
+    }
+    pub fn get(&self, name: &str) -> Option<&Tensor> {
+        self.map.get(name)
+    }
+    pub fn contains(&self, name: &str) -> bool {
+        self.map.contains_key(name)
+    }
+    pub fn remove(&mut self, name: &str) -> Option<Tensor> {
+        self.map.remove(name)
+    }
+    /// Remove a required weight; a missing one is a bug in a converter, reported as a config error.
+    pub fn take(&mut self, name: &str) -> Result<Tensor> {
+        self.map.remove(name).ok_or_else(|| Error::Config(format!("weight `{name}` missing after conversion")))
+    }
+    pub fn names(&self) -> impl Iterator<Item = &str> {
+        self.map.keys().map(|s| s.as_str())
+    }
+    pub fn len(&self) -> usize {
+        self.map.len()
+    }
+    pub fn is_empty(&self) -> bool {
+        self.map.is_empty()
+    }
+}
+
+/// Where a converter reads source tensors from, one at a time (so that loading never holds two
+/// copies of the model).
+pub(crate) trait TensorSource {
+    /// The tensor `name` (in the source's HF naming), as f32.
+    fn tensor(&mut self, name: &str) -> Result<Tensor>;
+    fn has(&self, name: &str) -> bool;
+    /// The file being read, for error messages.
+    fn path(&self) -> &Path;
+}
+
+/// Safetensors files (one, or the shards of an index), memory-mapped.
+pub(crate) struct SafetensorsSource {
+    st: candle_core::safetensors::MmapedSafetensors,
+    path: PathBuf,
+    /// Prefix to strip, e.g. `transformer.` in GPT2LMHeadModel checkpoints.
+    prefixes: Vec<String>,
+}
+
+impl SafetensorsSource {
+    pub fn open(files: &[PathBuf], display_path: &Path, prefixes: &[&str]) -> Result<Self> {
+        for f in files {
+            check_safetensors_header(f)?;
+        }
+        // SAFETY: the files are opened read-only and not modified while mapped.
+        let st = unsafe { candle_core::safetensors::MmapedSafetensors::multi(files) }
+            .map_err(|e| Error::model_file(display_path, format!("not a valid safetensors file: {e}")))?;
+        Ok(SafetensorsSource { st, path: display_path.to_path_buf(), prefixes: prefixes.iter().map(|s| s.to_string()).collect() })
+    }
+    fn resolve(&self, name: &str) -> Option<String> {
+        let mut cands = vec![name.to_string()];
+        cands.extend(self.prefixes.iter().map(|p| format!("{p}{name}")));
+        cands.into_iter().find(|c| self.st.get(c).is_ok())
+    }
+}
+
+impl TensorSource for SafetensorsSource {
+    fn tensor(&mut self, name: &str) -> Result<Tensor> {
+        let full = self
+            .resolve(name)
+            .ok_or_else(|| Error::model_file(&self.path, format!("tensor `{name}` not found")))?;
+        let t = self
+            .st
+            .load(&full, &candle_core::Device::Cpu)
+            .map_err(|e| Error::model_file(&self.path, format!("tensor `{full}`: {e}")))?;
+        Ok(t.to_dtype(candle_core::DType::F32)?)
+    }
+    fn has(&self, name: &str) -> bool {
+        self.resolve(name).is_some()
+    }
+    fn path(&self) -> &Path {
+        &self.path
+    }
+}
+
+/// Validate a safetensors header and that the file is as long as the header says, so a
+/// truncated file gives a clear error instead of a fault while mapped.
+fn check_safetensors_header(path: &Path) -> Result<()> {
+    use std::io::Read;
+    let mut f = std::fs::File::open(path).map_err(|e| Error::model_file(path, e))?;
+    let len = f.metadata().map_err(|e| Error::model_file(path, e))?.len();
+    let mut n = [0u8; 8];
+    f.read_exact(&mut n).map_err(|_| Error::model_file(path, "file is shorter than a safetensors header (truncated?)"))?;
+    let n = u64::from_le_bytes(n);
+    if n > len.saturating_sub(8) || n > 100 << 20 {
+        return Err(Error::model_file(path, format!("corrupt safetensors header (header length {n}, file length {len})")));
+    }
+    let mut buf = vec![0u8; n as usize];
+    f.read_exact(&mut buf).map_err(|e| Error::model_file(path, e))?;
+    let header: serde_json::Value =
+        serde_json::from_slice(&buf).map_err(|e| Error::model_file(path, format!("corrupt safetensors header: {e}")))?;
+    let mut end = 0u64;
+    if let Some(obj) = header.as_object() {
+        for (k, v) in obj {
+            if k == "__metadata__" {
+                continue;
+            }
+            if let Some(off) = v.get("data_offsets").and_then(|o| o.as_array()) {
+                end = end.max(off.get(1).and_then(|x| x.as_u64()).unwrap_or(0));
+            }
+        }
+    }
+    if 8 + n + end > len {
+        return Err(Error::model_file(
+            path,
+            format!("truncated: the header describes {} bytes of data but the file has {}", end, len - 8 - n),
+        ));
+    }
+    Ok(())
+}

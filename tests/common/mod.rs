@@ -1,0 +1,4 @@
+//! Shared test helpers (`mod common;` in each test file).
+#![allow(dead_code)]
+
+pub mod hub_server;

@@ -1,0 +1,153 @@
+//! Golden tests against TransformerLens itself: `scripts/make_goldens.py` ran TL on the same
+//! weights and saved every hook, the logits and the log-probs under `tests/fixtures/tl/`.
+//! Every tensor must match within 1e-4 relative error (`max|a-b| / max|b|`).
+use saescope::{DType, Device, HookedModel, LoadOptions, NamesFilter, Tensor};
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+
+const TOL: f64 = 1e-4;
+
+fn fixtures() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures")
+}
+
+fn smollm2_path() -> PathBuf {
+    let p = saescope::model::default_data_dir().join("models/SmolLM2-135M-Instruct.Q4_1.gguf");
+    assert!(p.exists(), "{} is missing: run scripts/fetch_model.sh first", p.display());
+    p
+}
+
+struct Golden {
+    tensors: HashMap<String, Tensor>,
+    metadata: HashMap<String, String>,
+}
+
+fn load_golden(name: &str) -> Golden {
+    let path = fixtures().join("tl").join(format!("{name}.safetensors"));
+    let bytes = std::fs::read(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+    let (_, meta) = safetensors::SafeTensors::read_metadata(&bytes).unwrap();
+    let metadata = meta.metadata().clone().unwrap_or_default();
+    let tensors = saescope::candle_core::safetensors::load_buffer(&bytes, &Device::Cpu).unwrap();
+    Golden { tensors, metadata }
+}
+
+/// `max|a-b| / max|b|` over finite entries; infinities must coincide exactly.
+fn rel_err(name: &str, a: &Tensor, b: &Tensor) -> Result<f64, String> {
+    if a.dims() != b.dims() {
+        return Err(format!("{name}: shape {:?} != TL {:?}", a.dims(), b.dims()));
+    }
+    let a: Vec<f32> = a.to_dtype(DType::F32).unwrap().flatten_all().unwrap().to_vec1().unwrap();
+    let b: Vec<f32> = b.to_dtype(DType::F32).unwrap().flatten_all().unwrap().to_vec1().unwrap();
+    let (mut diff, mut scale) = (0f64, 0f64);
+    for (x, y) in a.iter().zip(&b) {
+        if y.is_infinite() || x.is_infinite() {
+            if x != y {
+                return Err(format!("{name}: {x} vs TL {y}"));
+            }
+            continue;
+        }
+        if x.is_nan() || y.is_nan() {
+            return Err(format!("{name}: NaN (ours {x}, TL {y})"));
+        }
+        diff = diff.max((*x as f64 - *y as f64).abs());
+        scale = scale.max((*y as f64).abs());
+    }
+    Ok(if scale == 0.0 { diff } else { diff / scale })
+}
+
+fn check(model: &HookedModel, golden: &Golden, expect_all_hooks: bool) {
+    let tokens = golden.tensors["tokens"].to_dtype(DType::U32).unwrap();
+    let (logits, cache) = model.run_with_cache(&tokens, NamesFilter::All, None).unwrap();
+    let mut failures = Vec::new();
+    let mut worst = (0f64, String::new());
+    let mut n = 0;
+    for (name, want) in &golden.tensors {
+        let got = match name.as_str() {
+            "tokens" => continue,
+            "logits" => logits.clone(),
+            "log_probs" => saescope::candle_core::Tensor::log_sum_exp(&logits, saescope::D::Minus1)
+                .and_then(|lse| logits.broadcast_sub(&lse.unsqueeze(2)?))
+                .unwrap(),
+            hook => match cache.get(hook) {
+                Ok(t) => t.clone(),
+                Err(e) => {
+                    failures.push(format!("{hook}: {e}"));
+                    continue;
+                }
+            },
+        };
+        n += 1;
+        match rel_err(name, &got, want) {
+            Ok(e) if e <= TOL => {
+                if e > worst.0 {
+                    worst = (e, name.clone());
+                }
+            }
+            Ok(e) => failures.push(format!("{name}: relative error {e:.3e} > {TOL:e}")),
+            Err(m) => failures.push(m),
+        }
+    }
+    if expect_all_hooks {
+        let golden_hooks: Vec<&String> =
+            golden.tensors.keys().filter(|k| !matches!(k.as_str(), "tokens" | "logits" | "log_probs")).collect();
+        for h in model.hook_names() {
+            if !golden.tensors.contains_key(h) {
+                failures.push(format!("{h}: saescope has this hook but TL's cache does not"));
+            }
+        }
+        assert_eq!(golden_hooks.len(), model.hook_names().len(), "hook count differs from TL");
+    }
+    failures.sort();
+    assert!(failures.is_empty(), "{} of {n} tensors differ from TL:\n{}", failures.len(), failures.join("\n"));
+    eprintln!("{n} tensors match TL; worst relative error {:.2e} at {}", worst.0, worst.1);
+}
+
+fn opts(processed: bool) -> LoadOptions {
+    if processed {
+        LoadOptions::default()
+    } else {
+        LoadOptions::no_processing()
+    }
+}
+
+fn run_hf(dir: &str, golden: &str, processed: bool) {
+    let model = HookedModel::from_pretrained_with(fixtures().join(dir).to_str().unwrap(), &opts(processed)).unwrap();
+    check(&model, &load_golden(golden), true);
+}
+
+#[test]
+fn tiny_gpt2_processed_matches_tl() {
+    run_hf("tiny-gpt2", "tiny_gpt2_processed", true);
+}
+#[test]
+fn tiny_gpt2_unprocessed_matches_tl() {
+    run_hf("tiny-gpt2", "tiny_gpt2_unprocessed", false);
+}
+#[test]
+fn tiny_llama_processed_matches_tl() {
+    run_hf("tiny-llama", "tiny_llama_processed", true);
+}
+#[test]
+fn tiny_llama_unprocessed_matches_tl() {
+    run_hf("tiny-llama", "tiny_llama_unprocessed", false);
+}
+
+fn run_smollm2(processed: bool) {
+    let golden = load_golden(if processed { "smollm2_processed" } else { "smollm2_unprocessed" });
+    let model = HookedModel::from_gguf(&smollm2_path(), &opts(processed)).unwrap();
+    // TL's to_tokens (BOS prepended) gives the same ids as ours.
+    let prompt = golden.metadata.get("prompt").expect("golden has the prompt in its metadata");
+    let ours: Vec<Vec<u32>> = model.to_tokens(prompt).unwrap().to_vec2().unwrap();
+    let tl: Vec<Vec<u32>> = golden.tensors["tokens"].to_dtype(DType::U32).unwrap().to_vec2().unwrap();
+    assert_eq!(ours, tl, "to_tokens({prompt:?}) differs from TL");
+    check(&model, &golden, processed);
+}
+
+#[test]
+fn smollm2_processed_matches_tl() {
+    run_smollm2(true);
+}
+#[test]
+fn smollm2_unprocessed_matches_tl() {
+    run_smollm2(false);
+}
