@@ -167,7 +167,7 @@ impl ActivationCache {
             return Err(Error::Invalid("logit_attrs: no tokens given".into()));
         }
         let ids = Tensor::new(tokens, self.w_u.device())?;
-        let d = self.w_u.t()?.index_select(&ids, 0)?;
+        let d = self.w_u.index_select(&ids, 1)?.t()?.contiguous()?;
         Ok(if tokens.len() == 1 { d.squeeze(0)? } else { d })
     }
 }

@@ -20,11 +20,10 @@ pub(crate) struct GgufSource {
 
 impl GgufSource {
     pub fn open(path: &Path) -> Result<Self> {
+        let content = crate::tokenizer::read_gguf_content(path)?;
         let file = File::open(path).map_err(|e| Error::model_file(path, e))?;
         let len = file.metadata().map_err(|e| Error::model_file(path, e))?.len();
-        let mut reader = BufReader::new(file);
-        let content = gguf_file::Content::read(&mut reader)
-            .map_err(|e| Error::model_file(path, format!("not a valid GGUF file: {e}")))?;
+        let reader = BufReader::new(file);
         // A truncated file reads its header fine; check that every tensor's bytes are present.
         for (name, info) in &content.tensor_infos {
             let bytes = info.shape.elem_count() / info.ggml_dtype.block_size() * info.ggml_dtype.type_size();
@@ -160,8 +159,5 @@ impl TensorSource for GgufSource {
     }
     fn has(&self, name: &str) -> bool {
         self.gguf_name(name).is_some_and(|(g, _)| self.content.tensor_infos.contains_key(&g))
-    }
-    fn path(&self) -> &Path {
-        &self.path
     }
 }

@@ -45,8 +45,6 @@ pub(crate) trait TensorSource {
     /// The tensor `name` (in the source's HF naming), as f32.
     fn tensor(&mut self, name: &str) -> Result<Tensor>;
     fn has(&self, name: &str) -> bool;
-    /// The file being read, for error messages.
-    fn path(&self) -> &Path;
 }
 
 /// Safetensors files (one, or the shards of an index), memory-mapped.
@@ -87,9 +85,6 @@ impl TensorSource for SafetensorsSource {
     }
     fn has(&self, name: &str) -> bool {
         self.resolve(name).is_some()
-    }
-    fn path(&self) -> &Path {
-        &self.path
     }
 }
 
