@@ -1,6 +1,8 @@
 //! Line charts and heatmaps rendered to SVG with plotters.
 use candle_core::{DType, Tensor};
-use plotters::coord::combinators::BindKeyPoints;
+use std::ops::Range;
+
+use plotters::coord::ranged1d::{DefaultFormatting, KeyPointHint, KeyPointWeight};
 use plotters::prelude::*;
 use plotters::style::text_anchor::{HPos, Pos, VPos};
 
@@ -48,14 +50,54 @@ const DIVERGING: [(f32, [u8; 3]); 5] = [
 
 /// Maps plotters' drawing errors into the crate error.
 fn plot_err<E: std::error::Error + Send + Sync>(e: DrawingAreaErrorKind<E>) -> Error {
-    let hint = match &e {
-        DrawingAreaErrorKind::BackendError(DrawingErrorKind::FontError(_)) => {
-            " (no usable system font: install fontconfig and a TrueType font, e.g. the \
-             fonts-dejavu-core package)"
-        }
-        _ => "",
+    let msg = e.to_string();
+    let hint = if msg.contains("Font loading error") {
+        " (no usable system font: install fontconfig and a TrueType font, e.g. the \
+         fonts-dejavu-core package)"
+    } else {
+        ""
     };
-    Error::Invalid(format!("plotting failed: {e}{hint}"))
+    Error::Invalid(format!("plotting failed: {msg}{hint}"))
+}
+
+/// A linear f64 axis whose ticks sit exactly at the given positions (plotters'
+/// `with_key_points` loses the default label formatting, so it cannot take a label formatter).
+#[derive(Clone)]
+struct TickAxis {
+    lo: f64,
+    hi: f64,
+    ticks: Vec<f64>,
+}
+
+impl TickAxis {
+    fn new(range: Range<f64>, ticks: Vec<f64>) -> Self {
+        TickAxis { lo: range.start, hi: range.end, ticks }
+    }
+}
+
+impl Ranged for TickAxis {
+    type FormatOption = DefaultFormatting;
+    type ValueType = f64;
+
+    fn map(&self, v: &f64, limit: (i32, i32)) -> i32 {
+        if self.hi == self.lo {
+            return (limit.0 + limit.1) / 2;
+        }
+        let t = (v - self.lo) / (self.hi - self.lo);
+        limit.0 + ((limit.1 - limit.0) as f64 * t + 1e-3).floor() as i32
+    }
+
+    fn key_points<H: KeyPointHint>(&self, hint: H) -> Vec<f64> {
+        match hint.weight() {
+            KeyPointWeight::Bold => self.ticks.clone(),
+            // No light (minor) grid lines.
+            KeyPointWeight::Any => Vec::new(),
+        }
+    }
+
+    fn range(&self) -> Range<f64> {
+        self.lo..self.hi
+    }
 }
 
 /// Tick labels are shown verbatim except that control characters become escapes (a newline
@@ -205,7 +247,7 @@ pub fn line_chart(
             .x_label_area_size(x_area)
             .y_label_area_size(78)
             .build_cartesian_2d(
-                x_range.with_key_points(ticks.iter().map(|&i| i as f64).collect()),
+                TickAxis::new(x_range, ticks.iter().map(|&i| i as f64).collect()),
                 y0..y1,
             )
             .map_err(plot_err)?;
@@ -428,8 +470,8 @@ pub fn heatmap_with(
             .x_label_area_size(bottom)
             .y_label_area_size(left)
             .build_cartesian_2d(
-                (0.0..nc).with_key_points(col_ticks.iter().map(|&c| c as f64 + 0.5).collect()),
-                (0.0..nr).with_key_points(row_ticks.iter().map(|&r| nr - r as f64 - 0.5).collect()),
+                TickAxis::new(0.0..nc, col_ticks.iter().map(|&c| c as f64 + 0.5).collect()),
+                TickAxis::new(0.0..nr, row_ticks.iter().map(|&r| nr - r as f64 - 0.5).collect()),
             )
             .map_err(plot_err)?;
         let fmt_y = |v: &f64| -> String {
