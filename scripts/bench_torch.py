@@ -57,19 +57,24 @@ def main() -> None:
     torch.set_num_threads(args.threads)
     warnings.filterwarnings("ignore")
 
+    use_tl = args.tl or args.tl_cache
+    if use_tl:
+        # Reuse the exact model loading and TL construction of the goldens (processed =
+        # from_pretrained defaults). Imported before the clock starts, like transformers below.
+        sys.path.insert(0, str(Path(__file__).resolve().parent))
+        import make_goldens as mg
     from transformers import AutoModelForCausalLM
 
     t0 = time.perf_counter()
-    hf_model = AutoModelForCausalLM.from_pretrained(
-        str(GGUF_DIR), gguf_file=GGUF_FILE, dtype=torch.float32
-    ).eval()
+    if use_tl:
+        hf_model = mg.load_smollm2_hf()
+    else:
+        hf_model = AutoModelForCausalLM.from_pretrained(
+            str(GGUF_DIR), gguf_file=GGUF_FILE, dtype=torch.float32
+        ).eval()
     vocab = hf_model.config.vocab_size
 
-    if args.tl or args.tl_cache:
-        # Reuse the exact TL construction of the goldens (processed = from_pretrained defaults).
-        sys.path.insert(0, str(Path(__file__).resolve().parent))
-        import make_goldens as mg
-
+    if use_tl:
         cfg_dict = mg.tl_cfg_dict_llama(hf_model.config)
         model = mg.build_tl_model(hf_model, cfg_dict, "smollm2", "processed")
         del hf_model

