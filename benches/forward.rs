@@ -41,6 +41,11 @@ fn median(v: &[f64]) -> f64 {
 
 fn main() {
     let args: Vec<String> = std::env::args().collect();
+    // `cargo test --all-targets` runs bench targets without `--bench`: do nothing then.
+    if !args.iter().any(|a| a == "--bench") {
+        println!("forward benchmark: run with `cargo bench --bench forward` (see scripts/bench.sh)");
+        return;
+    }
     let (batch, seq) = (arg(&args, "--batch", 8), arg(&args, "--seq", 128));
     let (iters, warmup) = (arg(&args, "--iters", 3), arg(&args, "--warmup", 1));
     let threads = saescope::candle_core::utils::get_num_threads();

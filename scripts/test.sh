@@ -6,9 +6,8 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 start=$(date +%s)
 scripts/fetch_model.sh
-cargo build --release --all-targets
-cargo test --release --all-targets
-cargo test --release --doc
+cargo build --release --all-targets   # benches and examples must compile too
+cargo test --release                  # unit, integration, CLI, golden and doc tests
 if [ "${SAESCOPE_SKIP_NOTEBOOKS:-0}" != "1" ]; then
   scripts/setup_notebooks.sh
   scripts/run_notebooks.sh

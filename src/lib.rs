@@ -2,6 +2,9 @@
 //!
 //! The foundation is [`HookedModel`], a TransformerLens-exact transformer with every TL hook
 //! point, TL's default weight processing and an [`ActivationCache`].
+//!
+//! The README follows (its quickstart is compiled and run as a doctest).
+#![doc = include_str!("../README.md")]
 pub mod error;
 pub mod hooks;
 pub mod model;

@@ -135,6 +135,24 @@ fn max_text_width(labels: &[String], pt: f64) -> u32 {
     labels.iter().map(|l| text_size(l, pt).0).max().unwrap_or(0)
 }
 
+/// Formats an axis value with as many decimals as ticks about `span / 8` apart need, and
+/// without a minus sign on zero.
+fn fmt_tick(v: f64, span: f64) -> String {
+    let step = span / 8.0;
+    let mut decimals =
+        if step > 0.0 && step.is_finite() { (-step.log10().floor()).clamp(0.0, 6.0) as usize } else { 2 };
+    // A tick such as 0.25 needs one more decimal than its spacing suggests.
+    while decimals < 6 && (format!("{v:.decimals$}").parse::<f64>().unwrap_or(v) - v).abs() > step * 1e-3 {
+        decimals += 1;
+    }
+    let s = format!("{v:.decimals$}");
+    if s.trim_start_matches('-').chars().all(|c| c == '0' || c == '.') {
+        s.trim_start_matches('-').to_string()
+    } else {
+        s
+    }
+}
+
 /// Indices `0, k, 2k, ...` with `k` chosen so that at most `max_ticks` are shown.
 fn tick_indices(n: usize, max_ticks: usize) -> Vec<usize> {
     let step = n.div_ceil(max_ticks.max(1)).max(1);
@@ -263,9 +281,12 @@ pub fn line_chart(
                 String::new()
             }
         };
+        let y_span = (y1 - y0) as f64;
+        let fmt_y = |v: &f32| fmt_tick(*v as f64, y_span);
         chart
             .configure_mesh()
             .x_label_formatter(&fmt_x)
+            .y_label_formatter(&fmt_y)
             .y_desc(y_label)
             .label_style((FONT, LABEL_PT))
             .axis_desc_style((FONT, LABEL_PT + 1.0))
@@ -519,8 +540,11 @@ pub fn heatmap_with(
             .set_label_area_size(LabelAreaPosition::Right, 64)
             .build_cartesian_2d(0f32..1f32, vmin..vmax)
             .map_err(plot_err)?;
+        let bar_span = (vmax - vmin) as f64;
+        let fmt_bar = |v: &f32| fmt_tick(*v as f64, bar_span);
         bar.configure_mesh()
             .disable_mesh()
+            .y_label_formatter(&fmt_bar)
             .disable_x_axis()
             .y_labels(6)
             .label_style((FONT, LABEL_PT - 1.0))
@@ -552,6 +576,13 @@ mod tests {
     fn ticks_are_thinned() {
         assert_eq!(tick_indices(5, 40), vec![0, 1, 2, 3, 4]);
         assert_eq!(tick_indices(100, 40), (0..100).step_by(3).collect::<Vec<_>>());
+    }
+
+    #[test]
+    fn tick_format() {
+        assert_eq!(fmt_tick(-0.0001, 2.0), "0.0");
+        assert_eq!(fmt_tick(35.0, 40.0), "35");
+        assert_eq!(fmt_tick(0.25, 1.0), "0.25");
     }
 
     #[test]

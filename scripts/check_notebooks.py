@@ -1,0 +1,107 @@
+#!/usr/bin/env python3
+"""Check executed notebooks: no cell may have an error, and cells must have the outputs they declare.
+
+Usage: check_notebooks.py SOURCE.ipynb EXECUTED.ipynb [SOURCE.ipynb EXECUTED.ipynb ...]
+(scripts/run_notebooks.sh calls it with each notebook and its executed copy in notebooks/out/).
+
+A notebook fails when
+  * its executed copy is missing (nbconvert aborted: kernel died, a cell timed out, ...);
+  * a code cell has an `error` output (evcxr reports compile and runtime errors this way), or
+    was not executed;
+  * a cell's metadata declares expectations that its outputs do not meet:
+
+        "metadata": {"saescope": {"expect": ["image/svg+xml"], "contains": ["Paris"]}}
+
+    `expect` lists MIME types that some display/result output must carry (`stdout` and `stderr`
+    stand for stream outputs); `contains` lists strings that must appear in the cell's text
+    (text/plain results and streams).
+
+Prints one line per problem (notebook, cell index, what went wrong), then
+`notebooks: N passed, M failed`; exits 1 when any notebook failed. Standard library only.
+"""
+import json
+import os
+import re
+import sys
+
+ANSI = re.compile(r"\x1b\[[0-9;]*[A-Za-z]")
+
+
+def text_of(value):
+    return "".join(value) if isinstance(value, list) else str(value)
+
+
+def first_line(cell):
+    for line in text_of(cell.get("source", "")).splitlines():
+        if line.strip():
+            return line.strip()[:70]
+    return "<empty>"
+
+
+def check(source, executed):
+    """Returns a list of problem descriptions for one notebook."""
+    if not os.path.exists(executed):
+        return [f"no executed copy at {executed}: execution aborted (kernel died or a cell "
+                "timed out; see the nbconvert output above)"]
+    with open(executed, encoding="utf-8") as f:
+        nb = json.load(f)
+    problems = []
+    for index, cell in enumerate(nb.get("cells", [])):
+        if cell.get("cell_type") != "code":
+            continue
+        where = f"cell {index} (`{first_line(cell)}`)"
+        outputs = cell.get("outputs", [])
+        if text_of(cell.get("source", "")).strip() and cell.get("execution_count") is None:
+            problems.append(f"{where}: was not executed")
+        for out in outputs:
+            if out.get("output_type") == "error":
+                trace = "\n".join(ANSI.sub("", t) for t in out.get("traceback", []))
+                detail = trace.strip() or f"{out.get('ename', '')}: {out.get('evalue', '')}"
+                detail = "\n      ".join(detail.splitlines()[:30])
+                problems.append(f"{where}: error output:\n      {detail}")
+        meta = cell.get("metadata", {}).get("saescope", {})
+        mimes = set()
+        texts = []
+        for out in outputs:
+            kind = out.get("output_type")
+            if kind == "stream":
+                mimes.add(out.get("name", "stdout"))
+                texts.append(text_of(out.get("text", "")))
+            elif kind in ("display_data", "execute_result"):
+                data = out.get("data", {})
+                mimes.update(data)
+                if "text/plain" in data:
+                    texts.append(text_of(data["text/plain"]))
+        for mime in meta.get("expect", []):
+            if mime not in mimes:
+                have = ", ".join(sorted(mimes)) or "no outputs"
+                problems.append(f"{where}: expected a `{mime}` output, found {have}")
+        joined = "".join(texts)
+        for needle in meta.get("contains", []):
+            if needle not in joined:
+                problems.append(f"{where}: expected the output text to contain {needle!r}")
+    return problems
+
+
+def main(argv):
+    if not argv or len(argv) % 2:
+        print(__doc__, file=sys.stderr)
+        return 2
+    passed = failed = 0
+    for source, executed in zip(argv[0::2], argv[1::2]):
+        name = os.path.basename(source)
+        problems = check(source, executed)
+        if problems:
+            failed += 1
+            print(f"FAIL {name}")
+            for p in problems:
+                print(f"  {name}: {p}")
+        else:
+            passed += 1
+            print(f"ok   {name}")
+    print(f"notebooks: {passed} passed, {failed} failed")
+    return 1 if failed else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))
