@@ -7,14 +7,22 @@ use saescope::{HookedModel, LoadOptions, NamesFilter, Tensor};
 use std::time::Instant;
 
 fn arg(args: &[String], name: &str, default: usize) -> usize {
-    args.iter().position(|a| a == name).and_then(|i| args.get(i + 1)).and_then(|v| v.parse().ok()).unwrap_or(default)
+    args.iter()
+        .position(|a| a == name)
+        .and_then(|i| args.get(i + 1))
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(default)
 }
 
 /// (VmRSS, VmHWM) of this process in MiB.
 fn rss_mib() -> (f64, f64) {
     let s = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
     let get = |k: &str| {
-        s.lines().find(|l| l.starts_with(k)).and_then(|l| l.split_whitespace().nth(1)).and_then(|v| v.parse::<f64>().ok()).unwrap_or(0.0)
+        s.lines()
+            .find(|l| l.starts_with(k))
+            .and_then(|l| l.split_whitespace().nth(1))
+            .and_then(|v| v.parse::<f64>().ok())
+            .unwrap_or(0.0)
             / 1024.0
     };
     (get("VmRSS:"), get("VmHWM:"))
@@ -43,7 +51,9 @@ fn main() {
     let args: Vec<String> = std::env::args().collect();
     // `cargo test --all-targets` runs bench targets without `--bench`: do nothing then.
     if !args.iter().any(|a| a == "--bench") {
-        println!("forward benchmark: run with `cargo bench --bench forward` (see scripts/bench.sh)");
+        println!(
+            "forward benchmark: run with `cargo bench --bench forward` (see scripts/bench.sh)"
+        );
         return;
     }
     let (batch, seq) = (arg(&args, "--batch", 8), arg(&args, "--seq", 128));
@@ -52,7 +62,8 @@ fn main() {
 
     let (rss0, _) = rss_mib();
     let t = Instant::now();
-    let model = HookedModel::from_pretrained_with("smollm2", &LoadOptions::default()).expect("load smollm2 (run scripts/fetch_model.sh)");
+    let model = HookedModel::from_pretrained_with("smollm2", &LoadOptions::default())
+        .expect("load smollm2 (run scripts/fetch_model.sh)");
     let load_s = t.elapsed().as_secs_f64();
     let (rss_loaded, peak_load) = rss_mib();
     let weights_mib = model.n_params() as f64 * 4.0 / (1024.0 * 1024.0);
@@ -66,7 +77,9 @@ fn main() {
     let mut s: u64 = 0x5eed;
     let ids: Vec<u32> = (0..batch * seq)
         .map(|_| {
-            s = s.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+            s = s
+                .wrapping_mul(6364136223846793005)
+                .wrapping_add(1442695040888963407);
             ((s >> 33) % model.cfg().d_vocab as u64) as u32
         })
         .collect();
@@ -77,11 +90,16 @@ fn main() {
         model.forward(&tokens).unwrap();
     });
     let cache = time_iters(iters, warmup, || {
-        model.run_with_cache(&tokens, NamesFilter::All, None).unwrap();
+        model
+            .run_with_cache(&tokens, NamesFilter::All, None)
+            .unwrap();
     });
     let (_, peak) = rss_mib();
     let (f, c) = (median(&fwd), median(&cache));
-    println!("forward [{batch}x{seq}], {threads} threads: {f:.3}s/iter  {:.0} tok/s   (iters {fwd:.3?})", n_tok / f);
+    println!(
+        "forward [{batch}x{seq}], {threads} threads: {f:.3}s/iter  {:.0} tok/s   (iters {fwd:.3?})",
+        n_tok / f
+    );
     println!(
         "run_with_cache(all hooks): {c:.3}s/iter  {:.0} tok/s  overhead {:+.1}%   (iters {cache:.3?})",
         n_tok / c,

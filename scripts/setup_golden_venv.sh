@@ -18,8 +18,10 @@ cd "$(dirname "$0")/.."
 VENV=.venv-golden
 PY=${PYTHON:-python3}
 
-# Exact versions verified to work together (TransformerLens 3.9.0 needs transformers>=5.9 and
-# torch>=2.6; numpy 2.5 needs Python >=3.12, the machine has 3.11). transformers' GGUF loader needs the `gguf` package to read/dequantize the file.
+# Exact versions verified to work together on Python 3.11: TransformerLens 3.9.0 needs
+# transformers>=5.9 and torch>=2.6; numpy 2.5 needs Python>=3.12, hence numpy 2.4.6.
+# transformers' GGUF loader needs the `gguf` package to read and dequantize the model file.
+# (pip also pulls in TL's own dependencies: accelerate, datasets, wandb, einops, jaxtyping, ...)
 PINS=(
   "torch==2.15.0"
   "transformer-lens==3.9.0"

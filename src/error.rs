@@ -6,7 +6,10 @@ use std::path::PathBuf;
 pub enum Error {
     /// A hook name that the model does not have; `suggestions` are the nearest valid names.
     #[error("unknown hook name `{name}`; nearest valid names: {}", suggestions.join(", "))]
-    UnknownHook { name: String, suggestions: Vec<String> },
+    UnknownHook {
+        name: String,
+        suggestions: Vec<String>,
+    },
 
     /// A model file that is missing, truncated or corrupt.
     #[error("cannot load model file {}: {reason}", path.display())]
@@ -30,25 +33,41 @@ pub enum Error {
 
     /// Downloading through the hub (hf-hub) failed.
     #[error("hub download of `{repo}/{file}` failed: {reason}")]
-    Hub { repo: String, file: String, reason: String },
+    Hub {
+        repo: String,
+        file: String,
+        reason: String,
+    },
 
     #[error(transparent)]
     Candle(#[from] candle_core::Error),
 
     #[error("I/O error on {}: {source}", path.display())]
-    Io { path: PathBuf, source: std::io::Error },
+    Io {
+        path: PathBuf,
+        source: std::io::Error,
+    },
 
     #[error("JSON error in {}: {source}", path.display())]
-    Json { path: PathBuf, source: serde_json::Error },
+    Json {
+        path: PathBuf,
+        source: serde_json::Error,
+    },
 }
 
 pub type Result<T> = std::result::Result<T, Error>;
 
 impl Error {
     pub(crate) fn model_file(path: impl Into<PathBuf>, reason: impl std::fmt::Display) -> Self {
-        Error::ModelFile { path: path.into(), reason: reason.to_string() }
+        Error::ModelFile {
+            path: path.into(),
+            reason: reason.to_string(),
+        }
     }
     pub(crate) fn io(path: impl Into<PathBuf>, source: std::io::Error) -> Self {
-        Error::Io { path: path.into(), source }
+        Error::Io {
+            path: path.into(),
+            source,
+        }
     }
 }

@@ -92,17 +92,28 @@ fn meta_bool(content: &gguf_file::Content, key: &str) -> Option<bool> {
 
 fn meta_strings(content: &gguf_file::Content, path: &Path, key: &str) -> Result<Vec<String>> {
     let v = meta(content, key).ok_or_else(|| {
-        gguf_err(path, format!("missing metadata key `{key}` (is this a GGUF with an embedded tokenizer?)"))
+        gguf_err(
+            path,
+            format!("missing metadata key `{key}` (is this a GGUF with an embedded tokenizer?)"),
+        )
     })?;
     let arr = match v {
         gguf_file::Value::Array(a) => a,
-        other => return Err(gguf_err(path, format!("`{key}` is not an array but {:?}", other.value_type()))),
+        other => {
+            return Err(gguf_err(
+                path,
+                format!("`{key}` is not an array but {:?}", other.value_type()),
+            ))
+        }
     };
     arr.iter()
         .enumerate()
         .map(|(i, v)| match v {
             gguf_file::Value::String(s) => Ok(s.clone()),
-            other => Err(gguf_err(path, format!("`{key}`[{i}] is not a string: {other:?}"))),
+            other => Err(gguf_err(
+                path,
+                format!("`{key}`[{i}] is not a string: {other:?}"),
+            )),
         })
         .collect()
 }
@@ -111,9 +122,13 @@ fn meta_strings(content: &gguf_file::Content, path: &Path, key: &str) -> Result<
 /// corresponding model family.
 fn pre_tokenizer_for(pre: &str, add_prefix_space: bool) -> Result<(PreTokenizerWrapper, bool)> {
     let split = |re: &str| -> Result<PreTokenizerWrapper> {
-        Split::new(SplitPattern::Regex(re.to_string()), SplitDelimiterBehavior::Isolated, false)
-            .map(Into::into)
-            .map_err(|e| Error::Tokenizer(format!("bad pre-tokenizer regex: {e}")))
+        Split::new(
+            SplitPattern::Regex(re.to_string()),
+            SplitDelimiterBehavior::Isolated,
+            false,
+        )
+        .map(Into::into)
+        .map_err(|e| Error::Tokenizer(format!("bad pre-tokenizer regex: {e}")))
     };
     // Returns (pre-tokenizer, whether to NFC-normalize).
     Ok(match pre {
@@ -126,10 +141,22 @@ fn pre_tokenizer_for(pre: &str, add_prefix_space: bool) -> Result<(PreTokenizerW
             .into(),
             false,
         ),
-        "llama3" | "llama-bpe" | "smaug-bpe" | "lfm2" => {
-            (Sequence::new(vec![split(REGEX_LLAMA3)?, ByteLevel::new(false, true, false).into()]).into(), false)
-        }
-        "qwen2" => (Sequence::new(vec![split(REGEX_QWEN2)?, ByteLevel::new(false, false, false).into()]).into(), true),
+        "llama3" | "llama-bpe" | "smaug-bpe" | "lfm2" => (
+            Sequence::new(vec![
+                split(REGEX_LLAMA3)?,
+                ByteLevel::new(false, true, false).into(),
+            ])
+            .into(),
+            false,
+        ),
+        "qwen2" => (
+            Sequence::new(vec![
+                split(REGEX_QWEN2)?,
+                ByteLevel::new(false, false, false).into(),
+            ])
+            .into(),
+            true,
+        ),
         // GPT-2 and anything unknown: the GPT-2 regex inside ByteLevel.
         _ => (ByteLevel::new(add_prefix_space, true, true).into(), false),
     })
@@ -164,15 +191,18 @@ impl Tok {
         let merges_raw = meta_strings(content, path, "tokenizer.ggml.merges")?;
         let mut merges = Vec::with_capacity(merges_raw.len());
         for (i, m) in merges_raw.iter().enumerate() {
-            let (a, b) = m
-                .split_once(' ')
-                .ok_or_else(|| gguf_err(path, format!("merge #{i} `{m}` has no space separator")))?;
+            let (a, b) = m.split_once(' ').ok_or_else(|| {
+                gguf_err(path, format!("merge #{i} `{m}` has no space separator"))
+            })?;
             merges.push((a.to_string(), b.to_string()));
         }
         // Like transformers' GGUF converter (`{word: i for i, word in enumerate(tokens)}`), a
         // duplicated token string maps to its last id.
-        let vocab: tokenizers::models::bpe::Vocab =
-            tokens.iter().enumerate().map(|(i, t)| (t.clone(), i as u32)).collect();
+        let vocab: tokenizers::models::bpe::Vocab = tokens
+            .iter()
+            .enumerate()
+            .map(|(i, t)| (t.clone(), i as u32))
+            .collect();
         let bpe = BPE::builder()
             .vocab_and_merges(vocab, merges)
             .build()
@@ -183,7 +213,8 @@ impl Tok {
             Some(gguf_file::Value::String(s)) => s.clone(),
             _ => "gpt2".to_string(),
         };
-        let add_prefix_space = meta_bool(content, "tokenizer.ggml.add_space_prefix").unwrap_or(false);
+        let add_prefix_space =
+            meta_bool(content, "tokenizer.ggml.add_space_prefix").unwrap_or(false);
         let (pre_tok, nfc) = pre_tokenizer_for(&pre, add_prefix_space)?;
         if nfc {
             tok.with_normalizer(Some(NFC))
@@ -194,9 +225,10 @@ impl Tok {
 
         let check_id = |key: &str| -> Result<Option<u32>> {
             match meta_u32(content, path, key)? {
-                Some(id) if (id as usize) >= n => {
-                    Err(gguf_err(path, format!("`{key}` = {id} is outside the vocabulary of {n} tokens")))
-                }
+                Some(id) if (id as usize) >= n => Err(gguf_err(
+                    path,
+                    format!("`{key}` = {id} is outside the vocabulary of {n} tokens"),
+                )),
                 other => Ok(other),
             }
         };
@@ -216,7 +248,13 @@ impl Tok {
             let arr = match v {
                 gguf_file::Value::Array(a) => a,
                 other => {
-                    return Err(gguf_err(path, format!("`tokenizer.ggml.token_type` is not an array: {:?}", other.value_type())))
+                    return Err(gguf_err(
+                        path,
+                        format!(
+                            "`tokenizer.ggml.token_type` is not an array: {:?}",
+                            other.value_type()
+                        ),
+                    ))
                 }
             };
             for (i, t) in arr.iter().enumerate().take(n) {
@@ -224,7 +262,12 @@ impl Tok {
                     Some(TOKEN_TYPE_CONTROL) => special_ids.push(i as u32),
                     Some(TOKEN_TYPE_USER_DEFINED) => user_ids.push(i as u32),
                     Some(_) => {}
-                    None => return Err(gguf_err(path, format!("`tokenizer.ggml.token_type`[{i}] is not an integer: {t:?}"))),
+                    None => {
+                        return Err(gguf_err(
+                            path,
+                            format!("`tokenizer.ggml.token_type`[{i}] is not an integer: {t:?}"),
+                        ))
+                    }
                 }
             }
         }
@@ -290,16 +333,25 @@ impl Tok {
     }
 
     /// TL's `set_tokenizer` defaults: missing BOS and PAD fall back to EOS.
-    fn with_tl_defaults(inner: tokenizers::Tokenizer, bos: Option<u32>, eos: Option<u32>, pad: Option<u32>) -> Self {
-        Self { inner, bos_id: bos.or(eos), eos_id: eos, pad_id: pad.or(eos) }
+    fn with_tl_defaults(
+        inner: tokenizers::Tokenizer,
+        bos: Option<u32>,
+        eos: Option<u32>,
+        pad: Option<u32>,
+    ) -> Self {
+        Self {
+            inner,
+            bos_id: bos.or(eos),
+            eos_id: eos,
+            pad_id: pad.or(eos),
+        }
     }
 
     /// Encode without adding any special token; prepend BOS when `prepend_bos`.
     pub fn encode(&self, text: &str, prepend_bos: bool) -> Result<Vec<u32>> {
-        let enc = self
-            .inner
-            .encode(text, false)
-            .map_err(|e| Error::Tokenizer(format!("cannot encode {:?}: {e}", truncate_for_msg(text))))?;
+        let enc = self.inner.encode(text, false).map_err(|e| {
+            Error::Tokenizer(format!("cannot encode {:?}: {e}", truncate_for_msg(text)))
+        })?;
         let ids = enc.get_ids();
         if !prepend_bos {
             return Ok(ids.to_vec());
@@ -363,7 +415,11 @@ impl Tok {
 
     fn check_ids(&self, ids: &[u32]) -> Result<()> {
         let n = self.vocab_size();
-        if let Some((pos, id)) = ids.iter().enumerate().find(|(_, &id)| self.inner.id_to_token(id).is_none()) {
+        if let Some((pos, id)) = ids
+            .iter()
+            .enumerate()
+            .find(|(_, &id)| self.inner.id_to_token(id).is_none())
+        {
             return Err(Error::Tokenizer(format!(
                 "token id {id} at position {pos} is outside the vocabulary (size {n})"
             )));
@@ -390,11 +446,19 @@ pub fn read_gguf_content(path: &Path) -> Result<gguf_file::Content> {
             Error::io(path, e)
         }
     })?;
-    let res = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| gguf_file::Content::read(&mut file)));
+    let res = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+        gguf_file::Content::read(&mut file)
+    }));
     match res {
         Ok(Ok(c)) => Ok(c),
-        Ok(Err(e)) => Err(Error::model_file(path, format!("not a valid GGUF file (truncated or corrupt?): {e}"))),
-        Err(_) => Err(Error::model_file(path, "not a valid GGUF file: the GGUF reader panicked on its header")),
+        Ok(Err(e)) => Err(Error::model_file(
+            path,
+            format!("not a valid GGUF file (truncated or corrupt?): {e}"),
+        )),
+        Err(_) => Err(Error::model_file(
+            path,
+            "not a valid GGUF file: the GGUF reader panicked on its header",
+        )),
     }
 }
 
@@ -413,7 +477,10 @@ fn read_json_opt(path: &Path) -> Result<Option<serde_json::Value>> {
     match std::fs::read(path) {
         Ok(bytes) => serde_json::from_slice(&bytes)
             .map(Some)
-            .map_err(|source| Error::Json { path: path.to_path_buf(), source }),
+            .map_err(|source| Error::Json {
+                path: path.to_path_buf(),
+                source,
+            }),
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
         Err(e) => Err(Error::io(path, e)),
     }
@@ -423,7 +490,10 @@ fn read_json_opt(path: &Path) -> Result<Option<serde_json::Value>> {
 fn token_name(v: Option<&serde_json::Value>) -> Option<String> {
     match v? {
         serde_json::Value::String(s) => Some(s.clone()),
-        serde_json::Value::Object(m) => m.get("content").and_then(|c| c.as_str()).map(str::to_string),
+        serde_json::Value::Object(m) => m
+            .get("content")
+            .and_then(|c| c.as_str())
+            .map(str::to_string),
         _ => None,
     }
 }
@@ -440,7 +510,10 @@ fn token_id(v: Option<&serde_json::Value>) -> Option<u32> {
 impl SpecialNames {
     fn from_dir(dir: &Path) -> Result<Self> {
         let mut out = SpecialNames::default();
-        let files: [PathBuf; 2] = [dir.join("tokenizer_config.json"), dir.join("special_tokens_map.json")];
+        let files: [PathBuf; 2] = [
+            dir.join("tokenizer_config.json"),
+            dir.join("special_tokens_map.json"),
+        ];
         for f in &files {
             if let Some(j) = read_json_opt(f)? {
                 out.bos = out.bos.take().or_else(|| token_name(j.get("bos_token")));

@@ -8,14 +8,33 @@ fn bin() -> Command {
     Command::new(env!("CARGO_BIN_EXE_saescope"))
 }
 fn fixture(p: &str) -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures").join(p)
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/fixtures")
+        .join(p)
 }
 fn load(p: &Path) -> HashMap<String, Tensor> {
     saescope::candle_core::safetensors::load(p, &Device::Cpu).unwrap()
 }
 fn rel_err(a: &Tensor, b: &Tensor) -> f32 {
-    let d = (a - b).unwrap().abs().unwrap().flatten_all().unwrap().max(0).unwrap().to_scalar::<f32>().unwrap();
-    let s = b.abs().unwrap().flatten_all().unwrap().max(0).unwrap().to_scalar::<f32>().unwrap();
+    let d = (a - b)
+        .unwrap()
+        .abs()
+        .unwrap()
+        .flatten_all()
+        .unwrap()
+        .max(0)
+        .unwrap()
+        .to_scalar::<f32>()
+        .unwrap();
+    let s = b
+        .abs()
+        .unwrap()
+        .flatten_all()
+        .unwrap()
+        .max(0)
+        .unwrap()
+        .to_scalar::<f32>()
+        .unwrap();
     d / s.max(1e-12)
 }
 
@@ -26,27 +45,68 @@ fn run_tokens_file_writes_tl_named_hooks_matching_transformerlens() {
     let tokens_file = dir.path().join("tokens.safetensors");
     let tokens = golden["tokens"].clone();
     assert_eq!(tokens.dtype(), DType::I64);
-    saescope::candle_core::safetensors::save(&HashMap::from([("tokens".to_string(), tokens.clone())]), &tokens_file).unwrap();
+    saescope::candle_core::safetensors::save(
+        &HashMap::from([("tokens".to_string(), tokens.clone())]),
+        &tokens_file,
+    )
+    .unwrap();
     let out = dir.path().join("cache.safetensors");
     let status = bin()
-        .args(["run", "--model", fixture("tiny-gpt2").to_str().unwrap(), "--no-processing"])
-        .args(["--tokens-file", tokens_file.to_str().unwrap(), "--out", out.to_str().unwrap()])
-        .args(["--hooks", "blocks.0.hook_resid_pre,blocks.1.attn.hook_z,ln_final.hook_scale"])
+        .args([
+            "run",
+            "--model",
+            fixture("tiny-gpt2").to_str().unwrap(),
+            "--no-processing",
+        ])
+        .args([
+            "--tokens-file",
+            tokens_file.to_str().unwrap(),
+            "--out",
+            out.to_str().unwrap(),
+        ])
+        .args([
+            "--hooks",
+            "blocks.0.hook_resid_pre,blocks.1.attn.hook_z,ln_final.hook_scale",
+        ])
         .output()
         .unwrap();
-    assert!(status.status.success(), "{}", String::from_utf8_lossy(&status.stderr));
+    assert!(
+        status.status.success(),
+        "{}",
+        String::from_utf8_lossy(&status.stderr)
+    );
     let got = load(&out);
     let mut keys: Vec<&String> = got.keys().collect();
     keys.sort();
-    assert_eq!(keys, ["blocks.0.hook_resid_pre", "blocks.1.attn.hook_z", "ln_final.hook_scale", "logits", "tokens"]);
-    assert_eq!(got["tokens"].to_vec2::<i64>().unwrap(), tokens.to_vec2::<i64>().unwrap());
-    for k in ["blocks.0.hook_resid_pre", "blocks.1.attn.hook_z", "ln_final.hook_scale", "logits"] {
+    assert_eq!(
+        keys,
+        [
+            "blocks.0.hook_resid_pre",
+            "blocks.1.attn.hook_z",
+            "ln_final.hook_scale",
+            "logits",
+            "tokens"
+        ]
+    );
+    assert_eq!(
+        got["tokens"].to_vec2::<i64>().unwrap(),
+        tokens.to_vec2::<i64>().unwrap()
+    );
+    for k in [
+        "blocks.0.hook_resid_pre",
+        "blocks.1.attn.hook_z",
+        "ln_final.hook_scale",
+        "logits",
+    ] {
         assert_eq!(got[k].dtype(), DType::F32);
         assert!(rel_err(&got[k], &golden[k]) < 1e-4, "{k}");
     }
     // The top predictions are printed for both rows.
     let stdout = String::from_utf8_lossy(&status.stdout);
-    assert!(stdout.contains("[0]") && stdout.contains("[1]") && stdout.contains("logit"), "{stdout}");
+    assert!(
+        stdout.contains("[0]") && stdout.contains("[1]") && stdout.contains("logit"),
+        "{stdout}"
+    );
 }
 
 #[test]
@@ -54,16 +114,31 @@ fn run_all_hooks_on_the_default_model() {
     let dir = tempfile::tempdir().unwrap();
     let out = dir.path().join("all.safetensors");
     let o = bin()
-        .args(["run", "--model", "smollm2", "--prompt", "The capital of France is", "--out", out.to_str().unwrap()])
+        .args([
+            "run",
+            "--model",
+            "smollm2",
+            "--prompt",
+            "The capital of France is",
+            "--out",
+            out.to_str().unwrap(),
+        ])
         .output()
         .unwrap();
     assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
     let stdout = String::from_utf8_lossy(&o.stdout);
     let first = stdout.lines().nth(1).unwrap_or_default();
-    assert!(first.contains("\" Paris\""), "top prediction should be Paris:\n{stdout}");
+    assert!(
+        first.contains("\" Paris\""),
+        "top prediction should be Paris:\n{stdout}"
+    );
     let got = load(&out);
     let golden = load(&fixture("tl/smollm2_processed.safetensors"));
-    assert_eq!(got.len(), golden.len() - 1, "every hook + logits + tokens (golden also has log_probs)");
+    assert_eq!(
+        got.len(),
+        golden.len() - 1,
+        "every hook + logits + tokens (golden also has log_probs)"
+    );
     for (k, v) in &golden {
         if k == "log_probs" {
             continue;
@@ -80,14 +155,22 @@ fn run_all_hooks_on_the_default_model() {
 #[test]
 fn run_with_a_wrong_hook_name_fails_with_suggestions() {
     let o = bin()
-        .args(["run", "--model", fixture("tiny-llama").to_str().unwrap(), "--tokens-file"])
+        .args([
+            "run",
+            "--model",
+            fixture("tiny-llama").to_str().unwrap(),
+            "--tokens-file",
+        ])
         .arg(fixture("tl/tiny_llama_processed.safetensors"))
         .args(["--hooks", "blocks.0.attn.hook_rotq"])
         .output()
         .unwrap();
     assert!(!o.status.success());
     let err = String::from_utf8_lossy(&o.stderr);
-    assert!(err.contains("unknown hook name") && err.contains("blocks.0.attn.hook_rot_q"), "{err}");
+    assert!(
+        err.contains("unknown hook name") && err.contains("blocks.0.attn.hook_rot_q"),
+        "{err}"
+    );
     assert!(!err.contains("panicked"), "{err}");
 }
 
@@ -97,8 +180,20 @@ fn run_with_a_missing_tokens_tensor_is_a_clear_error() {
     let f = dir.path().join("x.safetensors");
     let t = Tensor::zeros((1, 3), DType::I64, &Device::Cpu).unwrap();
     saescope::candle_core::safetensors::save(&HashMap::from([("ids".to_string(), t)]), &f).unwrap();
-    let o = bin().args(["run", "--model", fixture("tiny-gpt2").to_str().unwrap(), "--tokens-file"]).arg(&f).output().unwrap();
+    let o = bin()
+        .args([
+            "run",
+            "--model",
+            fixture("tiny-gpt2").to_str().unwrap(),
+            "--tokens-file",
+        ])
+        .arg(&f)
+        .output()
+        .unwrap();
     assert!(!o.status.success());
     let err = String::from_utf8_lossy(&o.stderr);
-    assert!(err.contains("no tensor named `tokens`") && err.contains("ids"), "{err}");
+    assert!(
+        err.contains("no tensor named `tokens`") && err.contains("ids"),
+        "{err}"
+    );
 }

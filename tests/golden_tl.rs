@@ -13,7 +13,11 @@ fn fixtures() -> PathBuf {
 
 fn smollm2_path() -> PathBuf {
     let p = saescope::model::default_data_dir().join("models/SmolLM2-135M-Instruct.Q4_1.gguf");
-    assert!(p.exists(), "{} is missing: run scripts/fetch_model.sh first", p.display());
+    assert!(
+        p.exists(),
+        "{} is missing: run scripts/fetch_model.sh first",
+        p.display()
+    );
     p
 }
 
@@ -36,8 +40,20 @@ fn rel_err(name: &str, a: &Tensor, b: &Tensor) -> Result<f64, String> {
     if a.dims() != b.dims() {
         return Err(format!("{name}: shape {:?} != TL {:?}", a.dims(), b.dims()));
     }
-    let a: Vec<f32> = a.to_dtype(DType::F32).unwrap().flatten_all().unwrap().to_vec1().unwrap();
-    let b: Vec<f32> = b.to_dtype(DType::F32).unwrap().flatten_all().unwrap().to_vec1().unwrap();
+    let a: Vec<f32> = a
+        .to_dtype(DType::F32)
+        .unwrap()
+        .flatten_all()
+        .unwrap()
+        .to_vec1()
+        .unwrap();
+    let b: Vec<f32> = b
+        .to_dtype(DType::F32)
+        .unwrap()
+        .flatten_all()
+        .unwrap()
+        .to_vec1()
+        .unwrap();
     let (mut diff, mut scale) = (0f64, 0f64);
     for (x, y) in a.iter().zip(&b) {
         if y.is_infinite() || x.is_infinite() {
@@ -57,7 +73,9 @@ fn rel_err(name: &str, a: &Tensor, b: &Tensor) -> Result<f64, String> {
 
 fn check(model: &HookedModel, golden: &Golden, expect_all_hooks: bool) {
     let tokens = golden.tensors["tokens"].to_dtype(DType::U32).unwrap();
-    let (logits, cache) = model.run_with_cache(&tokens, NamesFilter::All, None).unwrap();
+    let (logits, cache) = model
+        .run_with_cache(&tokens, NamesFilter::All, None)
+        .unwrap();
     let mut failures = Vec::new();
     let mut worst = (0f64, String::new());
     let mut n = 0;
@@ -88,18 +106,35 @@ fn check(model: &HookedModel, golden: &Golden, expect_all_hooks: bool) {
         }
     }
     if expect_all_hooks {
-        let golden_hooks: Vec<&String> =
-            golden.tensors.keys().filter(|k| !matches!(k.as_str(), "tokens" | "logits" | "log_probs")).collect();
+        let golden_hooks: Vec<&String> = golden
+            .tensors
+            .keys()
+            .filter(|k| !matches!(k.as_str(), "tokens" | "logits" | "log_probs"))
+            .collect();
         for h in model.hook_names() {
             if !golden.tensors.contains_key(h) {
-                failures.push(format!("{h}: saescope has this hook but TL's cache does not"));
+                failures.push(format!(
+                    "{h}: saescope has this hook but TL's cache does not"
+                ));
             }
         }
-        assert_eq!(golden_hooks.len(), model.hook_names().len(), "hook count differs from TL");
+        assert_eq!(
+            golden_hooks.len(),
+            model.hook_names().len(),
+            "hook count differs from TL"
+        );
     }
     failures.sort();
-    assert!(failures.is_empty(), "{} of {n} tensors differ from TL:\n{}", failures.len(), failures.join("\n"));
-    eprintln!("{n} tensors match TL; worst relative error {:.2e} at {}", worst.0, worst.1);
+    assert!(
+        failures.is_empty(),
+        "{} of {n} tensors differ from TL:\n{}",
+        failures.len(),
+        failures.join("\n")
+    );
+    eprintln!(
+        "{n} tensors match TL; worst relative error {:.2e} at {}",
+        worst.0, worst.1
+    );
 }
 
 fn opts(processed: bool) -> LoadOptions {
@@ -111,7 +146,9 @@ fn opts(processed: bool) -> LoadOptions {
 }
 
 fn run_hf(dir: &str, golden: &str, processed: bool) {
-    let model = HookedModel::from_pretrained_with(fixtures().join(dir).to_str().unwrap(), &opts(processed)).unwrap();
+    let model =
+        HookedModel::from_pretrained_with(fixtures().join(dir).to_str().unwrap(), &opts(processed))
+            .unwrap();
     check(&model, &load_golden(golden), true);
 }
 
@@ -133,12 +170,23 @@ fn tiny_llama_unprocessed_matches_tl() {
 }
 
 fn run_smollm2(processed: bool) {
-    let golden = load_golden(if processed { "smollm2_processed" } else { "smollm2_unprocessed" });
+    let golden = load_golden(if processed {
+        "smollm2_processed"
+    } else {
+        "smollm2_unprocessed"
+    });
     let model = HookedModel::from_gguf(&smollm2_path(), &opts(processed)).unwrap();
     // TL's to_tokens (BOS prepended) gives the same ids as ours.
-    let prompt = golden.metadata.get("prompt").expect("golden has the prompt in its metadata");
+    let prompt = golden
+        .metadata
+        .get("prompt")
+        .expect("golden has the prompt in its metadata");
     let ours: Vec<Vec<u32>> = model.to_tokens(prompt).unwrap().to_vec2().unwrap();
-    let tl: Vec<Vec<u32>> = golden.tensors["tokens"].to_dtype(DType::U32).unwrap().to_vec2().unwrap();
+    let tl: Vec<Vec<u32>> = golden.tensors["tokens"]
+        .to_dtype(DType::U32)
+        .unwrap()
+        .to_vec2()
+        .unwrap();
     assert_eq!(ours, tl, "to_tokens({prompt:?}) differs from TL");
     check(&model, &golden, processed);
 }

@@ -13,9 +13,17 @@ fn strings(xs: &[&str]) -> Vec<String> {
 
 fn assert_svg_document(svg: &Svg) {
     let s = svg.as_str();
-    assert!(s.trim_start().starts_with("<svg"), "not an SVG document: {}", &s[..s.len().min(80)]);
+    assert!(
+        s.trim_start().starts_with("<svg"),
+        "not an SVG document: {}",
+        &s[..s.len().min(80)]
+    );
     assert!(s.trim_end().ends_with("</svg>"));
-    assert_eq!(count(svg, "<text"), count(svg, "</text>"), "unbalanced <text> elements");
+    assert_eq!(
+        count(svg, "<text"),
+        count(svg, "</text>"),
+        "unbalanced <text> elements"
+    );
 }
 
 fn layer_labels(n: usize) -> Vec<String> {
@@ -36,13 +44,23 @@ fn line_chart_has_title_lines_legend_and_labels() {
     assert_svg_document(&svg);
     let s = svg.as_str();
     assert!(s.contains("Logit lens: France"), "title missing");
-    assert!(s.contains(">\nlogit\n<") || s.contains("logit"), "y label missing");
+    assert!(
+        s.contains(">\nlogit\n<") || s.contains("logit"),
+        "y label missing"
+    );
     // One polyline per series for the data and one per legend entry (the data lines are the
     // only 2-px strokes; axes and ticks are 1 px).
-    assert_eq!(count(&svg, "stroke-width=\"2\" points="), 2 * series.len(), "{s}");
+    assert_eq!(
+        count(&svg, "stroke-width=\"2\" points="),
+        2 * series.len(),
+        "{s}"
+    );
     // Legend names (escaped) and every x tick label (6 labels, short: all shown).
     assert!(s.contains(" Paris") && s.contains(" London"));
-    assert!(s.contains("&lt;bos&gt; &amp; co"), "legend text not escaped");
+    assert!(
+        s.contains("&lt;bos&gt; &amp; co"),
+        "legend text not escaped"
+    );
     for label in &x {
         assert!(s.contains(label.as_str()), "x label {label} missing");
     }
@@ -54,19 +72,29 @@ fn line_chart_has_title_lines_legend_and_labels() {
 fn line_chart_gaps_many_labels_and_single_point() {
     // A NaN splits the line into two runs.
     let x: Vec<String> = (0..4).map(|i| i.to_string()).collect();
-    let svg =
-        viz::line_chart("gap", &x, &[("a".into(), vec![1.0, f32::NAN, 2.0, 3.0])], "y").unwrap();
+    let svg = viz::line_chart(
+        "gap",
+        &x,
+        &[("a".into(), vec![1.0, f32::NAN, 2.0, 3.0])],
+        "y",
+    )
+    .unwrap();
     assert_eq!(count(&svg, "stroke-width=\"2\" points="), 1 + 2);
 
     // 200 long labels: rotated and thinned, but the chart still renders.
-    let x: Vec<String> = (0..200).map(|i| format!("a fairly long token label {i}")).collect();
+    let x: Vec<String> = (0..200)
+        .map(|i| format!("a fairly long token label {i}"))
+        .collect();
     let ys: Vec<f32> = (0..200).map(|i| (i as f32 / 10.0).sin()).collect();
     let svg = viz::line_chart("many", &x, &[("sin".into(), ys)], "y").unwrap();
     assert_svg_document(&svg);
     // At most 40 tick labels are shown, plus the rotated y-axis description.
     let rotated = count(&svg, "rotate(270");
     assert!(rotated > 10 && rotated <= 41, "{rotated} rotated labels");
-    assert!(svg.as_str().contains('…'), "long labels should be abbreviated");
+    assert!(
+        svg.as_str().contains('…'),
+        "long labels should be abbreviated"
+    );
 
     let svg = viz::line_chart("one", &strings(&["only"]), &[("s".into(), vec![2.0])], "y").unwrap();
     assert!(svg.as_str().contains("only"));
@@ -77,11 +105,23 @@ fn line_chart_rejects_bad_input() {
     let x = strings(&["a", "b", "c"]);
     let err = viz::line_chart("t", &x, &[("s".into(), vec![1.0, 2.0])], "y").unwrap_err();
     assert!(matches!(err, Error::Invalid(_)));
-    assert!(err.to_string().contains("has 2 values but there are 3"), "{err}");
-    assert!(matches!(viz::line_chart("t", &x, &[], "y"), Err(Error::Invalid(_))));
-    assert!(matches!(viz::line_chart("t", &[], &[("s".into(), vec![])], "y"), Err(Error::Invalid(_))));
+    assert!(
+        err.to_string().contains("has 2 values but there are 3"),
+        "{err}"
+    );
+    assert!(matches!(
+        viz::line_chart("t", &x, &[], "y"),
+        Err(Error::Invalid(_))
+    ));
+    assert!(matches!(
+        viz::line_chart("t", &[], &[("s".into(), vec![])], "y"),
+        Err(Error::Invalid(_))
+    ));
     let nan = vec![f32::NAN; 3];
-    assert!(matches!(viz::line_chart("t", &x, &[("s".into(), nan)], "y"), Err(Error::Invalid(_))));
+    assert!(matches!(
+        viz::line_chart("t", &x, &[("s".into(), nan)], "y"),
+        Err(Error::Invalid(_))
+    ));
 }
 
 /// A causal attention pattern: row q attends uniformly to keys 0..=q; masked cells are `mask`.
@@ -105,7 +145,10 @@ fn heatmap_draws_one_rect_per_finite_cell_and_a_colour_bar() {
     for svg in [&full, &masked, &nan] {
         assert_svg_document(svg);
         assert!(svg.as_str().contains("L0H0"));
-        assert!(svg.as_str().contains("&lt;|im_start|&gt;"), "token labels missing/unescaped");
+        assert!(
+            svg.as_str().contains("&lt;|im_start|&gt;"),
+            "token labels missing/unescaped"
+        );
         assert!(svg.as_str().contains(" capital"));
     }
     // The masked cells (strictly above the diagonal) are not drawn.
@@ -127,12 +170,19 @@ fn heatmap_dtypes_scales_and_labels() {
         // Diverging scale, symmetric around 0: the colour bar runs from dark blue to dark red
         // and is labelled with negative and positive values.
         let s = svg.as_str();
-        assert!(s.contains("-2.0") && s.contains(">\n2.0\n<"), "colour bar labels");
+        assert!(
+            s.contains("-2.0") && s.contains(">\n2.0\n<"),
+            "colour bar labels"
+        );
     }
     // Red for the positive maximum in the diverging map.
     let svg = viz::heatmap("signed", &t, &[], &[]).unwrap();
     assert!(svg.as_str().contains("#67001F"), "max should be dark red");
-    let opts = HeatmapOptions { scale: ColorScale::Sequential, vmin: Some(-3.0), vmax: Some(3.0) };
+    let opts = HeatmapOptions {
+        scale: ColorScale::Sequential,
+        vmin: Some(-3.0),
+        vmax: Some(3.0),
+    };
     let svg = viz::heatmap_with("seq", &t, &[], &[], &opts).unwrap();
     assert!(svg.as_str().contains("#08306B"), "max should be dark blue");
     // Index labels when none are given; a large map thins its labels.
@@ -150,19 +200,33 @@ fn heatmap_rejects_bad_shapes_and_labels() {
     assert!(matches!(err, Error::Invalid(_)));
     assert!(err.to_string().contains("2-D"), "{err}");
     let t1 = Tensor::zeros(4, DType::F32, &Device::Cpu).unwrap();
-    assert!(matches!(viz::heatmap("t", &t1, &[], &[]), Err(Error::Invalid(_))));
+    assert!(matches!(
+        viz::heatmap("t", &t1, &[], &[]),
+        Err(Error::Invalid(_))
+    ));
     let empty = Tensor::zeros((0, 3), DType::F32, &Device::Cpu).unwrap();
-    assert!(matches!(viz::heatmap("t", &empty, &[], &[]), Err(Error::Invalid(_))));
+    assert!(matches!(
+        viz::heatmap("t", &empty, &[], &[]),
+        Err(Error::Invalid(_))
+    ));
     let t2 = Tensor::zeros((2, 3), DType::F32, &Device::Cpu).unwrap();
     let err = viz::heatmap("t", &t2, &strings(&["a", "b", "c"]), &[]).unwrap_err();
     assert!(err.to_string().contains("3 row labels"), "{err}");
-    assert!(matches!(viz::heatmap("t", &t2, &[], &strings(&["a"])), Err(Error::Invalid(_))));
+    assert!(matches!(
+        viz::heatmap("t", &t2, &[], &strings(&["a"])),
+        Err(Error::Invalid(_))
+    ));
 }
 
 #[test]
 fn svg_and_html_wrappers() {
-    let svg = viz::line_chart("t", &strings(&["a", "b"]), &[("s".into(), vec![1.0, 2.0])], "y")
-        .unwrap();
+    let svg = viz::line_chart(
+        "t",
+        &strings(&["a", "b"]),
+        &[("s".into(), vec![1.0, 2.0])],
+        "y",
+    )
+    .unwrap();
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("sub/chart.svg");
     svg.save(&path).unwrap();

@@ -7,7 +7,11 @@ use std::path::PathBuf;
 use std::time::Instant;
 
 #[derive(Parser)]
-#[command(name = "saescope", version, about = "Sparse-autoencoder interpretability on real language models")]
+#[command(
+    name = "saescope",
+    version,
+    about = "Sparse-autoencoder interpretability on real language models"
+)]
 struct Cli {
     #[command(subcommand)]
     cmd: Cmd,
@@ -26,7 +30,11 @@ struct RunArgs {
     #[arg(long, default_value = "smollm2")]
     model: String,
     /// Text to run; BOS is prepended (TransformerLens's default).
-    #[arg(long, conflicts_with = "tokens_file", required_unless_present = "tokens_file")]
+    #[arg(
+        long,
+        conflicts_with = "tokens_file",
+        required_unless_present = "tokens_file"
+    )]
     prompt: Option<String>,
     /// A safetensors file with an integer tensor `tokens` [batch, pos], used as-is (no BOS added).
     #[arg(long)]
@@ -55,10 +63,19 @@ fn read_tokens(path: &PathBuf) -> Result<Tensor> {
     let map = saescope::candle_core::safetensors::load(path, &saescope::Device::Cpu)
         .with_context(|| format!("cannot read tokens file {}", path.display()))?;
     let Some(t) = map.get("tokens") else {
-        bail!("{} has no tensor named `tokens` (it has: {:?})", path.display(), map.keys().collect::<Vec<_>>());
+        bail!(
+            "{} has no tensor named `tokens` (it has: {:?})",
+            path.display(),
+            map.keys().collect::<Vec<_>>()
+        );
     };
     if t.rank() != 2 || !matches!(t.dtype(), DType::I64 | DType::U32 | DType::U8) {
-        bail!("`tokens` in {} must be an integer tensor [batch, pos], got {:?} {:?}", path.display(), t.dtype(), t.dims());
+        bail!(
+            "`tokens` in {} must be an integer tensor [batch, pos], got {:?} {:?}",
+            path.display(),
+            t.dtype(),
+            t.dims()
+        );
     }
     Ok(t.to_dtype(DType::I64)?.to_dtype(DType::U32)?)
 }
@@ -69,15 +86,25 @@ fn ensure_default_model(name: &str) -> Result<()> {
     if !name.eq_ignore_ascii_case("smollm2") {
         return Ok(());
     }
-    let path = saescope::model::default_data_dir().join("models").join("SmolLM2-135M-Instruct.Q4_1.gguf");
+    let path = saescope::model::default_data_dir()
+        .join("models")
+        .join("SmolLM2-135M-Instruct.Q4_1.gguf");
     if path.exists() {
         return Ok(());
     }
     let script = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("scripts/fetch_model.sh");
     if !script.exists() {
-        bail!("{} is missing and {} is not available to fetch it", path.display(), script.display());
+        bail!(
+            "{} is missing and {} is not available to fetch it",
+            path.display(),
+            script.display()
+        );
     }
-    eprintln!("{} is missing: running {}", path.display(), script.display());
+    eprintln!(
+        "{} is missing: running {}",
+        path.display(),
+        script.display()
+    );
     let status = std::process::Command::new("bash").arg(&script).status()?;
     if !status.success() {
         bail!("{} failed ({status})", script.display());
@@ -87,7 +114,11 @@ fn ensure_default_model(name: &str) -> Result<()> {
 
 fn run(a: RunArgs) -> Result<()> {
     ensure_default_model(&a.model)?;
-    let opts = if a.no_processing { LoadOptions::no_processing() } else { LoadOptions::default() };
+    let opts = if a.no_processing {
+        LoadOptions::no_processing()
+    } else {
+        LoadOptions::default()
+    };
     let t0 = Instant::now();
     let model = HookedModel::from_pretrained_with(&a.model, &opts)?;
     let c = model.cfg();
@@ -105,7 +136,10 @@ fn run(a: RunArgs) -> Result<()> {
         (None, Some(f)) => read_tokens(f)?,
         (None, None) => bail!("give --prompt or --tokens-file"),
     };
-    let hooks = a.hooks.clone().or_else(|| a.out.as_ref().map(|_| "all".to_string()));
+    let hooks = a
+        .hooks
+        .clone()
+        .or_else(|| a.out.as_ref().map(|_| "all".to_string()));
     let filter: NamesFilter = match hooks.as_deref() {
         None => NamesFilter::Names(vec![]),
         Some("all") => NamesFilter::All,
@@ -114,7 +148,11 @@ fn run(a: RunArgs) -> Result<()> {
     let t1 = Instant::now();
     let (logits, cache) = model.run_with_cache(&tokens, filter, None)?;
     let (b, p) = tokens.dims2()?;
-    eprintln!("forward on [{b}, {p}] tokens in {:.3}s, cached {} activations", t1.elapsed().as_secs_f64(), cache.len());
+    eprintln!(
+        "forward on [{b}, {p}] tokens in {:.3}s, cached {} activations",
+        t1.elapsed().as_secs_f64(),
+        cache.len()
+    );
 
     let ids: Vec<Vec<u32>> = tokens.to_vec2()?;
     for (row, ids) in ids.iter().enumerate() {
@@ -123,7 +161,13 @@ fn run(a: RunArgs) -> Result<()> {
         let last = logits.narrow(0, row, 1)?;
         for (rank, (id, logit)) in model.top_k(&last, p - 1, a.top_k)?.into_iter().enumerate() {
             let s = model.to_string(&[id]).unwrap_or_default();
-            println!("  {:>2}. {:<20} id {:>6}  logit {:>8.3}", rank + 1, format!("{s:?}"), id, logit);
+            println!(
+                "  {:>2}. {:<20} id {:>6}  logit {:>8.3}",
+                rank + 1,
+                format!("{s:?}"),
+                id,
+                logit
+            );
         }
     }
     if let Some(out) = &a.out {
@@ -133,7 +177,8 @@ fn run(a: RunArgs) -> Result<()> {
         }
         map.insert("logits".into(), logits.to_dtype(DType::F32)?.contiguous()?);
         map.insert("tokens".into(), tokens.to_dtype(DType::I64)?);
-        saescope::candle_core::safetensors::save(&map, out).with_context(|| format!("cannot write {}", out.display()))?;
+        saescope::candle_core::safetensors::save(&map, out)
+            .with_context(|| format!("cannot write {}", out.display()))?;
         eprintln!("wrote {} tensors to {}", map.len(), out.display());
     }
     Ok(())

@@ -17,8 +17,18 @@ pub struct ActivationCache {
 }
 
 impl ActivationCache {
-    pub(crate) fn new(order: Vec<String>, map: HashMap<String, Tensor>, cfg: Arc<ModelConfig>, w_u: Tensor) -> Self {
-        ActivationCache { order, map, cfg, w_u }
+    pub(crate) fn new(
+        order: Vec<String>,
+        map: HashMap<String, Tensor>,
+        cfg: Arc<ModelConfig>,
+        w_u: Tensor,
+    ) -> Self {
+        ActivationCache {
+            order,
+            map,
+            cfg,
+            w_u,
+        }
     }
 
     /// The activation `name`: a full hook name (`"blocks.5.hook_resid_pre"`) or a `get_act_name`
@@ -60,7 +70,10 @@ impl ActivationCache {
     /// Consume the cache into its `(name, tensor)` pairs in forward order.
     pub fn into_vec(mut self) -> Vec<(String, Tensor)> {
         let order = std::mem::take(&mut self.order);
-        order.into_iter().filter_map(|n| self.map.remove(&n).map(|t| (n, t))).collect()
+        order
+            .into_iter()
+            .filter_map(|n| self.map.remove(&n).map(|t| (n, t)))
+            .collect()
     }
 
     fn resolve_layer(&self, layer: Option<usize>) -> Result<usize> {
@@ -68,14 +81,21 @@ impl ActivationCache {
         match layer {
             None => Ok(n),
             Some(l) if l <= n => Ok(l),
-            Some(l) => Err(Error::Invalid(format!("layer {l} is out of range: the model has {n} layers (use 0..={n})"))),
+            Some(l) => Err(Error::Invalid(format!(
+                "layer {l} is out of range: the model has {n} layers (use 0..={n})"
+            ))),
         }
     }
 
     /// TL's `accumulated_resid`: the residual stream before each layer up to `layer` (None = all,
     /// ending with the final `resid_post`, labelled `final_post`), stacked on a new leading dim.
     /// Returns `([n_components, ..., d_model], labels)`.
-    pub fn accumulated_resid(&self, layer: Option<usize>, incl_mid: bool, apply_ln: bool) -> Result<(Tensor, Vec<String>)> {
+    pub fn accumulated_resid(
+        &self,
+        layer: Option<usize>,
+        incl_mid: bool,
+        apply_ln: bool,
+    ) -> Result<(Tensor, Vec<String>)> {
         let layer = self.resolve_layer(layer)?;
         let n = self.cfg.n_layers;
         let (mut comps, mut labels) = (Vec::new(), Vec::new());
@@ -102,7 +122,12 @@ impl ActivationCache {
     /// TL's `decompose_resid`: the outputs of each component writing into the residual stream
     /// before `layer` (`embed`, `pos_embed`, then `{l}_attn_out`, `{l}_mlp_out`); with
     /// `mlp_input`, also `attn_out` of `layer` itself.
-    pub fn decompose_resid(&self, layer: Option<usize>, mlp_input: bool, apply_ln: bool) -> Result<(Tensor, Vec<String>)> {
+    pub fn decompose_resid(
+        &self,
+        layer: Option<usize>,
+        mlp_input: bool,
+        apply_ln: bool,
+    ) -> Result<(Tensor, Vec<String>)> {
         let layer = self.resolve_layer(layer)?;
         let (mut comps, mut labels) = (Vec::new(), Vec::new());
         for (hook, label) in [("hook_embed", "embed"), ("hook_pos_embed", "pos_embed")] {
@@ -132,7 +157,12 @@ impl ActivationCache {
     /// norm that reads the residual stream at `layer` (`ln1`, or `ln2` with `mlp_input`;
     /// `ln_final` for None or `n_layers`). `stack` is `[..., batch, pos, d_model]`. Like TL, no
     /// weight or bias is applied (the model's weights are assumed folded).
-    pub fn apply_ln_to_stack(&self, stack: &Tensor, layer: Option<usize>, mlp_input: bool) -> Result<Tensor> {
+    pub fn apply_ln_to_stack(
+        &self,
+        stack: &Tensor,
+        layer: Option<usize>,
+        mlp_input: bool,
+    ) -> Result<Tensor> {
         let layer = self.resolve_layer(layer)?;
         let mut stack = stack.clone();
         if self.cfg.normalization.is_layer_norm() {
@@ -141,7 +171,10 @@ impl ActivationCache {
         let scale_name = if layer == self.cfg.n_layers {
             "ln_final.hook_scale".to_string()
         } else {
-            format!("blocks.{layer}.ln{}.hook_scale", if mlp_input { 2 } else { 1 })
+            format!(
+                "blocks.{layer}.ln{}.hook_scale",
+                if mlp_input { 2 } else { 1 }
+            )
         };
         let scale = self.get(scale_name.as_str())?;
         Ok(stack.broadcast_div(scale)?)
@@ -151,7 +184,12 @@ impl ActivationCache {
     /// that of `incorrect`, if given), after the final LN's cached scale. `stack` is
     /// `[..., batch, pos, d_model]`; `tokens` holds one token (broadcast) or one per position of
     /// the trailing dims. Returns `stack`'s shape without `d_model`.
-    pub fn logit_attrs(&self, stack: &Tensor, tokens: &[u32], incorrect: Option<&[u32]>) -> Result<Tensor> {
+    pub fn logit_attrs(
+        &self,
+        stack: &Tensor,
+        tokens: &[u32],
+        incorrect: Option<&[u32]>,
+    ) -> Result<Tensor> {
         let dirs = self.residual_directions(tokens)?;
         let dirs = match incorrect {
             Some(inc) => (dirs - self.residual_directions(inc)?)?,

@@ -4,8 +4,8 @@ mod cache;
 mod names;
 
 pub use cache::ActivationCache;
-pub use names::{get_act_name, nearest_names, ActName};
 pub(crate) use names::BlockHookNames;
+pub use names::{get_act_name, nearest_names, ActName};
 
 use crate::error::{Error, Result};
 use candle_core::Tensor;
@@ -51,7 +51,8 @@ impl<'a> Hooks<'a> {
         name: N,
         f: impl FnMut(&Tensor, &str) -> Result<Option<Tensor>> + 'a,
     ) -> &mut Self {
-        self.hooks.push((HookTarget::Name(name.act_name()), Box::new(f)));
+        self.hooks
+            .push((HookTarget::Name(name.act_name()), Box::new(f)));
         self
     }
     /// Hook every activation whose name satisfies `filter`.
@@ -60,7 +61,8 @@ impl<'a> Hooks<'a> {
         filter: impl Fn(&str) -> bool + 'a,
         f: impl FnMut(&Tensor, &str) -> Result<Option<Tensor>> + 'a,
     ) -> &mut Self {
-        self.hooks.push((HookTarget::Filter(Box::new(filter)), Box::new(f)));
+        self.hooks
+            .push((HookTarget::Filter(Box::new(filter)), Box::new(f)));
         self
     }
     pub fn is_empty(&self) -> bool {

@@ -22,7 +22,11 @@ pub fn get_act_name(name: &str, layer: Option<usize>, layer_type: Option<&str>) 
     let (mut name, mut layer) = (name.to_string(), layer);
     // "resid_pre5" shorthand.
     if layer.is_none() {
-        let digits: String = name.chars().rev().take_while(|c| c.is_ascii_digit()).collect();
+        let digits: String = name
+            .chars()
+            .rev()
+            .take_while(|c| c.is_ascii_digit())
+            .collect();
         if !digits.is_empty() && digits.len() < name.len() {
             let n = name.len() - digits.len();
             layer = name[n..].parse().ok();
@@ -49,7 +53,9 @@ pub fn get_act_name(name: &str, layer: Option<usize>, layer_type: Option<&str>) 
     });
     if layer_type.is_none() {
         layer_type = match name.as_str() {
-            "q" | "k" | "v" | "z" | "rot_q" | "rot_k" | "result" | "pattern" | "attn_scores" => Some("attn".into()),
+            "q" | "k" | "v" | "z" | "rot_q" | "rot_k" | "result" | "pattern" | "attn_scores" => {
+                Some("attn".into())
+            }
             "pre" | "post" | "mid" | "pre_linear" => Some("mlp".into()),
             _ => None,
         };
@@ -162,7 +168,9 @@ fn edit_distance(a: &str, b: &str) -> usize {
     for (i, ca) in a.chars().enumerate() {
         let mut cur = vec![i + 1; b.len() + 1];
         for (j, cb) in b.iter().enumerate() {
-            cur[j + 1] = (prev[j] + usize::from(ca != *cb)).min(prev[j + 1] + 1).min(cur[j] + 1);
+            cur[j + 1] = (prev[j] + usize::from(ca != *cb))
+                .min(prev[j + 1] + 1)
+                .min(cur[j] + 1);
         }
         prev = cur;
     }
@@ -170,8 +178,19 @@ fn edit_distance(a: &str, b: &str) -> usize {
 }
 
 /// The `n` valid names nearest to `name` by edit distance.
-pub fn nearest_names<'a>(name: &str, valid: impl IntoIterator<Item = &'a str>, n: usize) -> Vec<String> {
-    let mut scored: Vec<(usize, &str)> = valid.into_iter().map(|v| (edit_distance(name, v), v)).collect();
+pub fn nearest_names<'a>(
+    name: &str,
+    valid: impl IntoIterator<Item = &'a str>,
+    n: usize,
+) -> Vec<String> {
+    let mut scored: Vec<(usize, &str)> = valid
+        .into_iter()
+        .map(|v| (edit_distance(name, v), v))
+        .collect();
     scored.sort();
-    scored.into_iter().take(n).map(|(_, v)| v.to_string()).collect()
+    scored
+        .into_iter()
+        .take(n)
+        .map(|(_, v)| v.to_string())
+        .collect()
 }

@@ -15,8 +15,18 @@ pub(crate) struct Norm {
 }
 
 impl Norm {
-    pub fn forward(&self, x: &Tensor, ctx: &mut HookCtx, scale_name: &str, normalized_name: &str) -> Result<Tensor> {
-        let x = if self.kind.is_layer_norm() { x.broadcast_sub(&x.mean_keepdim(D::Minus1)?)? } else { x.clone() };
+    pub fn forward(
+        &self,
+        x: &Tensor,
+        ctx: &mut HookCtx,
+        scale_name: &str,
+        normalized_name: &str,
+    ) -> Result<Tensor> {
+        let x = if self.kind.is_layer_norm() {
+            x.broadcast_sub(&x.mean_keepdim(D::Minus1)?)?
+        } else {
+            x.clone()
+        };
         let scale = (x.sqr()?.mean_keepdim(D::Minus1)? + self.eps)?.sqrt()?;
         let scale = ctx.hp(scale_name, scale)?;
         let x = x.broadcast_div(&scale)?;
@@ -53,12 +63,19 @@ impl Rotary {
                 sin.push(a.sin() as f32);
             }
         }
-        Ok(Rotary { cos: Tensor::from_vec(cos, (n_ctx, half), device)?, sin: Tensor::from_vec(sin, (n_ctx, half), device)? })
+        Ok(Rotary {
+            cos: Tensor::from_vec(cos, (n_ctx, half), device)?,
+            sin: Tensor::from_vec(sin, (n_ctx, half), device)?,
+        })
     }
     /// Rotate `x [b, p, heads, d_head]` (half-split pairs).
     pub fn apply(&self, x: &Tensor) -> Result<Tensor> {
         let p = x.dim(1)?;
-        Ok(candle_nn::rotary_emb::rope_thd(&x.contiguous()?, &self.cos.narrow(0, 0, p)?, &self.sin.narrow(0, 0, p)?)?)
+        Ok(candle_nn::rotary_emb::rope_thd(
+            &x.contiguous()?,
+            &self.cos.narrow(0, 0, p)?,
+            &self.sin.narrow(0, 0, p)?,
+        )?)
     }
 }
 
@@ -84,23 +101,39 @@ impl Attention {
             qkv = qkv.broadcast_add(bias)?;
         }
         let q = ctx.hp(&n.q, qkv.narrow(1, 0, h * dh)?.reshape((b, p, h, dh))?)?;
-        let k = ctx.hp(&n.k, qkv.narrow(1, h * dh, hkv * dh)?.reshape((b, p, hkv, dh))?)?;
-        let v = ctx.hp(&n.v, qkv.narrow(1, (h + hkv) * dh, hkv * dh)?.reshape((b, p, hkv, dh))?)?;
+        let k = ctx.hp(
+            &n.k,
+            qkv.narrow(1, h * dh, hkv * dh)?.reshape((b, p, hkv, dh))?,
+        )?;
+        let v = ctx.hp(
+            &n.v,
+            qkv.narrow(1, (h + hkv) * dh, hkv * dh)?
+                .reshape((b, p, hkv, dh))?,
+        )?;
         let (q, k) = match &self.rotary {
-            Some(r) => (ctx.hp(&n.rot_q, r.apply(&q)?)?, ctx.hp(&n.rot_k, r.apply(&k)?)?),
+            Some(r) => (
+                ctx.hp(&n.rot_q, r.apply(&q)?)?,
+                ctx.hp(&n.rot_k, r.apply(&k)?)?,
+            ),
             None => (q, k),
         };
         // Grouped-query attention without copying K/V: the `rep` query heads that share a KV head
         // are stacked along the query axis.
         let rep = h / hkv;
-        let qg = q.transpose(1, 2)?.contiguous()?.reshape((b, hkv, rep * p, dh))?;
+        let qg = q
+            .transpose(1, 2)?
+            .contiguous()?
+            .reshape((b, hkv, rep * p, dh))?;
         let kt = k.transpose(1, 2)?.contiguous()?;
         let scores = (qg.matmul(&kt.t()?)? / (dh as f64).sqrt())?.reshape((b, h, p, p))?;
         let scores = scores.broadcast_add(&causal_mask(p, x.device())?)?;
         let scores = ctx.hp(&n.attn_scores, scores)?;
         let pattern = ctx.hp(&n.pattern, candle_nn::ops::softmax_last_dim(&scores)?)?;
         let vt = v.transpose(1, 2)?.contiguous()?;
-        let z = pattern.reshape((b, hkv, rep * p, p))?.matmul(&vt)?.reshape((b, h, p, dh))?;
+        let z = pattern
+            .reshape((b, hkv, rep * p, p))?
+            .matmul(&vt)?
+            .reshape((b, h, p, dh))?;
         let z = ctx.hp(&n.z, z.transpose(1, 2)?.contiguous()?)?;
         let mut out = z.reshape((b * p, h * dh))?.matmul(&self.w_o)?;
         if let Some(bias) = &self.b_o {
@@ -112,7 +145,9 @@ impl Attention {
 
 /// `[p, p]` with 0 on and below the diagonal and -inf above (TL masks with -inf).
 fn causal_mask(p: usize, device: &candle_core::Device) -> Result<Tensor> {
-    let m: Vec<f32> = (0..p).flat_map(|i| (0..p).map(move |j| if j <= i { 0.0 } else { f32::NEG_INFINITY })).collect();
+    let m: Vec<f32> = (0..p)
+        .flat_map(|i| (0..p).map(move |j| if j <= i { 0.0 } else { f32::NEG_INFINITY }))
+        .collect();
     Ok(Tensor::from_vec(m, (p, p), device)?)
 }
 
@@ -175,13 +210,22 @@ pub(crate) struct Block {
 }
 
 impl Block {
-    pub fn forward(&self, resid_pre: Tensor, ctx: &mut HookCtx, n: &BlockHookNames) -> Result<Tensor> {
+    pub fn forward(
+        &self,
+        resid_pre: Tensor,
+        ctx: &mut HookCtx,
+        n: &BlockHookNames,
+    ) -> Result<Tensor> {
         let resid_pre = ctx.hp(&n.resid_pre, resid_pre)?;
-        let x = self.ln1.forward(&resid_pre, ctx, &n.ln1_scale, &n.ln1_normalized)?;
+        let x = self
+            .ln1
+            .forward(&resid_pre, ctx, &n.ln1_scale, &n.ln1_normalized)?;
         let attn_out = self.attn.forward(&x, ctx, n)?;
         let attn_out = ctx.hp(&n.attn_out, attn_out)?;
         let resid_mid = ctx.hp(&n.resid_mid, (resid_pre + attn_out)?)?;
-        let x = self.ln2.forward(&resid_mid, ctx, &n.ln2_scale, &n.ln2_normalized)?;
+        let x = self
+            .ln2
+            .forward(&resid_mid, ctx, &n.ln2_scale, &n.ln2_normalized)?;
         let mlp_out = self.mlp.forward(&x, ctx, n)?;
         let mlp_out = ctx.hp(&n.mlp_out, mlp_out)?;
         ctx.hp(&n.resid_post, (resid_mid + mlp_out)?)

@@ -93,14 +93,24 @@ pub struct Processing {
 
 impl Default for Processing {
     fn default() -> Self {
-        Processing { fold_ln: true, center_writing_weights: true, center_unembed: true, fold_value_biases: true }
+        Processing {
+            fold_ln: true,
+            center_writing_weights: true,
+            center_unembed: true,
+            fold_value_biases: true,
+        }
     }
 }
 
 impl Processing {
     /// TL's `from_pretrained_no_processing`.
     pub fn none() -> Self {
-        Processing { fold_ln: false, center_writing_weights: false, center_unembed: false, fold_value_biases: false }
+        Processing {
+            fold_ln: false,
+            center_writing_weights: false,
+            center_unembed: false,
+            fold_value_biases: false,
+        }
     }
 }
 
@@ -124,11 +134,17 @@ impl ModelConfig {
             return bad(format!("zero-sized dimension in {self:?}"));
         }
         if self.n_kv_heads == 0 || self.n_heads % self.n_kv_heads != 0 {
-            return bad(format!("n_heads {} is not a multiple of n_kv_heads {}", self.n_heads, self.n_kv_heads));
+            return bad(format!(
+                "n_heads {} is not a multiple of n_kv_heads {}",
+                self.n_heads, self.n_kv_heads
+            ));
         }
         if let Positional::Rotary { dim, .. } = self.positional {
             if dim != self.d_head {
-                return bad(format!("partial rotary (rotary_dim {dim} < d_head {}) is not supported", self.d_head));
+                return bad(format!(
+                    "partial rotary (rotary_dim {dim} < d_head {}) is not supported",
+                    self.d_head
+                ));
             }
         }
         Ok(())

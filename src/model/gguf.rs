@@ -22,11 +22,15 @@ impl GgufSource {
     pub fn open(path: &Path) -> Result<Self> {
         let content = crate::tokenizer::read_gguf_content(path)?;
         let file = File::open(path).map_err(|e| Error::model_file(path, e))?;
-        let len = file.metadata().map_err(|e| Error::model_file(path, e))?.len();
+        let len = file
+            .metadata()
+            .map_err(|e| Error::model_file(path, e))?
+            .len();
         let reader = BufReader::new(file);
         // A truncated file reads its header fine; check that every tensor's bytes are present.
         for (name, info) in &content.tensor_infos {
-            let bytes = info.shape.elem_count() / info.ggml_dtype.block_size() * info.ggml_dtype.type_size();
+            let bytes = info.shape.elem_count() / info.ggml_dtype.block_size()
+                * info.ggml_dtype.type_size();
             let end = content.tensor_data_offset + info.offset + bytes as u64;
             if end > len {
                 return Err(Error::model_file(
@@ -35,10 +39,18 @@ impl GgufSource {
                 ));
             }
         }
-        let mut s = GgufSource { content, reader, path: path.to_path_buf(), n_heads: 0, n_kv_heads: 0 };
+        let mut s = GgufSource {
+            content,
+            reader,
+            path: path.to_path_buf(),
+            n_heads: 0,
+            n_kv_heads: 0,
+        };
         let arch = s.meta_str("general.architecture")?;
         s.n_heads = s.meta_u32(&format!("{arch}.attention.head_count"))? as usize;
-        s.n_kv_heads = s.meta_u32(&format!("{arch}.attention.head_count_kv")).unwrap_or(s.n_heads as u32) as usize;
+        s.n_kv_heads = s
+            .meta_u32(&format!("{arch}.attention.head_count_kv"))
+            .unwrap_or(s.n_heads as u32) as usize;
         Ok(s)
     }
 
@@ -49,26 +61,41 @@ impl GgufSource {
             .ok_or_else(|| Error::model_file(&self.path, format!("metadata key `{key}` missing")))
     }
     fn meta_str(&self, key: &str) -> Result<String> {
-        Ok(self.meta(key)?.to_string().map_err(|e| Error::model_file(&self.path, format!("{key}: {e}")))?.clone())
+        Ok(self
+            .meta(key)?
+            .to_string()
+            .map_err(|e| Error::model_file(&self.path, format!("{key}: {e}")))?
+            .clone())
     }
     fn meta_u32(&self, key: &str) -> Result<u32> {
-        self.meta(key)?.to_u32().map_err(|e| Error::model_file(&self.path, format!("{key}: {e}")))
+        self.meta(key)?
+            .to_u32()
+            .map_err(|e| Error::model_file(&self.path, format!("{key}: {e}")))
     }
     fn meta_f64(&self, key: &str) -> Result<f64> {
         let v = self.meta(key)?;
-        v.to_f32().map(|x| x as f64).or_else(|_| v.to_f64()).map_err(|e| Error::model_file(&self.path, format!("{key}: {e}")))
+        v.to_f32()
+            .map(|x| x as f64)
+            .or_else(|_| v.to_f64())
+            .map_err(|e| Error::model_file(&self.path, format!("{key}: {e}")))
     }
 
     /// The TL config of the model in this file (llama architecture only).
     pub fn config(&self, model_name: &str) -> Result<ModelConfig> {
         let arch = self.meta_str("general.architecture")?;
         if arch != "llama" {
-            return Err(Error::model_file(&self.path, format!("GGUF architecture `{arch}` is not supported (only `llama`)")));
+            return Err(Error::model_file(
+                &self.path,
+                format!("GGUF architecture `{arch}` is not supported (only `llama`)"),
+            ));
         }
         let k = |s: &str| format!("llama.{s}");
         let d_model = self.meta_u32(&k("embedding_length"))? as usize;
         let n_heads = self.n_heads;
-        let d_head = self.meta_u32(&k("attention.key_length")).map(|x| x as usize).unwrap_or(d_model / n_heads);
+        let d_head = self
+            .meta_u32(&k("attention.key_length"))
+            .map(|x| x as usize)
+            .unwrap_or(d_model / n_heads);
         let d_vocab = match self.meta_u32(&k("vocab_size")) {
             Ok(v) => v as usize,
             Err(_) => self
@@ -76,7 +103,9 @@ impl GgufSource {
                 .tensor_infos
                 .get("token_embd.weight")
                 .map(|i| i.shape.dims()[0])
-                .ok_or_else(|| Error::model_file(&self.path, "no vocab_size and no token_embd.weight"))?,
+                .ok_or_else(|| {
+                    Error::model_file(&self.path, "no vocab_size and no token_embd.weight")
+                })?,
         };
         let cfg = ModelConfig {
             model_name: model_name.to_string(),
@@ -88,13 +117,19 @@ impl GgufSource {
             d_head,
             d_mlp: self.meta_u32(&k("feed_forward_length"))? as usize,
             d_vocab,
-            n_ctx: self.meta_u32(&k("context_length")).map(|x| x as usize).unwrap_or(2048),
+            n_ctx: self
+                .meta_u32(&k("context_length"))
+                .map(|x| x as usize)
+                .unwrap_or(2048),
             eps: self.meta_f64(&k("attention.layer_norm_rms_epsilon"))?,
             act_fn: ActFn::Silu,
             normalization: Normalization::RMS,
             positional: Positional::Rotary {
                 base: self.meta_f64(&k("rope.freq_base")).unwrap_or(10000.0),
-                dim: self.meta_u32(&k("rope.dimension_count")).map(|x| x as usize).unwrap_or(d_head),
+                dim: self
+                    .meta_u32(&k("rope.dimension_count"))
+                    .map(|x| x as usize)
+                    .unwrap_or(d_head),
             },
             gated_mlp: true,
             tied_embeddings: !self.content.tensor_infos.contains_key("output.weight"),
@@ -139,25 +174,34 @@ impl GgufSource {
 pub(crate) fn unpermute_qk(w: &Tensor, n_head: usize) -> Result<Tensor> {
     let (out, inp) = w.dims2()?;
     let dh = out / n_head;
-    Ok(w.reshape((n_head, dh / 2, 2, inp))?.transpose(1, 2)?.contiguous()?.reshape((out, inp))?)
+    Ok(w.reshape((n_head, dh / 2, 2, inp))?
+        .transpose(1, 2)?
+        .contiguous()?
+        .reshape((out, inp))?)
 }
 
 impl TensorSource for GgufSource {
     fn tensor(&mut self, name: &str) -> Result<Tensor> {
-        let (g, perm) = self
-            .gguf_name(name)
-            .ok_or_else(|| Error::model_file(&self.path, format!("no GGUF tensor corresponds to `{name}`")))?;
+        let (g, perm) = self.gguf_name(name).ok_or_else(|| {
+            Error::model_file(
+                &self.path,
+                format!("no GGUF tensor corresponds to `{name}`"),
+            )
+        })?;
         let q = self
             .content
             .tensor(&mut self.reader, &g, &Device::Cpu)
             .map_err(|e| Error::model_file(&self.path, format!("tensor `{g}`: {e}")))?;
-        let t = q.dequantize(&Device::Cpu).map_err(|e| Error::model_file(&self.path, format!("dequantize `{g}`: {e}")))?;
+        let t = q
+            .dequantize(&Device::Cpu)
+            .map_err(|e| Error::model_file(&self.path, format!("dequantize `{g}`: {e}")))?;
         match perm {
             Some(n) => unpermute_qk(&t, n),
             None => Ok(t),
         }
     }
     fn has(&self, name: &str) -> bool {
-        self.gguf_name(name).is_some_and(|(g, _)| self.content.tensor_infos.contains_key(&g))
+        self.gguf_name(name)
+            .is_some_and(|(g, _)| self.content.tensor_infos.contains_key(&g))
     }
 }

@@ -9,16 +9,24 @@ use serde_json::Value;
 /// TL config for an HF GPT-2 `config.json`.
 pub(crate) fn config(hf: &Value, model_name: &str) -> Result<ModelConfig> {
     let u = |k: &str| hf.get(k).and_then(|v| v.as_u64()).map(|v| v as usize);
-    let need = |k: &str| u(k).ok_or_else(|| Error::Config(format!("GPT-2 config.json lacks `{k}`")));
+    let need =
+        |k: &str| u(k).ok_or_else(|| Error::Config(format!("GPT-2 config.json lacks `{k}`")));
     let d_model = need("n_embd")?;
     let n_heads = need("n_head")?;
-    let act = hf.get("activation_function").and_then(|v| v.as_str()).unwrap_or("gelu_new");
+    let act = hf
+        .get("activation_function")
+        .and_then(|v| v.as_str())
+        .unwrap_or("gelu_new");
     let act_fn = match act {
         "gelu_new" | "gelu_pytorch_tanh" => ActFn::GeluNew,
         "gelu" => ActFn::Gelu,
         "relu" => ActFn::Relu,
         "silu" | "swish" => ActFn::Silu,
-        other => return Err(Error::Config(format!("GPT-2 activation_function `{other}` is not supported"))),
+        other => {
+            return Err(Error::Config(format!(
+                "GPT-2 activation_function `{other}` is not supported"
+            )))
+        }
     };
     let cfg = ModelConfig {
         model_name: model_name.to_string(),
@@ -31,12 +39,18 @@ pub(crate) fn config(hf: &Value, model_name: &str) -> Result<ModelConfig> {
         d_mlp: u("n_inner").unwrap_or(4 * d_model),
         d_vocab: need("vocab_size")?,
         n_ctx: need("n_positions")?,
-        eps: hf.get("layer_norm_epsilon").and_then(|v| v.as_f64()).unwrap_or(1e-5),
+        eps: hf
+            .get("layer_norm_epsilon")
+            .and_then(|v| v.as_f64())
+            .unwrap_or(1e-5),
         act_fn,
         normalization: Normalization::LN,
         positional: Positional::Standard,
         gated_mlp: false,
-        tied_embeddings: hf.get("tie_word_embeddings").and_then(|v| v.as_bool()).unwrap_or(true),
+        tied_embeddings: hf
+            .get("tie_word_embeddings")
+            .and_then(|v| v.as_bool())
+            .unwrap_or(true),
         processing: Processing::none(),
     };
     cfg.validate()?;
@@ -48,7 +62,11 @@ pub(crate) fn convert(src: &mut dyn TensorSource, cfg: &ModelConfig) -> Result<S
     let (d, h, dh) = (cfg.d_model, cfg.n_heads, cfg.d_head);
     let mut sd = StateDict::default();
     let wte = src.tensor("wte.weight")?;
-    let w_u = if src.has("lm_head.weight") { src.tensor("lm_head.weight")?.t()?.contiguous()? } else { wte.t()?.contiguous()? };
+    let w_u = if src.has("lm_head.weight") {
+        src.tensor("lm_head.weight")?.t()?.contiguous()?
+    } else {
+        wte.t()?.contiguous()?
+    };
     sd.insert("embed.W_E", wte);
     sd.insert("pos_embed.W_pos", src.tensor("wpe.weight")?);
     for l in 0..cfg.n_layers {
@@ -60,12 +78,22 @@ pub(crate) fn convert(src: &mut dyn TensorSource, cfg: &ModelConfig) -> Result<S
         let w = src.tensor(&p("attn.c_attn.weight"))?;
         let b = src.tensor(&p("attn.c_attn.bias"))?;
         for (i, x) in ["Q", "K", "V"].iter().enumerate() {
-            let wx = w.narrow(1, i * d, d)?.reshape((d, h, dh))?.permute((1, 0, 2))?.contiguous()?;
+            let wx = w
+                .narrow(1, i * d, d)?
+                .reshape((d, h, dh))?
+                .permute((1, 0, 2))?
+                .contiguous()?;
             sd.insert(t(&format!("attn.W_{x}")), wx);
-            sd.insert(t(&format!("attn.b_{x}")), b.narrow(0, i * d, d)?.reshape((h, dh))?);
+            sd.insert(
+                t(&format!("attn.b_{x}")),
+                b.narrow(0, i * d, d)?.reshape((h, dh))?,
+            );
         }
         // c_proj: [(i h), m] → W_O [n_heads, d_head, d_model].
-        sd.insert(t("attn.W_O"), src.tensor(&p("attn.c_proj.weight"))?.reshape((h, dh, d))?);
+        sd.insert(
+            t("attn.W_O"),
+            src.tensor(&p("attn.c_proj.weight"))?.reshape((h, dh, d))?,
+        );
         sd.insert(t("attn.b_O"), src.tensor(&p("attn.c_proj.bias"))?);
         sd.insert(t("ln2.w"), src.tensor(&p("ln_2.weight"))?);
         sd.insert(t("ln2.b"), src.tensor(&p("ln_2.bias"))?);
@@ -76,7 +104,10 @@ pub(crate) fn convert(src: &mut dyn TensorSource, cfg: &ModelConfig) -> Result<S
     }
     sd.insert("ln_final.w", src.tensor("ln_f.weight")?);
     sd.insert("ln_final.b", src.tensor("ln_f.bias")?);
-    sd.insert("unembed.b_U", Tensor::zeros(cfg.d_vocab, w_u.dtype(), w_u.device())?);
+    sd.insert(
+        "unembed.b_U",
+        Tensor::zeros(cfg.d_vocab, w_u.dtype(), w_u.device())?,
+    );
     sd.insert("unembed.W_U", w_u);
     Ok(sd)
 }

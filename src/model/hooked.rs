@@ -30,7 +30,12 @@ fn cat_cols(parts: &[Tensor]) -> Result<Tensor> {
 
 impl HookedModel {
     /// Turn a processed TL state dict into the runtime layout (consuming it tensor by tensor).
-    pub(crate) fn build(mut sd: StateDict, cfg: ModelConfig, tok: Option<Tok>, device: &Device) -> Result<Self> {
+    pub(crate) fn build(
+        mut sd: StateDict,
+        cfg: ModelConfig,
+        tok: Option<Tok>,
+        device: &Device,
+    ) -> Result<Self> {
         let dev = |t: Tensor| -> Result<Tensor> { Ok(t.to_device(device)?) };
         let (d, h, hkv, dh) = (cfg.d_model, cfg.n_heads, cfg.n_kv_heads, cfg.d_head);
         let rotary = match cfg.positional {
@@ -41,21 +46,29 @@ impl HookedModel {
             let w = sd.remove(&format!("{p}.w")).map(dev).transpose()?;
             let b = sd.remove(&format!("{p}.b")).map(dev).transpose()?;
             if cfg.normalization.has_weights() && w.is_none() {
-                return Err(Error::Config(format!("{p}: {:?} norm without weights", cfg.normalization)));
+                return Err(Error::Config(format!(
+                    "{p}: {:?} norm without weights",
+                    cfg.normalization
+                )));
             }
-            Ok(Norm { kind: cfg.normalization, w, b, eps: cfg.eps })
+            Ok(Norm {
+                kind: cfg.normalization,
+                w,
+                b,
+                eps: cfg.eps,
+            })
         };
         let mut blocks = Vec::with_capacity(cfg.n_layers);
         for l in 0..cfg.n_layers {
             let t = |s: &str| format!("blocks.{l}.{s}");
             let ln1 = norm(&mut sd, &t("ln1"))?;
-            // W_X [n, d, dh] → [d, n dh]; fused Q | K | V.
+            // W_X [n, d, dh] → [d, n, dh] views, concatenated into one [d, (h + 2 hkv) dh] copy:
+            // fused Q | K | V.
             let mut ws = Vec::new();
             let mut bs = Vec::new();
             let mut any_bias = false;
             for (x, n) in [("Q", h), ("K", hkv), ("V", hkv)] {
-                let w = sd.take(&t(&format!("attn.W_{x}")))?;
-                ws.push(w.permute((1, 0, 2))?.contiguous()?.reshape((d, n * dh))?);
+                ws.push(sd.take(&t(&format!("attn.W_{x}")))?.permute((1, 0, 2))?);
                 match sd.remove(&t(&format!("attn.b_{x}"))) {
                     Some(b) => {
                         any_bias = true;
@@ -64,37 +77,71 @@ impl HookedModel {
                     None => bs.push(Tensor::zeros(n * dh, DType::F32, &Device::Cpu)?),
                 }
             }
-            let w_qkv = dev(cat_cols(&ws)?)?;
+            let w_qkv = dev(Tensor::cat(&ws, 1)?.reshape((d, (h + 2 * hkv) * dh))?)?;
             drop(ws);
-            let b_qkv = if any_bias { Some(dev(Tensor::cat(&bs, 0)?)?) } else { None };
-            let w_o = dev(sd.take(&t("attn.W_O"))?.reshape((h * dh, d))?)?;
+            let b_qkv = if any_bias {
+                Some(dev(Tensor::cat(&bs, 0)?)?)
+            } else {
+                None
+            };
+            let w_o = dev(sd
+                .take(&t("attn.W_O"))?
+                .contiguous()?
+                .reshape((h * dh, d))?)?;
             let b_o = sd.remove(&t("attn.b_O")).map(dev).transpose()?;
-            let attn = Attention { w_qkv, b_qkv, w_o, b_o, n_heads: h, n_kv_heads: hkv, d_head: dh, rotary: rotary.clone() };
+            let attn = Attention {
+                w_qkv,
+                b_qkv,
+                w_o,
+                b_o,
+                n_heads: h,
+                n_kv_heads: hkv,
+                d_head: dh,
+                rotary: rotary.clone(),
+            };
             let ln2 = norm(&mut sd, &t("ln2"))?;
             let w_in = sd.take(&t("mlp.W_in"))?;
             let w_in = match sd.remove(&t("mlp.W_gate")) {
                 Some(g) => cat_cols(&[g, w_in])?,
-                None => w_in,
+                None => w_in.contiguous()?,
             };
             let mlp = Mlp {
                 w_in: dev(w_in)?,
                 b_in: sd.remove(&t("mlp.b_in")).map(dev).transpose()?,
-                w_out: dev(sd.take(&t("mlp.W_out"))?)?,
+                w_out: dev(sd.take(&t("mlp.W_out"))?.contiguous()?)?,
                 b_out: sd.remove(&t("mlp.b_out")).map(dev).transpose()?,
                 gated: cfg.gated_mlp,
                 act: cfg.act_fn,
                 d_mlp: cfg.d_mlp,
             };
-            blocks.push(Block { ln1, attn, ln2, mlp });
+            blocks.push(Block {
+                ln1,
+                attn,
+                ln2,
+                mlp,
+            });
         }
         let ln_final = norm(&mut sd, "ln_final")?;
         let w_e = dev(sd.take("embed.W_E")?)?;
         let w_pos = sd.remove("pos_embed.W_pos").map(dev).transpose()?;
         let w_u = dev(sd.take("unembed.W_U")?.contiguous()?)?;
         let b_u = sd.remove("unembed.b_U").map(dev).transpose()?;
+        release_freed_memory();
         let names: Vec<BlockHookNames> = (0..cfg.n_layers).map(BlockHookNames::new).collect();
         let hook_names = all_hook_names(&cfg, &names);
-        Ok(HookedModel { cfg: Arc::new(cfg), tok, w_e, w_pos, blocks, ln_final, w_u, b_u, names, hook_names, device: device.clone() })
+        Ok(HookedModel {
+            cfg: Arc::new(cfg),
+            tok,
+            w_e,
+            w_pos,
+            blocks,
+            ln_final,
+            w_u,
+            b_u,
+            names,
+            hook_names,
+            device: device.clone(),
+        })
     }
 
     pub(crate) fn set_model_name(&mut self, name: &str) {
@@ -110,7 +157,10 @@ impl HookedModel {
     /// The tokenizer; an error for models loaded without one.
     pub fn tokenizer(&self) -> Result<&Tok> {
         self.tok.as_ref().ok_or_else(|| {
-            Error::Tokenizer(format!("model `{}` was loaded without a tokenizer (no tokenizer.json)", self.cfg.model_name))
+            Error::Tokenizer(format!(
+                "model `{}` was loaded without a tokenizer (no tokenizer.json)",
+                self.cfg.model_name
+            ))
         })
     }
     pub fn set_tokenizer(&mut self, tok: Tok) {
@@ -140,7 +190,10 @@ impl HookedModel {
     /// TL's `run_with_hooks`: logits with forward hooks that may replace activations.
     pub fn run_with_hooks(&self, tokens: &Tensor, mut hooks: Hooks) -> Result<Tensor> {
         hooks.validate(&self.hook_names)?;
-        let mut ctx = HookCtx { hooks: Some(&mut hooks), ..Default::default() };
+        let mut ctx = HookCtx {
+            hooks: Some(&mut hooks),
+            ..Default::default()
+        };
         self.run(tokens, &mut ctx, None)
     }
 
@@ -155,50 +208,87 @@ impl HookedModel {
         let filter = filter.into();
         filter.validate(&self.hook_names)?;
         hooks.validate(&self.hook_names)?;
-        let mut ctx = HookCtx { hooks: Some(&mut hooks), filter: Some(&filter), cache: Vec::new() };
+        let mut ctx = HookCtx {
+            hooks: Some(&mut hooks),
+            filter: Some(&filter),
+            cache: Vec::new(),
+        };
         let out = self.run(tokens, &mut ctx, stop_at_layer)?;
         let (order, map) = ctx.into_map();
-        Ok((out, ActivationCache::new(order, map, self.cfg.clone(), self.w_u.clone())))
+        Ok((
+            out,
+            ActivationCache::new(order, map, self.cfg.clone(), self.w_u.clone()),
+        ))
     }
 
     fn check_tokens(&self, tokens: &Tensor) -> Result<Tensor> {
         let t = match tokens.rank() {
             1 => tokens.unsqueeze(0)?,
             2 => tokens.clone(),
-            r => return Err(Error::Invalid(format!("tokens must be [batch, pos] or [pos], got rank {r} {:?}", tokens.dims()))),
+            r => {
+                return Err(Error::Invalid(format!(
+                    "tokens must be [batch, pos] or [pos], got rank {r} {:?}",
+                    tokens.dims()
+                )))
+            }
         };
         let t = match t.dtype() {
             DType::U32 => t,
             DType::I64 | DType::U8 => t.to_dtype(DType::U32)?,
-            other => return Err(Error::Invalid(format!("tokens must be an integer tensor, got {other:?}"))),
+            other => {
+                return Err(Error::Invalid(format!(
+                    "tokens must be an integer tensor, got {other:?}"
+                )))
+            }
         };
         let p = t.dim(1)?;
         if p == 0 {
             return Err(Error::Invalid("tokens: empty sequence".into()));
         }
         if matches!(self.cfg.positional, Positional::Standard) && p > self.cfg.n_ctx {
-            return Err(Error::Invalid(format!("sequence length {p} exceeds the model's context n_ctx = {}", self.cfg.n_ctx)));
+            return Err(Error::Invalid(format!(
+                "sequence length {p} exceeds the model's context n_ctx = {}",
+                self.cfg.n_ctx
+            )));
         }
         let max = t.max_all()?.to_scalar::<u32>()? as usize;
         if max >= self.cfg.d_vocab {
-            return Err(Error::Invalid(format!("token id {max} is out of range for d_vocab = {}", self.cfg.d_vocab)));
+            return Err(Error::Invalid(format!(
+                "token id {max} is out of range for d_vocab = {}",
+                self.cfg.d_vocab
+            )));
         }
         Ok(t.to_device(&self.device)?)
     }
 
-    fn run(&self, tokens: &Tensor, ctx: &mut HookCtx, stop_at_layer: Option<usize>) -> Result<Tensor> {
+    fn run(
+        &self,
+        tokens: &Tensor,
+        ctx: &mut HookCtx,
+        stop_at_layer: Option<usize>,
+    ) -> Result<Tensor> {
         let tokens = self.check_tokens(tokens)?;
         let (b, p) = tokens.dims2()?;
         let d = self.cfg.d_model;
         if let Some(s) = stop_at_layer {
             if s > self.cfg.n_layers {
-                return Err(Error::Invalid(format!("stop_at_layer {s} > n_layers {}", self.cfg.n_layers)));
+                return Err(Error::Invalid(format!(
+                    "stop_at_layer {s} > n_layers {}",
+                    self.cfg.n_layers
+                )));
             }
         }
-        let embed = self.w_e.index_select(&tokens.flatten_all()?, 0)?.reshape((b, p, d))?;
+        let embed = self
+            .w_e
+            .index_select(&tokens.flatten_all()?, 0)?
+            .reshape((b, p, d))?;
         let mut resid = ctx.hp("hook_embed", embed)?;
         if let Some(w_pos) = &self.w_pos {
-            let pos = w_pos.narrow(0, 0, p)?.unsqueeze(0)?.broadcast_as((b, p, d))?.contiguous()?;
+            let pos = w_pos
+                .narrow(0, 0, p)?
+                .unsqueeze(0)?
+                .broadcast_as((b, p, d))?
+                .contiguous()?;
             let pos = ctx.hp("hook_pos_embed", pos)?;
             resid = (resid + pos)?;
         }
@@ -209,13 +299,21 @@ impl HookedModel {
         if stop_at_layer.is_some() {
             return Ok(resid);
         }
-        let x = self.ln_final.forward(&resid, ctx, "ln_final.hook_scale", "ln_final.hook_normalized")?;
+        let x = self.ln_final.forward(
+            &resid,
+            ctx,
+            "ln_final.hook_scale",
+            "ln_final.hook_normalized",
+        )?;
         let x = ctx.hp("unembed.hook_in", x)?;
         let mut logits = x.reshape((b * p, d))?.matmul(&self.w_u)?;
         if let Some(b_u) = &self.b_u {
             logits = logits.broadcast_add(b_u)?;
         }
-        ctx.hp("unembed.hook_out", logits.reshape((b, p, self.cfg.d_vocab))?)
+        ctx.hp(
+            "unembed.hook_out",
+            logits.reshape((b, p, self.cfg.d_vocab))?,
+        )
     }
 
     /// Per-token next-token cross-entropy `[batch, pos-1]` (TL's `lm_cross_entropy_loss(per_token=True)`).
@@ -223,7 +321,11 @@ impl HookedModel {
         let tokens = self.check_tokens(tokens)?;
         let (b, p, v) = logits.dims3()?;
         if tokens.dims() != [b, p] {
-            return Err(Error::Invalid(format!("logits {:?} do not match tokens {:?}", logits.dims(), tokens.dims())));
+            return Err(Error::Invalid(format!(
+                "logits {:?} do not match tokens {:?}",
+                logits.dims(),
+                tokens.dims()
+            )));
         }
         if p < 2 {
             return Err(Error::Invalid("the loss needs at least 2 positions".into()));
@@ -242,9 +344,12 @@ impl HookedModel {
     // --- TL-shaped weights -------------------------------------------------------------------
 
     fn block(&self, layer: usize) -> Result<&Block> {
-        self.blocks
-            .get(layer)
-            .ok_or_else(|| Error::Invalid(format!("layer {layer} out of range (n_layers = {})", self.cfg.n_layers)))
+        self.blocks.get(layer).ok_or_else(|| {
+            Error::Invalid(format!(
+                "layer {layer} out of range (n_layers = {})",
+                self.cfg.n_layers
+            ))
+        })
     }
     /// `W_E [d_vocab, d_model]`.
     pub fn w_e(&self) -> &Tensor {
@@ -268,7 +373,9 @@ impl HookedModel {
     fn qkv_part(&self, layer: usize, start_heads: usize, n: usize) -> Result<Tensor> {
         let (d, dh) = (self.cfg.d_model, self.cfg.d_head);
         let w = &self.block(layer)?.attn.w_qkv;
-        Ok(w.narrow(1, start_heads * dh, n * dh)?.reshape((d, n, dh))?.permute((1, 0, 2))?)
+        Ok(w.narrow(1, start_heads * dh, n * dh)?
+            .reshape((d, n, dh))?
+            .permute((1, 0, 2))?)
     }
     /// `W_Q [n_heads, d_model, d_head]`.
     pub fn w_q(&self, layer: usize) -> Result<Tensor> {
@@ -280,12 +387,20 @@ impl HookedModel {
     }
     /// `W_V [n_kv_heads, d_model, d_head]`.
     pub fn w_v(&self, layer: usize) -> Result<Tensor> {
-        self.qkv_part(layer, self.cfg.n_heads + self.cfg.n_kv_heads, self.cfg.n_kv_heads)
+        self.qkv_part(
+            layer,
+            self.cfg.n_heads + self.cfg.n_kv_heads,
+            self.cfg.n_kv_heads,
+        )
     }
     /// `W_O [n_heads, d_head, d_model]`.
     pub fn w_o(&self, layer: usize) -> Result<Tensor> {
         let c = &self.cfg;
-        Ok(self.block(layer)?.attn.w_o.reshape((c.n_heads, c.d_head, c.d_model))?)
+        Ok(self
+            .block(layer)?
+            .attn
+            .w_o
+            .reshape((c.n_heads, c.d_head, c.d_model))?)
     }
     /// `b_O [d_model]`.
     pub fn b_o(&self, layer: usize) -> Result<Tensor> {
@@ -297,12 +412,20 @@ impl HookedModel {
     /// `W_in [d_model, d_mlp]` (the up projection for gated MLPs).
     pub fn w_in(&self, layer: usize) -> Result<Tensor> {
         let m = &self.block(layer)?.mlp;
-        Ok(if m.gated { m.w_in.narrow(1, m.d_mlp, m.d_mlp)? } else { m.w_in.clone() })
+        Ok(if m.gated {
+            m.w_in.narrow(1, m.d_mlp, m.d_mlp)?
+        } else {
+            m.w_in.clone()
+        })
     }
     /// `W_gate [d_model, d_mlp]` (gated MLPs only).
     pub fn w_gate(&self, layer: usize) -> Result<Option<Tensor>> {
         let m = &self.block(layer)?.mlp;
-        Ok(if m.gated { Some(m.w_in.narrow(1, 0, m.d_mlp)?) } else { None })
+        Ok(if m.gated {
+            Some(m.w_in.narrow(1, 0, m.d_mlp)?)
+        } else {
+            None
+        })
     }
     /// `W_out [d_mlp, d_model]`.
     pub fn w_out(&self, layer: usize) -> Result<Tensor> {
@@ -313,7 +436,10 @@ impl HookedModel {
         let mut n = self.w_e.elem_count() + self.w_u.elem_count();
         n += self.w_pos.as_ref().map_or(0, |t| t.elem_count());
         for b in &self.blocks {
-            n += b.attn.w_qkv.elem_count() + b.attn.w_o.elem_count() + b.mlp.w_in.elem_count() + b.mlp.w_out.elem_count();
+            n += b.attn.w_qkv.elem_count()
+                + b.attn.w_o.elem_count()
+                + b.mlp.w_in.elem_count()
+                + b.mlp.w_out.elem_count();
         }
         n
     }
@@ -322,10 +448,26 @@ impl HookedModel {
         let row: Vec<f32> = logits.i((0, pos))?.to_dtype(DType::F32)?.to_vec1()?;
         let mut idx: Vec<u32> = (0..row.len() as u32).collect();
         let k = k.min(row.len());
-        idx.select_nth_unstable_by(k.saturating_sub(1), |a, b| row[*b as usize].total_cmp(&row[*a as usize]));
+        idx.select_nth_unstable_by(k.saturating_sub(1), |a, b| {
+            row[*b as usize].total_cmp(&row[*a as usize])
+        });
         let mut top: Vec<(u32, f32)> = idx[..k].iter().map(|&i| (i, row[i as usize])).collect();
         top.sort_by(|a, b| b.1.total_cmp(&a.1));
         Ok(top)
+    }
+}
+
+/// Give the heap pages freed while loading (many transient per-layer copies) back to the OS.
+fn release_freed_memory() {
+    #[cfg(all(target_os = "linux", target_env = "gnu"))]
+    {
+        extern "C" {
+            fn malloc_trim(pad: usize) -> i32;
+        }
+        // SAFETY: glibc's malloc_trim only releases free memory; it has no preconditions.
+        unsafe {
+            malloc_trim(0);
+        }
     }
 }
 
@@ -336,18 +478,43 @@ fn all_hook_names(cfg: &ModelConfig, names: &[BlockHookNames]) -> Vec<String> {
         v.push("hook_pos_embed".into());
     }
     for n in names {
-        v.extend([n.resid_pre.clone(), n.ln1_scale.clone(), n.ln1_normalized.clone(), n.q.clone(), n.k.clone(), n.v.clone()]);
+        v.extend([
+            n.resid_pre.clone(),
+            n.ln1_scale.clone(),
+            n.ln1_normalized.clone(),
+            n.q.clone(),
+            n.k.clone(),
+            n.v.clone(),
+        ]);
         if cfg.uses_rotary() {
             v.extend([n.rot_q.clone(), n.rot_k.clone()]);
         }
-        v.extend([n.attn_scores.clone(), n.pattern.clone(), n.z.clone(), n.attn_out.clone(), n.resid_mid.clone()]);
-        v.extend([n.ln2_scale.clone(), n.ln2_normalized.clone(), n.mlp_pre.clone()]);
+        v.extend([
+            n.attn_scores.clone(),
+            n.pattern.clone(),
+            n.z.clone(),
+            n.attn_out.clone(),
+            n.resid_mid.clone(),
+        ]);
+        v.extend([
+            n.ln2_scale.clone(),
+            n.ln2_normalized.clone(),
+            n.mlp_pre.clone(),
+        ]);
         if cfg.gated_mlp {
             v.push(n.mlp_pre_linear.clone());
         }
         v.extend([n.mlp_post.clone(), n.mlp_out.clone(), n.resid_post.clone()]);
     }
-    v.extend(["ln_final.hook_scale", "ln_final.hook_normalized", "unembed.hook_in", "unembed.hook_out"].map(String::from));
+    v.extend(
+        [
+            "ln_final.hook_scale",
+            "ln_final.hook_normalized",
+            "unembed.hook_in",
+            "unembed.hook_out",
+        ]
+        .map(String::from),
+    );
     let _ = Normalization::LN;
     v
 }

@@ -21,19 +21,29 @@ use std::path::{Path, PathBuf};
 pub fn resolve_alias(name: &str) -> Option<&'static str> {
     let n = name.trim().to_ascii_lowercase().replace('_', "-");
     Some(match n.as_str() {
-        "gpt2" | "gpt2-small" | "gpt-2" | "gpt-2-small" | "gpt2small" | "openai-community/gpt2" => "gpt2",
+        "gpt2" | "gpt2-small" | "gpt-2" | "gpt-2-small" | "gpt2small" | "openai-community/gpt2" => {
+            "gpt2"
+        }
         "gpt2-medium" | "gpt-2-medium" | "openai-community/gpt2-medium" => "gpt2-medium",
         "gpt2-large" | "gpt-2-large" | "openai-community/gpt2-large" => "gpt2-large",
         "gpt2-xl" | "gpt-2-xl" | "openai-community/gpt2-xl" => "gpt2-xl",
-        "distilgpt2" | "distil-gpt2" | "distillgpt2" | "distill-gpt2" | "gpt2-xs" | "distilbert/distilgpt2" => {
-            "distilgpt2"
+        "distilgpt2"
+        | "distil-gpt2"
+        | "distillgpt2"
+        | "distill-gpt2"
+        | "gpt2-xs"
+        | "distilbert/distilgpt2" => "distilgpt2",
+        "smollm2-135m" | "smollm2-135m-base" | "huggingfacetb/smollm2-135m" => {
+            "HuggingFaceTB/SmolLM2-135M"
         }
-        "smollm2-135m" | "smollm2-135m-base" | "huggingfacetb/smollm2-135m" => "HuggingFaceTB/SmolLM2-135M",
-        "smollm2-135m-instruct" | "smollm2-135m-it" | "smollm2-135m-chat" | "huggingfacetb/smollm2-135m-instruct" => {
-            "HuggingFaceTB/SmolLM2-135M-Instruct"
-        }
+        "smollm2-135m-instruct"
+        | "smollm2-135m-it"
+        | "smollm2-135m-chat"
+        | "huggingfacetb/smollm2-135m-instruct" => "HuggingFaceTB/SmolLM2-135M-Instruct",
         "smollm2-360m" | "huggingfacetb/smollm2-360m" => "HuggingFaceTB/SmolLM2-360M",
-        "smollm2-360m-instruct" | "huggingfacetb/smollm2-360m-instruct" => "HuggingFaceTB/SmolLM2-360M-Instruct",
+        "smollm2-360m-instruct" | "huggingfacetb/smollm2-360m-instruct" => {
+            "HuggingFaceTB/SmolLM2-360M-Instruct"
+        }
         _ => return None,
     })
 }
@@ -43,7 +53,11 @@ const WEIGHTS: &str = "model.safetensors";
 const WEIGHTS_INDEX: &str = "model.safetensors.index.json";
 const TOKENIZER: &str = "tokenizer.json";
 /// Fetched when the repo has them; their absence is fine.
-const OPTIONAL: [&str; 3] = [TOKENIZER, "tokenizer_config.json", "special_tokens_map.json"];
+const OPTIONAL: [&str; 3] = [
+    TOKENIZER,
+    "tokenizer_config.json",
+    "special_tokens_map.json",
+];
 
 /// The effective hub settings after applying environment defaults.
 #[derive(Debug, Clone)]
@@ -55,11 +69,15 @@ struct HubSettings {
 }
 
 fn env_nonempty(key: &str) -> Option<String> {
-    std::env::var(key).ok().map(|s| s.trim().to_string()).filter(|s| !s.is_empty())
+    std::env::var(key)
+        .ok()
+        .map(|s| s.trim().to_string())
+        .filter(|s| !s.is_empty())
 }
 
 fn env_truthy(key: &str) -> bool {
-    env_nonempty(key).is_some_and(|v| matches!(v.to_ascii_lowercase().as_str(), "1" | "true" | "yes" | "on"))
+    env_nonempty(key)
+        .is_some_and(|v| matches!(v.to_ascii_lowercase().as_str(), "1" | "true" | "yes" | "on"))
 }
 
 /// The hub cache directory used when `LoadOptions::hub_cache_dir` is None.
@@ -95,8 +113,17 @@ impl HubSettings {
             .or_else(|| env_nonempty("HF_ENDPOINT"))
             .map(|e| e.trim_end_matches('/').to_string());
         let offline = opts.offline.unwrap_or_else(|| env_truthy("HF_HUB_OFFLINE"));
-        let revision = opts.revision.clone().filter(|r| !r.trim().is_empty()).unwrap_or_else(|| "main".to_string());
-        Ok(Self { cache_dir, endpoint, offline, revision })
+        let revision = opts
+            .revision
+            .clone()
+            .filter(|r| !r.trim().is_empty())
+            .unwrap_or_else(|| "main".to_string());
+        Ok(Self {
+            cache_dir,
+            endpoint,
+            offline,
+            revision,
+        })
     }
 }
 
@@ -104,8 +131,12 @@ fn validate_repo_id(repo_id: &str) -> Result<()> {
     let bad = repo_id.is_empty()
         || repo_id.len() > 96
         || repo_id.split('/').count() > 2
-        || repo_id.split('/').any(|p| p.is_empty() || p == "." || p == ".." || p.starts_with('-'))
-        || !repo_id.chars().all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.' | '/'));
+        || repo_id
+            .split('/')
+            .any(|p| p.is_empty() || p == "." || p == ".." || p.starts_with('-'))
+        || !repo_id
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.' | '/'));
     if bad {
         return Err(Error::UnknownModel {
             name: repo_id.to_string(),
@@ -124,7 +155,11 @@ struct CacheView {
 
 impl CacheView {
     fn new(cache_dir: &Path, repo: &Repo) -> Self {
-        Self { cache: Cache::new(cache_dir.to_path_buf()), repo: repo.clone(), repo_dir: cache_dir.join(repo.folder_name()) }
+        Self {
+            cache: Cache::new(cache_dir.to_path_buf()),
+            repo: repo.clone(),
+            repo_dir: cache_dir.join(repo.folder_name()),
+        }
     }
 
     /// The commit the revision points to, if the cache knows it.
@@ -134,7 +169,13 @@ impl CacheView {
         match r {
             Some(c) => Some(c),
             // A revision that is itself a commit hash may have a snapshot without a ref file.
-            None if is_commit_hash(self.repo.revision()) && self.repo_dir.join("snapshots").join(self.repo.revision()).is_dir() => {
+            None if is_commit_hash(self.repo.revision())
+                && self
+                    .repo_dir
+                    .join("snapshots")
+                    .join(self.repo.revision())
+                    .is_dir() =>
+            {
                 Some(self.repo.revision().to_string())
             }
             None => None,
@@ -151,7 +192,8 @@ impl CacheView {
     }
 
     fn known_missing(&self, file: &str) -> bool {
-        self.commit().is_some_and(|c| self.repo_dir.join(".no_exist").join(c).join(file).exists())
+        self.commit()
+            .is_some_and(|c| self.repo_dir.join(".no_exist").join(c).join(file).exists())
     }
 
     fn mark_missing(&self, file: &str) {
@@ -178,7 +220,10 @@ enum Fetched {
 
 /// Where files come from: the network (through hf-hub) or the cache alone.
 enum Source {
-    Online { api: Box<ApiRepo>, endpoint_desc: String },
+    Online {
+        api: Box<ApiRepo>,
+        endpoint_desc: String,
+    },
     Offline,
 }
 
@@ -191,7 +236,11 @@ struct Fetcher {
 
 impl Fetcher {
     fn new(repo_id: &str, settings: HubSettings) -> Result<Self> {
-        let repo = Repo::with_revision(repo_id.to_string(), RepoType::Model, settings.revision.clone());
+        let repo = Repo::with_revision(
+            repo_id.to_string(),
+            RepoType::Model,
+            settings.revision.clone(),
+        );
         let view = CacheView::new(&settings.cache_dir, &repo);
         let source = if settings.offline {
             Source::Offline
@@ -208,10 +257,21 @@ impl Fetcher {
                 file: CONFIG.into(),
                 reason: format!("cannot create the hub client: {e}"),
             })?;
-            let endpoint_desc = settings.endpoint.clone().unwrap_or_else(|| "the default hub endpoint".to_string());
-            Source::Online { api: Box::new(api.repo(repo)), endpoint_desc }
+            let endpoint_desc = settings
+                .endpoint
+                .clone()
+                .unwrap_or_else(|| "the default hub endpoint".to_string());
+            Source::Online {
+                api: Box::new(api.repo(repo)),
+                endpoint_desc,
+            }
         };
-        Ok(Self { repo_id: repo_id.to_string(), settings, view, source })
+        Ok(Self {
+            repo_id: repo_id.to_string(),
+            settings,
+            view,
+            source,
+        })
     }
 
     fn offline_missing(&self, file: &str, what: &str) -> Error {
@@ -244,7 +304,12 @@ impl Fetcher {
         let url = api.url(file);
         // hf-hub has a few internal asserts/unwraps; a panic there must not take the caller down.
         let got = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| api.get(file)))
-            .map_err(|_| self.hub_err(file, format!("the hub client panicked while fetching {url}")))?;
+            .map_err(|_| {
+                self.hub_err(
+                    file,
+                    format!("the hub client panicked while fetching {url}"),
+                )
+            })?;
         match got {
             Ok(p) => Ok(Fetched::Found(p)),
             Err(e) => {
@@ -276,7 +341,11 @@ impl Fetcher {
     }
 
     fn hub_err(&self, file: &str, reason: String) -> Error {
-        Error::Hub { repo: self.repo_id.clone(), file: file.to_string(), reason }
+        Error::Hub {
+            repo: self.repo_id.clone(),
+            file: file.to_string(),
+            reason,
+        }
     }
 
     fn require(&self, file: &str, what: &str) -> Result<PathBuf> {
@@ -299,10 +368,12 @@ impl Fetcher {
 
     fn run(&self) -> Result<PathBuf> {
         let config = self.require(CONFIG, "config.json")?;
-        let snapshot = config
-            .parent()
-            .map(Path::to_path_buf)
-            .ok_or_else(|| self.hub_err(CONFIG, format!("unexpected cache path {}", config.display())))?;
+        let snapshot = config.parent().map(Path::to_path_buf).ok_or_else(|| {
+            self.hub_err(
+                CONFIG,
+                format!("unexpected cache path {}", config.display()),
+            )
+        })?;
         let mut files: Vec<(String, PathBuf)> = vec![(CONFIG.to_string(), config.clone())];
 
         match self.fetch(WEIGHTS)? {
@@ -344,7 +415,14 @@ impl Fetcher {
             let want = snapshot.join(name);
             if !want.exists() {
                 link_or_copy(p, &want).map_err(|e| {
-                    self.hub_err(name, format!("cannot place {} into snapshot {}: {e}", p.display(), snapshot.display()))
+                    self.hub_err(
+                        name,
+                        format!(
+                            "cannot place {} into snapshot {}: {e}",
+                            p.display(),
+                            snapshot.display()
+                        ),
+                    )
                 })?;
             }
         }
@@ -355,19 +433,27 @@ impl Fetcher {
 /// The shard file names listed in a `model.safetensors.index.json` (`weight_map` values).
 fn shard_names(index: &Path) -> Result<Vec<String>> {
     let bytes = std::fs::read(index).map_err(|e| Error::io(index, e))?;
-    let v: serde_json::Value =
-        serde_json::from_slice(&bytes).map_err(|source| Error::Json { path: index.to_path_buf(), source })?;
+    let v: serde_json::Value = serde_json::from_slice(&bytes).map_err(|source| Error::Json {
+        path: index.to_path_buf(),
+        source,
+    })?;
     let map = v
         .get("weight_map")
         .and_then(|m| m.as_object())
         .ok_or_else(|| Error::model_file(index, "no `weight_map` object"))?;
     let mut names: Vec<String> = Vec::new();
     for (tensor, f) in map {
-        let f = f
-            .as_str()
-            .ok_or_else(|| Error::model_file(index, format!("weight_map entry for `{tensor}` is not a file name")))?;
+        let f = f.as_str().ok_or_else(|| {
+            Error::model_file(
+                index,
+                format!("weight_map entry for `{tensor}` is not a file name"),
+            )
+        })?;
         if f.is_empty() || f.starts_with('/') || f.split('/').any(|c| c == "..") {
-            return Err(Error::model_file(index, format!("weight_map entry for `{tensor}` has an unsafe file name `{f}`")));
+            return Err(Error::model_file(
+                index,
+                format!("weight_map entry for `{tensor}` has an unsafe file name `{f}`"),
+            ));
         }
         if !names.iter().any(|n| n == f) {
             names.push(f.to_string());

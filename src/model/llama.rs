@@ -8,16 +8,24 @@ use serde_json::Value;
 /// TL config for an HF llama `config.json`.
 pub(crate) fn config(hf: &Value, model_name: &str) -> Result<ModelConfig> {
     let u = |k: &str| hf.get(k).and_then(|v| v.as_u64()).map(|v| v as usize);
-    let need = |k: &str| u(k).ok_or_else(|| Error::Config(format!("llama config.json lacks `{k}`")));
+    let need =
+        |k: &str| u(k).ok_or_else(|| Error::Config(format!("llama config.json lacks `{k}`")));
     let d_model = need("hidden_size")?;
     let n_heads = need("num_attention_heads")?;
     let d_head = u("head_dim").unwrap_or(d_model / n_heads);
-    let act = hf.get("hidden_act").and_then(|v| v.as_str()).unwrap_or("silu");
+    let act = hf
+        .get("hidden_act")
+        .and_then(|v| v.as_str())
+        .unwrap_or("silu");
     if act != "silu" {
-        return Err(Error::Config(format!("llama hidden_act `{act}` is not supported (only silu)")));
+        return Err(Error::Config(format!(
+            "llama hidden_act `{act}` is not supported (only silu)"
+        )));
     }
     if hf.get("rope_scaling").is_some_and(|v| !v.is_null()) {
-        return Err(Error::Config("llama rope_scaling is not supported yet".into()));
+        return Err(Error::Config(
+            "llama rope_scaling is not supported yet".into(),
+        ));
     }
     let cfg = ModelConfig {
         model_name: model_name.to_string(),
@@ -30,44 +38,71 @@ pub(crate) fn config(hf: &Value, model_name: &str) -> Result<ModelConfig> {
         d_mlp: need("intermediate_size")?,
         d_vocab: need("vocab_size")?,
         n_ctx: u("max_position_embeddings").unwrap_or(2048),
-        eps: hf.get("rms_norm_eps").and_then(|v| v.as_f64()).unwrap_or(1e-6),
+        eps: hf
+            .get("rms_norm_eps")
+            .and_then(|v| v.as_f64())
+            .unwrap_or(1e-6),
         act_fn: ActFn::Silu,
         normalization: Normalization::RMS,
         positional: Positional::Rotary {
-            base: hf.get("rope_theta").and_then(|v| v.as_f64()).unwrap_or(10000.0),
+            base: hf
+                .get("rope_theta")
+                .and_then(|v| v.as_f64())
+                .unwrap_or(10000.0),
             dim: d_head,
         },
         gated_mlp: true,
-        tied_embeddings: hf.get("tie_word_embeddings").and_then(|v| v.as_bool()).unwrap_or(false),
+        tied_embeddings: hf
+            .get("tie_word_embeddings")
+            .and_then(|v| v.as_bool())
+            .unwrap_or(false),
         processing: Processing::none(),
     };
     cfg.validate()?;
     Ok(cfg)
 }
 
-/// HF-layout llama tensors → TL state dict.
+/// HF-layout llama tensors → TL state dict. The TL-shaped tensors are strided views of the
+/// source tensors (no copies); `HookedModel::build` lays them out once.
 pub(crate) fn convert(src: &mut dyn TensorSource, cfg: &ModelConfig) -> Result<StateDict> {
     let (d, h, hkv, dh) = (cfg.d_model, cfg.n_heads, cfg.n_kv_heads, cfg.d_head);
     let mut sd = StateDict::default();
     let emb = src.tensor("model.embed_tokens.weight")?;
-    let w_u = if src.has("lm_head.weight") { src.tensor("lm_head.weight")?.t()?.contiguous()? } else { emb.t()?.contiguous()? };
+    let w_u = if src.has("lm_head.weight") {
+        src.tensor("lm_head.weight")?.t()?.contiguous()?
+    } else {
+        emb.t()?.contiguous()?
+    };
     sd.insert("embed.W_E", emb);
     for l in 0..cfg.n_layers {
         let p = |s: &str| format!("model.layers.{l}.{s}");
         let t = |s: &str| format!("blocks.{l}.{s}");
         sd.insert(t("ln1.w"), src.tensor(&p("input_layernorm.weight"))?);
         // q/k/v_proj [(n h), m] → '(n h) m -> n m h'.
-        for (x, n, proj) in [("Q", h, "q_proj"), ("K", hkv, "k_proj"), ("V", hkv, "v_proj")] {
+        for (x, n, proj) in [
+            ("Q", h, "q_proj"),
+            ("K", hkv, "k_proj"),
+            ("V", hkv, "v_proj"),
+        ] {
             let w = src.tensor(&p(&format!("self_attn.{proj}.weight")))?;
-            sd.insert(t(&format!("attn.W_{x}")), w.reshape((n, dh, d))?.transpose(1, 2)?.contiguous()?);
+            sd.insert(
+                t(&format!("attn.W_{x}")),
+                w.reshape((n, dh, d))?.transpose(1, 2)?,
+            );
         }
         // o_proj [m, (n h)] → 'm (n h) -> n h m'.
         let wo = src.tensor(&p("self_attn.o_proj.weight"))?;
-        sd.insert(t("attn.W_O"), wo.t()?.contiguous()?.reshape((h, dh, d))?);
-        sd.insert(t("ln2.w"), src.tensor(&p("post_attention_layernorm.weight"))?);
-        sd.insert(t("mlp.W_in"), src.tensor(&p("mlp.up_proj.weight"))?.t()?.contiguous()?);
-        sd.insert(t("mlp.W_gate"), src.tensor(&p("mlp.gate_proj.weight"))?.t()?.contiguous()?);
-        sd.insert(t("mlp.W_out"), src.tensor(&p("mlp.down_proj.weight"))?.t()?.contiguous()?);
+        sd.insert(t("attn.W_O"), wo.reshape((d, h, dh))?.permute((1, 2, 0))?);
+        sd.insert(
+            t("ln2.w"),
+            src.tensor(&p("post_attention_layernorm.weight"))?,
+        );
+        sd.insert(t("mlp.W_in"), src.tensor(&p("mlp.up_proj.weight"))?.t()?);
+        sd.insert(
+            t("mlp.W_gate"),
+            src.tensor(&p("mlp.gate_proj.weight"))?.t()?,
+        );
+        sd.insert(t("mlp.W_out"), src.tensor(&p("mlp.down_proj.weight"))?.t()?);
     }
     sd.insert("ln_final.w", src.tensor("model.norm.weight")?);
     sd.insert("unembed.W_U", w_u);

@@ -9,8 +9,12 @@ use std::path::{Path, PathBuf};
 
 /// The embedded default model's file name (inside `data/models/`).
 pub const DEFAULT_GGUF: &str = "SmolLM2-135M-Instruct.Q4_1.gguf";
-const DEFAULT_ALIASES: &[&str] =
-    &["smollm2", "smollm2-135m-instruct", "SmolLM2-135M-Instruct", "HuggingFaceTB/SmolLM2-135M-Instruct-GGUF"];
+const DEFAULT_ALIASES: &[&str] = &[
+    "smollm2",
+    "smollm2-135m-instruct",
+    "SmolLM2-135M-Instruct",
+    "HuggingFaceTB/SmolLM2-135M-Instruct-GGUF",
+];
 
 /// saescope's data directory: `$SAESCOPE_DATA_DIR`, else the `data/` folder of this crate's checkout.
 pub fn default_data_dir() -> PathBuf {
@@ -75,7 +79,10 @@ impl HookedModel {
     /// Load a llama-architecture GGUF file, dequantizing every tensor to f32.
     pub fn from_gguf(path: &Path, opts: &LoadOptions) -> Result<Self> {
         let mut src = GgufSource::open(path)?;
-        let name = path.file_stem().map(|s| s.to_string_lossy().into_owned()).unwrap_or_default();
+        let name = path
+            .file_stem()
+            .map(|s| s.to_string_lossy().into_owned())
+            .unwrap_or_default();
         let name = name.split(".Q").next().unwrap_or(&name).to_string();
         let cfg = src.config(&name)?;
         let tok = Tok::from_gguf(&src.content, path)?;
@@ -88,18 +95,26 @@ impl HookedModel {
     /// `model.safetensors` or a sharded `model.safetensors.index.json`; `tokenizer.json` if present.
     pub fn from_hf_dir(dir: &Path, opts: &LoadOptions) -> Result<Self> {
         let cfg_path = dir.join("config.json");
-        let text = std::fs::read_to_string(&cfg_path).map_err(|e| Error::model_file(&cfg_path, e))?;
-        let hf: serde_json::Value =
-            serde_json::from_str(&text).map_err(|e| Error::model_file(&cfg_path, format!("invalid JSON: {e}")))?;
+        let text =
+            std::fs::read_to_string(&cfg_path).map_err(|e| Error::model_file(&cfg_path, e))?;
+        let hf: serde_json::Value = serde_json::from_str(&text)
+            .map_err(|e| Error::model_file(&cfg_path, format!("invalid JSON: {e}")))?;
         let archs: Vec<&str> = hf
             .get("architectures")
             .and_then(|a| a.as_array())
             .map(|a| a.iter().filter_map(|x| x.as_str()).collect())
             .unwrap_or_default();
         let model_type = hf.get("model_type").and_then(|v| v.as_str()).unwrap_or("");
-        let name = dir.file_name().map(|s| s.to_string_lossy().into_owned()).unwrap_or_default();
+        let name = dir
+            .file_name()
+            .map(|s| s.to_string_lossy().into_owned())
+            .unwrap_or_default();
         let files = weight_files(dir)?;
-        let shown = if files.len() == 1 { files[0].clone() } else { dir.join("model.safetensors.index.json") };
+        let shown = if files.len() == 1 {
+            files[0].clone()
+        } else {
+            dir.join("model.safetensors.index.json")
+        };
         let is = |a: &str, t: &str| archs.contains(&a) || model_type == t;
         let (cfg, sd) = if is("GPT2LMHeadModel", "gpt2") {
             let cfg = gpt2::config(&hf, &name)?;
@@ -118,12 +133,21 @@ impl HookedModel {
             ));
         };
         let tok_path = dir.join("tokenizer.json");
-        let tok = if tok_path.exists() { Some(Tok::from_file(&tok_path)?) } else { None };
+        let tok = if tok_path.exists() {
+            Some(Tok::from_file(&tok_path)?)
+        } else {
+            None
+        };
         Self::from_state_dict(sd, cfg, tok, opts)
     }
 
     /// Build from a TL-layout state dict (unprocessed), applying `opts.processing`.
-    pub fn from_state_dict(mut sd: StateDict, mut cfg: ModelConfig, tok: Option<Tok>, opts: &LoadOptions) -> Result<Self> {
+    pub fn from_state_dict(
+        mut sd: StateDict,
+        mut cfg: ModelConfig,
+        tok: Option<Tok>,
+        opts: &LoadOptions,
+    ) -> Result<Self> {
         processing::process(&mut sd, &mut cfg, opts.processing)?;
         Self::build(sd, cfg, tok, &opts.device)
     }
@@ -138,20 +162,29 @@ fn weight_files(dir: &Path) -> Result<Vec<PathBuf>> {
     let index = dir.join("model.safetensors.index.json");
     if index.exists() {
         let text = std::fs::read_to_string(&index).map_err(|e| Error::model_file(&index, e))?;
-        let v: serde_json::Value =
-            serde_json::from_str(&text).map_err(|e| Error::model_file(&index, format!("invalid JSON: {e}")))?;
+        let v: serde_json::Value = serde_json::from_str(&text)
+            .map_err(|e| Error::model_file(&index, format!("invalid JSON: {e}")))?;
         let map = v
             .get("weight_map")
             .and_then(|m| m.as_object())
             .ok_or_else(|| Error::model_file(&index, "no `weight_map` object"))?;
-        let mut files: Vec<String> = map.values().filter_map(|f| f.as_str().map(String::from)).collect();
+        let mut files: Vec<String> = map
+            .values()
+            .filter_map(|f| f.as_str().map(String::from))
+            .collect();
         files.sort();
         files.dedup();
         let files: Vec<PathBuf> = files.into_iter().map(|f| dir.join(f)).collect();
         if let Some(missing) = files.iter().find(|f| !f.exists()) {
-            return Err(Error::model_file(missing, "shard listed in model.safetensors.index.json is missing"));
+            return Err(Error::model_file(
+                missing,
+                "shard listed in model.safetensors.index.json is missing",
+            ));
         }
         return Ok(files);
     }
-    Err(Error::model_file(dir, "no model.safetensors or model.safetensors.index.json in this directory"))
+    Err(Error::model_file(
+        dir,
+        "no model.safetensors or model.safetensors.index.json in this directory",
+    ))
 }

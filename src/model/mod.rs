@@ -51,6 +51,9 @@ impl Default for LoadOptions {
 impl LoadOptions {
     /// TL's `from_pretrained_no_processing`.
     pub fn no_processing() -> Self {
-        LoadOptions { processing: Processing::none(), ..Default::default() }
+        LoadOptions {
+            processing: Processing::none(),
+            ..Default::default()
+        }
     }
 }

@@ -36,7 +36,14 @@ fn mean_center(t: &Tensor, dim: usize) -> Result<Tensor> {
 }
 
 /// `b += Σ_d W[..., d, :] · ln_b[d]` where W's d_model axis is `d_axis`.
-fn fold_bias(sd: &mut StateDict, b_name: &str, w: &Tensor, ln_b: &Tensor, d_axis: usize, out_shape: &[usize]) -> Result<()> {
+fn fold_bias(
+    sd: &mut StateDict,
+    b_name: &str,
+    w: &Tensor,
+    ln_b: &Tensor,
+    d_axis: usize,
+    out_shape: &[usize],
+) -> Result<()> {
     let mut shape = vec![1usize; w.rank()];
     shape[d_axis] = ln_b.dim(0)?;
     let add = w.broadcast_mul(&ln_b.reshape(shape)?)?.sum(d_axis)?;
@@ -88,11 +95,12 @@ fn fold_ln(sd: &mut StateDict, cfg: &ModelConfig) -> Result<()> {
     // Unembedding: W_U [d_model, d_vocab].
     let wf = sd.take("ln_final.w")?;
     let bf = sd.remove("ln_final.b");
-    let w_u = sd.take("unembed.W_U")?;
+    let w_u_raw = sd.take("unembed.W_U")?;
     if let (true, Some(bf)) = (fold_biases, &bf) {
-        fold_bias(sd, "unembed.b_U", &w_u, bf, 0, &[cfg.d_vocab])?;
+        fold_bias(sd, "unembed.b_U", &w_u_raw, bf, 0, &[cfg.d_vocab])?;
     }
-    let mut w_u = w_u.broadcast_mul(&wf.reshape(((), 1))?)?;
+    let mut w_u = w_u_raw.broadcast_mul(&wf.reshape(((), 1))?)?;
+    drop(w_u_raw); // the largest tensor: free it before centring makes another copy
     if center {
         w_u = mean_center(&w_u, 0)?;
     }
@@ -122,18 +130,24 @@ fn center_writing_weights(sd: &mut StateDict, cfg: &ModelConfig) -> Result<()> {
 
 fn center_unembed(sd: &mut StateDict) -> Result<()> {
     let w_u = sd.take("unembed.W_U")?;
-    sd.insert("unembed.W_U", mean_center(&w_u, 1)?);
+    let centered = mean_center(&w_u, 1)?;
+    drop(w_u);
+    sd.insert("unembed.W_U", centered);
     center_last(sd, "unembed.b_U")
 }
 
 fn fold_value_biases(sd: &mut StateDict, cfg: &ModelConfig) -> Result<()> {
     for l in 0..cfg.n_layers {
         let t = |s: &str| format!("blocks.{l}.{s}");
-        let Some(b_v) = sd.remove(&t("attn.b_V")) else { continue };
+        let Some(b_v) = sd.remove(&t("attn.b_V")) else {
+            continue;
+        };
         // GQA: each query head reads the value bias of its key/value head.
         let b_v = if cfg.n_kv_heads != cfg.n_heads {
             let (hkv, dh) = b_v.dims2()?;
-            b_v.unsqueeze(1)?.repeat((1, cfg.kv_repeat(), 1))?.reshape((hkv * cfg.kv_repeat(), dh))?
+            b_v.unsqueeze(1)?
+                .repeat((1, cfg.kv_repeat(), 1))?
+                .reshape((hkv * cfg.kv_repeat(), dh))?
         } else {
             b_v
         };

@@ -22,13 +22,23 @@ impl HookedModel {
     /// With causal attention, padding on the right does not change the real positions.
     pub fn to_tokens_batch(&self, texts: &[&str], prepend_bos: bool) -> Result<Tensor> {
         let tok = self.tokenizer()?;
-        let rows = texts.iter().map(|t| tok.encode(t, prepend_bos)).collect::<Result<Vec<_>>>()?;
+        let rows = texts
+            .iter()
+            .map(|t| tok.encode(t, prepend_bos))
+            .collect::<Result<Vec<_>>>()?;
         let max = rows.iter().map(|r| r.len()).max().unwrap_or(0);
         if max == 0 {
             return Err(Error::Tokenizer("nothing to tokenize".into()));
         }
         let pad = tok.pad_id.or(tok.eos_id).unwrap_or(0);
-        let flat: Vec<u32> = rows.iter().flat_map(|r| r.iter().copied().chain(std::iter::repeat(pad).take(max - r.len()))).collect();
+        let flat: Vec<u32> = rows
+            .iter()
+            .flat_map(|r| {
+                r.iter()
+                    .copied()
+                    .chain(std::iter::repeat(pad).take(max - r.len()))
+            })
+            .collect();
         Ok(Tensor::from_vec(flat, (rows.len(), max), self.device())?)
     }
     /// Each token of `text` (BOS first) as its own string.
@@ -61,15 +71,33 @@ impl HookedModel {
     pub fn get_token_position(&self, single_token: &str, text: &str, last: bool) -> Result<usize> {
         let id = self.to_single_token(single_token)?;
         let ids = self.tokenizer()?.encode(text, true)?;
-        let mut hits = ids.iter().enumerate().filter(|(_, t)| **t == id).map(|(i, _)| i);
+        let mut hits = ids
+            .iter()
+            .enumerate()
+            .filter(|(_, t)| **t == id)
+            .map(|(i, _)| i);
         let pos = if last { hits.last() } else { hits.next() };
-        pos.ok_or_else(|| Error::Tokenizer(format!("token `{single_token}` (id {id}) does not occur in `{text}`")))
+        pos.ok_or_else(|| {
+            Error::Tokenizer(format!(
+                "token `{single_token}` (id {id}) does not occur in `{text}`"
+            ))
+        })
     }
 
     /// TL's `test_prompt`: how the model ranks each token of `answer` after `prompt`, and its
     /// top `top_k` predictions there. `Display` prints TL's report.
-    pub fn test_prompt(&self, prompt: &str, answer: &str, prepend_space_to_answer: bool, top_k: usize) -> Result<TestPromptResult> {
-        let answer = if prepend_space_to_answer && !answer.starts_with(' ') { format!(" {answer}") } else { answer.to_string() };
+    pub fn test_prompt(
+        &self,
+        prompt: &str,
+        answer: &str,
+        prepend_space_to_answer: bool,
+        top_k: usize,
+    ) -> Result<TestPromptResult> {
+        let answer = if prepend_space_to_answer && !answer.starts_with(' ') {
+            format!(" {answer}")
+        } else {
+            answer.to_string()
+        };
         let tok = self.tokenizer()?;
         let p_ids = tok.encode(prompt, true)?;
         let a_ids = tok.encode(&answer, false)?;
@@ -78,7 +106,9 @@ impl HookedModel {
         }
         let all: Vec<u32> = p_ids.iter().chain(&a_ids).copied().collect();
         let n = all.len();
-        let logits = self.forward(&Tensor::from_vec(all.clone(), (1, n), self.device())?)?.i(0)?;
+        let logits = self
+            .forward(&Tensor::from_vec(all.clone(), (1, n), self.device())?)?
+            .i(0)?;
         let probs = candle_nn::ops::softmax(&logits, D::Minus1)?;
         let mut rows = Vec::new();
         for (j, &ans) in a_ids.iter().enumerate() {
@@ -87,14 +117,27 @@ impl HookedModel {
             let pr: Vec<f32> = probs.i(at)?.to_dtype(DType::F32)?.to_vec1()?;
             let mut order: Vec<usize> = (0..pr.len()).collect();
             order.sort_by(|a, b| pr[*b].total_cmp(&pr[*a]));
-            let rank = order.iter().position(|&i| i as u32 == ans).unwrap_or(order.len());
+            let rank = order
+                .iter()
+                .position(|&i| i as u32 == ans)
+                .unwrap_or(order.len());
             let top = order[..top_k.min(order.len())]
                 .iter()
                 .map(|&i| Ok((tok.decode(&[i as u32])?, lg[i], pr[i])))
                 .collect::<Result<Vec<_>>>()?;
-            rows.push(AnswerRow { token: tok.decode(&[ans])?, rank, logit: lg[ans as usize], prob: pr[ans as usize], top });
+            rows.push(AnswerRow {
+                token: tok.decode(&[ans])?,
+                rank,
+                logit: lg[ans as usize],
+                prob: pr[ans as usize],
+                top,
+            });
         }
-        Ok(TestPromptResult { prompt_str_tokens: tok.str_tokens(&p_ids)?, answer_str_tokens: tok.str_tokens(&a_ids)?, rows })
+        Ok(TestPromptResult {
+            prompt_str_tokens: tok.str_tokens(&p_ids)?,
+            answer_str_tokens: tok.str_tokens(&a_ids)?,
+            rows,
+        })
     }
 }
 
@@ -129,9 +172,20 @@ impl fmt::Display for TestPromptResult {
         writeln!(f, "Tokenized answer: {:?}", self.answer_str_tokens)?;
         for r in &self.rows {
             writeln!(f, "Performance on answer token:")?;
-            writeln!(f, "Rank: {:<8} Logit: {:5.2} Prob: {:6.2}% Token: |{}|", r.rank, r.logit, r.prob * 100.0, r.token)?;
+            writeln!(
+                f,
+                "Rank: {:<8} Logit: {:5.2} Prob: {:6.2}% Token: |{}|",
+                r.rank,
+                r.logit,
+                r.prob * 100.0,
+                r.token
+            )?;
             for (i, (t, l, p)) in r.top.iter().enumerate() {
-                writeln!(f, "Top {i}th token. Logit: {l:5.2} Prob: {:6.2}% Token: |{t}|", p * 100.0)?;
+                writeln!(
+                    f,
+                    "Top {i}th token. Logit: {l:5.2} Prob: {:6.2}% Token: |{t}|",
+                    p * 100.0
+                )?;
             }
         }
         write!(f, "Ranks of the answer tokens: {:?}", self.ranks())

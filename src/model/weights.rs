@@ -26,7 +26,9 @@ impl StateDict {
     }
     /// Remove a required weight; a missing one is a bug in a converter, reported as a config error.
     pub fn take(&mut self, name: &str) -> Result<Tensor> {
-        self.map.remove(name).ok_or_else(|| Error::Config(format!("weight `{name}` missing after conversion")))
+        self.map
+            .remove(name)
+            .ok_or_else(|| Error::Config(format!("weight `{name}` missing after conversion")))
     }
     pub fn names(&self) -> impl Iterator<Item = &str> {
         self.map.keys().map(|s| s.as_str())
@@ -61,9 +63,15 @@ impl SafetensorsSource {
             check_safetensors_header(f)?;
         }
         // SAFETY: the files are opened read-only and not modified while mapped.
-        let st = unsafe { candle_core::safetensors::MmapedSafetensors::multi(files) }
-            .map_err(|e| Error::model_file(display_path, format!("not a valid safetensors file: {e}")))?;
-        Ok(SafetensorsSource { st, path: display_path.to_path_buf(), prefixes: prefixes.iter().map(|s| s.to_string()).collect() })
+        let st =
+            unsafe { candle_core::safetensors::MmapedSafetensors::multi(files) }.map_err(|e| {
+                Error::model_file(display_path, format!("not a valid safetensors file: {e}"))
+            })?;
+        Ok(SafetensorsSource {
+            st,
+            path: display_path.to_path_buf(),
+            prefixes: prefixes.iter().map(|s| s.to_string()).collect(),
+        })
     }
     fn resolve(&self, name: &str) -> Option<String> {
         let mut cands = vec![name.to_string()];
@@ -95,15 +103,24 @@ fn check_safetensors_header(path: &Path) -> Result<()> {
     let mut f = std::fs::File::open(path).map_err(|e| Error::model_file(path, e))?;
     let len = f.metadata().map_err(|e| Error::model_file(path, e))?.len();
     let mut n = [0u8; 8];
-    f.read_exact(&mut n).map_err(|_| Error::model_file(path, "file is shorter than a safetensors header (truncated?)"))?;
+    f.read_exact(&mut n).map_err(|_| {
+        Error::model_file(
+            path,
+            "file is shorter than a safetensors header (truncated?)",
+        )
+    })?;
     let n = u64::from_le_bytes(n);
     if n > len.saturating_sub(8) || n > 100 << 20 {
-        return Err(Error::model_file(path, format!("corrupt safetensors header (header length {n}, file length {len})")));
+        return Err(Error::model_file(
+            path,
+            format!("corrupt safetensors header (header length {n}, file length {len})"),
+        ));
     }
     let mut buf = vec![0u8; n as usize];
-    f.read_exact(&mut buf).map_err(|e| Error::model_file(path, e))?;
-    let header: serde_json::Value =
-        serde_json::from_slice(&buf).map_err(|e| Error::model_file(path, format!("corrupt safetensors header: {e}")))?;
+    f.read_exact(&mut buf)
+        .map_err(|e| Error::model_file(path, e))?;
+    let header: serde_json::Value = serde_json::from_slice(&buf)
+        .map_err(|e| Error::model_file(path, format!("corrupt safetensors header: {e}")))?;
     let mut end = 0u64;
     if let Some(obj) = header.as_object() {
         for (k, v) in obj {
@@ -118,7 +135,11 @@ fn check_safetensors_header(path: &Path) -> Result<()> {
     if 8 + n + end > len {
         return Err(Error::model_file(
             path,
-            format!("truncated: the header describes {} bytes of data but the file has {}", end, len - 8 - n),
+            format!(
+                "truncated: the header describes {} bytes of data but the file has {}",
+                end,
+                len - 8 - n
+            ),
         ));
     }
     Ok(())

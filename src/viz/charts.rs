@@ -71,7 +71,11 @@ struct TickAxis {
 
 impl TickAxis {
     fn new(range: Range<f64>, ticks: Vec<f64>) -> Self {
-        TickAxis { lo: range.start, hi: range.end, ticks }
+        TickAxis {
+            lo: range.start,
+            hi: range.end,
+            ticks,
+        }
     }
 }
 
@@ -127,7 +131,10 @@ fn tidy_label(s: &str, max_chars: usize) -> String {
 fn text_size(text: &str, pt: f64) -> (u32, u32) {
     match FontDesc::new(FontFamily::Name(FONT), pt, FontStyle::Normal).box_size(text) {
         Ok(size) => size,
-        Err(_) => ((text.chars().count() as f64 * pt * 0.6).ceil() as u32, pt.ceil() as u32),
+        Err(_) => (
+            (text.chars().count() as f64 * pt * 0.6).ceil() as u32,
+            pt.ceil() as u32,
+        ),
     }
 }
 
@@ -139,14 +146,22 @@ fn max_text_width(labels: &[String], pt: f64) -> u32 {
 /// without a minus sign on zero.
 fn fmt_tick(v: f64, span: f64) -> String {
     let step = span / 8.0;
-    let mut decimals =
-        if step > 0.0 && step.is_finite() { (-step.log10().floor()).clamp(0.0, 6.0) as usize } else { 2 };
+    let mut decimals = if step > 0.0 && step.is_finite() {
+        (-step.log10().floor()).clamp(0.0, 6.0) as usize
+    } else {
+        2
+    };
     // A tick such as 0.25 needs one more decimal than its spacing suggests.
-    while decimals < 6 && (format!("{v:.decimals$}").parse::<f64>().unwrap_or(v) - v).abs() > step * 1e-3 {
+    while decimals < 6
+        && (format!("{v:.decimals$}").parse::<f64>().unwrap_or(v) - v).abs() > step * 1e-3
+    {
         decimals += 1;
     }
     let s = format!("{v:.decimals$}");
-    if s.trim_start_matches('-').chars().all(|c| c == '0' || c == '.') {
+    if s.trim_start_matches('-')
+        .chars()
+        .all(|c| c == '0' || c == '.')
+    {
         s.trim_start_matches('-').to_string()
     } else {
         s
@@ -160,7 +175,11 @@ fn tick_indices(n: usize, max_ticks: usize) -> Vec<usize> {
 }
 
 fn colour_at(stops: &[(f32, [u8; 3])], t: f32) -> RGBColor {
-    let t = if t.is_finite() { t.clamp(0.0, 1.0) } else { 0.0 };
+    let t = if t.is_finite() {
+        t.clamp(0.0, 1.0)
+    } else {
+        0.0
+    };
     for w in stops.windows(2) {
         let (t0, c0) = w[0];
         let (t1, c1) = w[1];
@@ -226,7 +245,10 @@ pub fn line_chart(
             )));
         }
     }
-    let finite = series.iter().flat_map(|(_, ys)| ys.iter().copied()).filter(|v| v.is_finite());
+    let finite = series
+        .iter()
+        .flat_map(|(_, ys)| ys.iter().copied())
+        .filter(|v| v.is_finite());
     let (lo, hi) = finite.fold((f32::INFINITY, f32::NEG_INFINITY), |(lo, hi), v| {
         (lo.min(v), hi.max(v))
     });
@@ -235,12 +257,19 @@ pub fn line_chart(
             "line_chart: every value of every series is NaN or infinite (\"{title}\")"
         )));
     }
-    let pad = if hi > lo { (hi - lo) * 0.06 } else { lo.abs().max(1.0) * 0.1 };
+    let pad = if hi > lo {
+        (hi - lo) * 0.06
+    } else {
+        lo.abs().max(1.0) * 0.1
+    };
     let (y0, y1) = (lo - pad, hi + pad);
 
     // X tick labels: at most ~40, rotated when they would not fit side by side.
     let ticks = tick_indices(n, 40);
-    let shown: Vec<String> = ticks.iter().map(|&i| tidy_label(&x_labels[i], 18)).collect();
+    let shown: Vec<String> = ticks
+        .iter()
+        .map(|&i| tidy_label(&x_labels[i], 18))
+        .collect();
     let plot_w_guess = 820.0 - 90.0;
     let slot = plot_w_guess / ticks.len() as f64;
     let widest = max_text_width(&shown, LABEL_PT);
@@ -322,7 +351,9 @@ pub fn line_chart(
                 }
                 if (!v.is_finite() || i + 1 == n) && !run.is_empty() {
                     let pts = std::mem::take(&mut run);
-                    chart.draw_series(LineSeries::new(pts, line_style)).map_err(plot_err)?;
+                    chart
+                        .draw_series(LineSeries::new(pts, line_style))
+                        .map_err(plot_err)?;
                 }
             }
             if markers {
@@ -389,7 +420,13 @@ pub fn heatmap(
     row_labels: &[String],
     col_labels: &[String],
 ) -> Result<Svg> {
-    heatmap_with(title, values, row_labels, col_labels, &HeatmapOptions::default())
+    heatmap_with(
+        title,
+        values,
+        row_labels,
+        col_labels,
+        &HeatmapOptions::default(),
+    )
 }
 
 /// [`heatmap`] with an explicit colour scale and/or value range.
@@ -409,7 +446,9 @@ pub fn heatmap_with(
     }
     let (rows, cols) = (dims[0], dims[1]);
     if rows == 0 || cols == 0 {
-        return Err(Error::Invalid(format!("heatmap: the tensor is empty (shape {dims:?})")));
+        return Err(Error::Invalid(format!(
+            "heatmap: the tensor is empty (shape {dims:?})"
+        )));
     }
     let labels_for = |given: &[String], n: usize, what: &str| -> Result<Vec<String>> {
         if given.is_empty() {
@@ -433,7 +472,9 @@ pub fn heatmap_with(
         .iter()
         .flatten()
         .filter(|v| v.is_finite())
-        .fold((f32::INFINITY, f32::NEG_INFINITY), |(lo, hi), &v| (lo.min(v), hi.max(v)));
+        .fold((f32::INFINITY, f32::NEG_INFINITY), |(lo, hi), &v| {
+            (lo.min(v), hi.max(v))
+        });
     let (lo, hi) = if lo > hi { (0.0, 1.0) } else { (lo, hi) };
     let scale = match options.scale {
         ColorScale::Auto if lo >= 0.0 => ColorScale::Sequential,
@@ -456,8 +497,11 @@ pub fn heatmap_with(
     if !(vmax > vmin) {
         vmax = vmin + 1.0;
     }
-    let stops: &[(f32, [u8; 3])] =
-        if scale == ColorScale::Diverging { &DIVERGING } else { &SEQUENTIAL };
+    let stops: &[(f32, [u8; 3])] = if scale == ColorScale::Diverging {
+        &DIVERGING
+    } else {
+        &SEQUENTIAL
+    };
     let colour = |v: f32| colour_at(stops, (v - vmin) / (vmax - vmin));
 
     // Layout: square cells sized to keep the map around 560 px, at least 120 px tall.
@@ -476,7 +520,9 @@ pub fn heatmap_with(
     let title_h = text_size(title, TITLE_PT).1 + 14;
     let legend_w = 110u32;
     let title_w = text_size(title, TITLE_PT).0 + 2 * MARGIN;
-    let width = (2 * MARGIN + left + plot_w + legend_w).max(title_w).max(320);
+    let width = (2 * MARGIN + left + plot_w + legend_w)
+        .max(title_w)
+        .max(320);
     let height = 2 * MARGIN + title_h + plot_h + bottom;
 
     let (nr, nc) = (rows as f64, cols as f64);
@@ -492,7 +538,10 @@ pub fn heatmap_with(
             .y_label_area_size(left)
             .build_cartesian_2d(
                 TickAxis::new(0.0..nc, col_ticks.iter().map(|&c| c as f64 + 0.5).collect()),
-                TickAxis::new(0.0..nr, row_ticks.iter().map(|&r| nr - r as f64 - 0.5).collect()),
+                TickAxis::new(
+                    0.0..nr,
+                    row_ticks.iter().map(|&r| nr - r as f64 - 0.5).collect(),
+                ),
             )
             .map_err(plot_err)?;
         let fmt_y = |v: &f64| -> String {
@@ -522,10 +571,16 @@ pub fn heatmap_with(
 
         chart
             .draw_series(data.iter().enumerate().flat_map(|(r, row)| {
-                row.iter().enumerate().filter(|(_, v)| v.is_finite()).map(move |(c, &v)| {
-                    let y = nr - r as f64;
-                    Rectangle::new([(c as f64, y - 1.0), (c as f64 + 1.0, y)], colour(v).filled())
-                })
+                row.iter()
+                    .enumerate()
+                    .filter(|(_, v)| v.is_finite())
+                    .map(move |(c, &v)| {
+                        let y = nr - r as f64;
+                        Rectangle::new(
+                            [(c as f64, y - 1.0), (c as f64 + 1.0, y)],
+                            colour(v).filled(),
+                        )
+                    })
             }))
             .map_err(plot_err)?;
 
@@ -575,7 +630,10 @@ mod tests {
     #[test]
     fn ticks_are_thinned() {
         assert_eq!(tick_indices(5, 40), vec![0, 1, 2, 3, 4]);
-        assert_eq!(tick_indices(100, 40), (0..100).step_by(3).collect::<Vec<_>>());
+        assert_eq!(
+            tick_indices(100, 40),
+            (0..100).step_by(3).collect::<Vec<_>>()
+        );
     }
 
     #[test]

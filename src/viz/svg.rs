@@ -39,7 +39,10 @@ impl Svg {
     /// Prints the evcxr rich-output block (`image/svg+xml`). evcxr calls this automatically
     /// when an `Svg` is the value of a notebook cell.
     pub fn evcxr_display(&self) {
-        println!("EVCXR_BEGIN_CONTENT image/svg+xml\n{}\nEVCXR_END_CONTENT", self.0);
+        println!(
+            "EVCXR_BEGIN_CONTENT image/svg+xml\n{}\nEVCXR_END_CONTENT",
+            self.0
+        );
     }
 
     /// Writes the SVG to `path` (conventionally `*.svg`), creating parent folders as needed.
@@ -67,7 +70,10 @@ impl Html {
     /// Prints the evcxr rich-output block (`text/html`). evcxr calls this automatically
     /// when an `Html` is the value of a notebook cell.
     pub fn evcxr_display(&self) {
-        println!("EVCXR_BEGIN_CONTENT text/html\n{}\nEVCXR_END_CONTENT", self.0);
+        println!(
+            "EVCXR_BEGIN_CONTENT text/html\n{}\nEVCXR_END_CONTENT",
+            self.0
+        );
     }
 
     /// Writes the HTML to `path`, creating parent folders as needed.

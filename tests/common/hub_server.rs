@@ -93,7 +93,10 @@ impl HubServer {
             }
             // The listener is dropped here: later connections are refused.
         });
-        HubServer { shared, accept: Some(accept) }
+        HubServer {
+            shared,
+            accept: Some(accept),
+        }
     }
 
     /// The endpoint to give hf-hub (`http://127.0.0.1:{port}`, no trailing slash).
@@ -151,7 +154,11 @@ struct Response {
 
 impl Response {
     fn new(status: u16) -> Self {
-        Response { status, headers: Vec::new(), body: Vec::new() }
+        Response {
+            status,
+            headers: Vec::new(),
+            body: Vec::new(),
+        }
     }
     fn header(mut self, k: &str, v: impl Into<String>) -> Self {
         self.headers.push((k.to_string(), v.into()));
@@ -198,7 +205,10 @@ fn handle_connection(s: &Shared, stream: TcpStream) -> std::io::Result<()> {
         }
     }
     // Drain a request body if one was announced (hf-hub never sends one).
-    if let Some(n) = headers.get("content-length").and_then(|v| v.parse::<u64>().ok()) {
+    if let Some(n) = headers
+        .get("content-length")
+        .and_then(|v| v.parse::<u64>().ok())
+    {
         let mut sink = Vec::new();
         reader.by_ref().take(n).read_to_end(&mut sink)?;
     }
@@ -212,14 +222,22 @@ fn handle_connection(s: &Shared, stream: TcpStream) -> std::io::Result<()> {
     } else {
         route(s, &target, range.as_deref())
     };
-    s.log.lock().unwrap().push(LoggedRequest { method: method.clone(), path: target, range, status: resp.status });
+    s.log.lock().unwrap().push(LoggedRequest {
+        method: method.clone(),
+        path: target,
+        range,
+        status: resp.status,
+    });
 
     let mut out = stream;
     let mut head = format!("HTTP/1.1 {} {}\r\n", resp.status, reason(resp.status));
     for (k, v) in &resp.headers {
         head.push_str(&format!("{k}: {v}\r\n"));
     }
-    head.push_str(&format!("Content-Length: {}\r\nConnection: close\r\n\r\n", resp.body.len()));
+    head.push_str(&format!(
+        "Content-Length: {}\r\nConnection: close\r\n\r\n",
+        resp.body.len()
+    ));
     out.write_all(head.as_bytes())?;
     if method != "HEAD" {
         out.write_all(&resp.body)?;
@@ -247,11 +265,16 @@ fn percent_decode(s: &str) -> Option<String> {
 }
 
 fn safe_rel(p: &str) -> bool {
-    !p.is_empty() && !p.starts_with('/') && p.split('/').all(|c| !c.is_empty() && c != "." && c != "..")
+    !p.is_empty()
+        && !p.starts_with('/')
+        && p.split('/').all(|c| !c.is_empty() && c != "." && c != "..")
 }
 
 fn not_found(code: &str, msg: &str) -> Response {
-    Response::new(404).header("X-Error-Code", code).header("X-Error-Message", msg).text(msg)
+    Response::new(404)
+        .header("X-Error-Code", code)
+        .header("X-Error-Message", msg)
+        .text(msg)
 }
 
 fn route(s: &Shared, target: &str, range: Option<&str>) -> Response {
@@ -264,14 +287,19 @@ fn route(s: &Shared, target: &str, range: Option<&str>) -> Response {
         };
     }
     let Some((repo_part, rest)) = path.trim_start_matches('/').split_once("/resolve/") else {
-        return not_found("RepoNotFound", "not a /{repo}/resolve/{revision}/{file} URL");
+        return not_found(
+            "RepoNotFound",
+            "not a /{repo}/resolve/{revision}/{file} URL",
+        );
     };
     let Some((rev_raw, file_raw)) = rest.split_once('/') else {
         return not_found("EntryNotFound", "missing file name");
     };
-    let (Some(repo_id), Some(revision), Some(file)) =
-        (percent_decode(repo_part), percent_decode(rev_raw), percent_decode(file_raw))
-    else {
+    let (Some(repo_id), Some(revision), Some(file)) = (
+        percent_decode(repo_part),
+        percent_decode(rev_raw),
+        percent_decode(file_raw),
+    ) else {
         return Response::new(400).text("bad percent-encoding");
     };
     if !safe_rel(&repo_id) || !safe_rel(&file) {
@@ -302,7 +330,14 @@ fn route(s: &Shared, target: &str, range: Option<&str>) -> Response {
             .header("X-Linked-Size", bytes.len().to_string())
             .header("ETag", format!("\"{}\"", &etag[..16]));
     }
-    serve_bytes(bytes, range, vec![("X-Repo-Commit".into(), commit), ("ETag".into(), format!("\"{etag}\""))])
+    serve_bytes(
+        bytes,
+        range,
+        vec![
+            ("X-Repo-Commit".into(), commit),
+            ("ETag".into(), format!("\"{etag}\"")),
+        ],
+    )
 }
 
 fn serve_file(f: &Path, range: Option<&str>, extra: Vec<(String, String)>) -> Response {
@@ -336,14 +371,17 @@ fn serve_bytes(bytes: Vec<u8>, range: Option<&str>, extra: Vec<(String, String)>
                 if end < start {
                     Response::new(416).header("Content-Range", format!("bytes */{size}"))
                 } else {
-                    let mut r = Response::new(206).header("Content-Range", format!("bytes {start}-{end}/{size}"));
+                    let mut r = Response::new(206)
+                        .header("Content-Range", format!("bytes {start}-{end}/{size}"));
                     r.body = bytes[start as usize..=end as usize].to_vec();
                     r
                 }
             }
         }
     };
-    resp = resp.header("Accept-Ranges", "bytes").header("Content-Type", "application/octet-stream");
+    resp = resp
+        .header("Accept-Ranges", "bytes")
+        .header("Content-Type", "application/octet-stream");
     for (k, v) in extra {
         resp = resp.header(&k, v);
     }
@@ -355,7 +393,11 @@ fn parse_range(h: &str) -> Option<(u64, Option<u64>)> {
     let spec = h.trim().strip_prefix("bytes=")?;
     let (a, b) = spec.split_once('-')?;
     let start = a.trim().parse().ok()?;
-    let end = if b.trim().is_empty() { None } else { Some(b.trim().parse().ok()?) };
+    let end = if b.trim().is_empty() {
+        None
+    } else {
+        Some(b.trim().parse().ok()?)
+    };
     Some((start, end))
 }
 
@@ -373,7 +415,9 @@ fn fnv1a(bytes: &[u8], seed: u64) -> u64 {
 
 /// A 64-hex-digit content hash (shaped like the hub's sha256 LFS etags).
 pub fn etag_of(bytes: &[u8]) -> String {
-    (0..4u64).map(|i| format!("{:016x}", fnv1a(bytes, i + 1))).collect()
+    (0..4u64)
+        .map(|i| format!("{:016x}", fnv1a(bytes, i + 1)))
+        .collect()
 }
 
 /// A 40-hex-digit commit id for a repo folder, derived from its file names and contents.
@@ -389,14 +433,20 @@ pub fn repo_commit(root: &Path, repo_id: &str) -> Option<String> {
     for rel in files {
         acc.extend_from_slice(rel.as_bytes());
         acc.push(0);
-        acc.extend_from_slice(etag_of(&std::fs::read(dir.join(&rel)).unwrap_or_default()).as_bytes());
+        acc.extend_from_slice(
+            etag_of(&std::fs::read(dir.join(&rel)).unwrap_or_default()).as_bytes(),
+        );
     }
-    let h: String = (0..3u64).map(|i| format!("{:016x}", fnv1a(&acc, 100 + i))).collect();
+    let h: String = (0..3u64)
+        .map(|i| format!("{:016x}", fnv1a(&acc, 100 + i)))
+        .collect();
     Some(h[..40].to_string())
 }
 
 fn collect_files(base: &Path, dir: &Path, out: &mut Vec<String>) {
-    let Ok(rd) = std::fs::read_dir(dir) else { return };
+    let Ok(rd) = std::fs::read_dir(dir) else {
+        return;
+    };
     for e in rd.flatten() {
         let p = e.path();
         if p.is_dir() {
@@ -436,7 +486,10 @@ impl SplitMix64 {
 
 /// GPT-2's byte → printable-char table, in GPT-2's vocabulary order.
 pub fn gpt2_byte_chars() -> Vec<char> {
-    let mut bs: Vec<u32> = (b'!' as u32..=b'~' as u32).chain(0xA1..=0xAC).chain(0xAE..=0xFF).collect();
+    let mut bs: Vec<u32> = (b'!' as u32..=b'~' as u32)
+        .chain(0xA1..=0xAC)
+        .chain(0xAE..=0xFF)
+        .collect();
     let mut cs = bs.clone();
     let mut n = 0;
     for b in 0..256u32 {
@@ -468,12 +521,16 @@ pub fn tiny_tokenizer() -> tokenizers::Tokenizer {
     vocab.insert("Ġt".into(), 256);
     vocab.insert("he".into(), 257);
     vocab.insert("Ġthe".into(), 258);
-    let bpe = BPE::builder().vocab_and_merges(vocab, merges).build().expect("tiny BPE");
+    let bpe = BPE::builder()
+        .vocab_and_merges(vocab, merges)
+        .build()
+        .expect("tiny BPE");
     let mut tok = tokenizers::Tokenizer::new(bpe);
     tok.with_pre_tokenizer(Some(ByteLevel::new(false, true, true)));
     tok.with_decoder(Some(ByteLevelDecoder::new(false, true, true)));
     tok.with_post_processor(Some(ByteLevelProcessor::new(false, false, true)));
-    tok.add_special_tokens([tokenizers::AddedToken::from("<|endoftext|>", true)]).expect("special");
+    tok.add_special_tokens([tokenizers::AddedToken::from("<|endoftext|>", true)])
+        .expect("special");
     tok
 }
 
@@ -489,9 +546,9 @@ pub fn tiny_gpt2_tensors(seed: u64) -> Vec<(String, Vec<usize>, Vec<f32>)> {
             .map(|_| {
                 let u = rng.next_f32();
                 match kind {
-                    b'w' => 0.2 * u,        // matrices
-                    b'g' => 1.0 + 0.1 * u,  // layer-norm gains
-                    _ => 0.05 * u,          // biases
+                    b'w' => 0.2 * u,       // matrices
+                    b'g' => 1.0 + 0.1 * u, // layer-norm gains
+                    _ => 0.05 * u,         // biases
                 }
             })
             .collect();
@@ -553,13 +610,19 @@ pub fn write_tiny_gpt2_repo(dir: &Path, seed: u64) {
     std::fs::write(dir.join("config.json"), cfg).unwrap();
 
     let tensors = tiny_gpt2_tensors(seed);
-    let bytes: Vec<Vec<u8>> =
-        tensors.iter().map(|(_, _, d)| d.iter().flat_map(|x| x.to_le_bytes()).collect()).collect();
+    let bytes: Vec<Vec<u8>> = tensors
+        .iter()
+        .map(|(_, _, d)| d.iter().flat_map(|x| x.to_le_bytes()).collect())
+        .collect();
     let views: Vec<(String, safetensors::tensor::TensorView<'_>)> = tensors
         .iter()
         .zip(&bytes)
         .map(|((name, shape, _), b)| {
-            (name.clone(), safetensors::tensor::TensorView::new(safetensors::Dtype::F32, shape.clone(), b).unwrap())
+            (
+                name.clone(),
+                safetensors::tensor::TensorView::new(safetensors::Dtype::F32, shape.clone(), b)
+                    .unwrap(),
+            )
         })
         .collect();
     let mut meta = HashMap::new();
@@ -567,6 +630,12 @@ pub fn write_tiny_gpt2_repo(dir: &Path, seed: u64) {
     let st = safetensors::tensor::serialize(views, Some(meta)).expect("serialize safetensors");
     std::fs::write(dir.join("model.safetensors"), st).unwrap();
 
-    tiny_tokenizer().save(dir.join("tokenizer.json"), false).expect("save tokenizer.json");
-    std::fs::write(dir.join("tokenizer_config.json"), r#"{"model_max_length": 16}"#).unwrap();
+    tiny_tokenizer()
+        .save(dir.join("tokenizer.json"), false)
+        .expect("save tokenizer.json");
+    std::fs::write(
+        dir.join("tokenizer_config.json"),
+        r#"{"model_max_length": 16}"#,
+    )
+    .unwrap();
 }
