@@ -25,6 +25,10 @@ What it writes (all under tests/fixtures/):
                                                    (fold_ln, center_writing_weights, center_unembed,
                                                    fold_value_biases all True);
                                    "unprocessed" = from_pretrained_no_processing (all False).
+                                   SmolLM2 runs TL's to_tokens("The capital of France is") (BOS
+                                   prepended); its unprocessed file keeps only the hooks of layers
+                                   0, 1, 15, 29, every hook_resid_post and the non-block hooks.
+                                   The tiny models run seeded random tokens of shape [2, 7].
   tl/hook_names.json               the ordered list of hook names in TL's cache, per model.
 
 How the TL models are built without the hub: HookedTransformer.from_pretrained only accepts model
@@ -45,7 +49,6 @@ import argparse
 import importlib.metadata as md
 import json
 import logging
-import os
 import shutil
 import tempfile
 import warnings
@@ -375,9 +378,26 @@ def save_golden(
     meta = {**metadata, **versions()}
     path.parent.mkdir(parents=True, exist_ok=True)
     save_file(tensors, str(path), metadata=meta)
+    canonicalize_safetensors_header(path)
+    path.chmod(0o644)  # safetensors creates the file 0600
     size = path.stat().st_size
     print(f"wrote {path.relative_to(ROOT)}: {len(tensors)} tensors, {human(size)}")
     return {"file": str(path.relative_to(ROOT)), "tensors": len(tensors), "bytes": size}
+
+
+def canonicalize_safetensors_header(path: Path) -> None:
+    """safetensors writes its JSON header from a hash map, so the order of the keys (metadata and
+    tensor entries) changes from run to run although the tensor data do not. Rewrite the header
+    with sorted keys, padded to its original length, so that regenerating the goldens gives
+    byte-identical files."""
+    with open(path, "r+b") as f:
+        n = int.from_bytes(f.read(8), "little")
+        header = json.loads(f.read(n))
+        text = json.dumps(header, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+        raw = text.encode("utf-8")
+        assert len(raw) <= n, (len(raw), n)
+        f.seek(8)
+        f.write(raw + b" " * (n - len(raw)))
 
 
 def compare_with_hf(name: str, hf_model, tokens: torch.Tensor, tl_logits: torch.Tensor) -> None:
@@ -522,6 +542,7 @@ def save_hf_dir(model, path: Path) -> None:
     if path.exists():
         shutil.rmtree(path)
     model.save_pretrained(path, safe_serialization=True)
+    (path / "model.safetensors").chmod(0o644)
     (path / "generation_config.json").unlink(missing_ok=True)  # not needed: config + weights only
     files = ", ".join(f"{f.name} ({human(f.stat().st_size)})" for f in sorted(path.iterdir()))
     print(f"wrote {path.relative_to(ROOT)}/: {files}")

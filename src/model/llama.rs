@@ -22,11 +22,34 @@ pub(crate) fn config(hf: &Value, model_name: &str) -> Result<ModelConfig> {
             "llama hidden_act `{act}` is not supported (only silu)"
         )));
     }
-    if hf.get("rope_scaling").is_some_and(|v| !v.is_null()) {
-        return Err(Error::Config(
-            "llama rope_scaling is not supported yet".into(),
-        ));
+    for flag in ["attention_bias", "mlp_bias"] {
+        if hf.get(flag).and_then(|v| v.as_bool()).unwrap_or(false) {
+            return Err(Error::Config(format!(
+                "llama with `{flag}: true` is not supported yet"
+            )));
+        }
     }
+    // transformers >= 5 writes `rope_parameters: {rope_type, rope_theta}`; older configs have
+    // `rope_theta` and `rope_scaling` at the top level.
+    let rope = hf.get("rope_parameters").filter(|v| v.is_object());
+    let rope_type = rope
+        .and_then(|r| r.get("rope_type"))
+        .or_else(|| {
+            hf.get("rope_scaling")
+                .and_then(|s| s.get("rope_type").or_else(|| s.get("type")))
+        })
+        .and_then(|v| v.as_str())
+        .unwrap_or("default");
+    if rope_type != "default" {
+        return Err(Error::Config(format!(
+            "llama rope type `{rope_type}` is not supported yet (only default RoPE)"
+        )));
+    }
+    let rope_theta = rope
+        .and_then(|r| r.get("rope_theta"))
+        .or_else(|| hf.get("rope_theta"))
+        .and_then(|v| v.as_f64())
+        .unwrap_or(10000.0);
     let cfg = ModelConfig {
         model_name: model_name.to_string(),
         architecture: Architecture::Llama,
@@ -45,10 +68,7 @@ pub(crate) fn config(hf: &Value, model_name: &str) -> Result<ModelConfig> {
         act_fn: ActFn::Silu,
         normalization: Normalization::RMS,
         positional: Positional::Rotary {
-            base: hf
-                .get("rope_theta")
-                .and_then(|v| v.as_f64())
-                .unwrap_or(10000.0),
+            base: rope_theta,
             dim: d_head,
         },
         gated_mlp: true,
@@ -107,4 +127,45 @@ pub(crate) fn convert(src: &mut dyn TensorSource, cfg: &ModelConfig) -> Result<S
     sd.insert("ln_final.w", src.tensor("model.norm.weight")?);
     sd.insert("unembed.W_U", w_u);
     Ok(sd)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::model::Positional;
+
+    fn base(json: &str) -> Result<ModelConfig> {
+        let mut v: Value = serde_json::from_str(
+            r#"{"hidden_size": 64, "num_attention_heads": 4, "num_hidden_layers": 2,
+                "intermediate_size": 128, "vocab_size": 300}"#,
+        )
+        .unwrap();
+        let extra: Value = serde_json::from_str(json).unwrap();
+        for (k, x) in extra.as_object().unwrap() {
+            v[k] = x.clone();
+        }
+        config(&v, "t")
+    }
+
+    #[test]
+    fn rope_theta_in_both_config_styles() {
+        let rot = |c: ModelConfig| match c.positional {
+            Positional::Rotary { base, .. } => base,
+            _ => unreachable!(),
+        };
+        assert_eq!(rot(base(r#"{"rope_theta": 500000.0}"#).unwrap()), 500000.0);
+        assert_eq!(
+            rot(
+                base(r#"{"rope_parameters": {"rope_type": "default", "rope_theta": 100000.0}}"#)
+                    .unwrap()
+            ),
+            100000.0
+        );
+        assert_eq!(rot(base("{}").unwrap()), 10000.0);
+        let e =
+            base(r#"{"rope_parameters": {"rope_type": "llama3", "rope_theta": 1.0}}"#).unwrap_err();
+        assert!(e.to_string().contains("llama3"));
+        assert!(base(r#"{"attention_bias": true}"#).is_err());
+        assert_eq!(base(r#"{"num_key_value_heads": 2}"#).unwrap().n_kv_heads, 2);
+    }
 }
