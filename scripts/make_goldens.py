@@ -400,6 +400,49 @@ def canonicalize_safetensors_header(path: Path) -> None:
         f.write(raw + b" " * (n - len(raw)))
 
 
+EXTRAS_TOKEN, EXTRAS_INCORRECT, ABLATE_LAYER, ABLATE_HEAD = 7, 3, 0, 1
+
+
+def save_extras(label: str, model: HookedTransformer, tokens: torch.Tensor, cache) -> dict[str, Any]:
+    """TL's ActivationCache helpers, loss and a head ablation on the processed model, for
+    tests/golden_tl.rs: accumulated_resid / decompose_resid (with apply_ln), logit_attrs of a
+    logit difference, per-token loss, and run_with_hooks zero-ablating one head's hook_z."""
+    n = model.cfg.n_layers
+    mid = n // 2
+    t: dict[str, torch.Tensor] = {}
+    with torch.inference_mode():
+        t["accumulated_resid.incl_mid.apply_ln"] = cache.accumulated_resid(
+            layer=None, incl_mid=True, apply_ln=True)
+        t[f"accumulated_resid.layer{mid}.apply_ln"] = cache.accumulated_resid(
+            layer=mid, incl_mid=False, apply_ln=True)
+        t["decompose_resid.apply_ln"] = cache.decompose_resid(layer=None, apply_ln=True)
+        t[f"decompose_resid.layer{mid}.mlp_input.apply_ln"] = cache.decompose_resid(
+            layer=mid, mlp_input=True, apply_ln=True)
+        stack = cache.decompose_resid(layer=None, apply_ln=False)
+        t["logit_attrs.decompose_resid"] = cache.logit_attrs(
+            stack, tokens=EXTRAS_TOKEN, incorrect_tokens=EXTRAS_INCORRECT)
+        t["per_token_loss"] = model(tokens, return_type="loss", loss_per_token=True)
+
+        def zero_head(z, hook):
+            z[:, :, ABLATE_HEAD, :] = 0.0
+            return z
+
+        t["ablated.logits"] = model.run_with_hooks(
+            tokens, fwd_hooks=[(f"blocks.{ABLATE_LAYER}.attn.hook_z", zero_head)])
+    tensors = {k: v.detach().to(torch.float32).contiguous().clone() for k, v in t.items()}
+    tensors["tokens"] = tokens.to(torch.int64).contiguous().clone()
+    meta = {"model": label, "processing": "processed", "mid_layer": str(mid),
+            "token": str(EXTRAS_TOKEN), "incorrect_token": str(EXTRAS_INCORRECT),
+            "ablate_layer": str(ABLATE_LAYER), "ablate_head": str(ABLATE_HEAD), **versions()}
+    path = TL_DIR / f"{label}_extras.safetensors"
+    save_file(tensors, str(path), metadata=meta)
+    canonicalize_safetensors_header(path)
+    path.chmod(0o644)
+    size = path.stat().st_size
+    print(f"wrote {path.relative_to(ROOT)}: {len(tensors)} tensors, {human(size)}")
+    return {"file": str(path.relative_to(ROOT)), "tensors": len(tensors), "bytes": size}
+
+
 def compare_with_hf(name: str, hf_model, tokens: torch.Tensor, tl_logits: torch.Tensor) -> None:
     """Both processed and unprocessed TL models must give the HF model's log-probs."""
     with torch.inference_mode():
@@ -430,6 +473,7 @@ def make_tl_goldens(
         logits, cache = run_tl(model, tokens)
         compare_with_hf(f"{label} {processing}", hf_model, tokens, logits)
         if processing == "processed":
+            summaries.append(save_extras(label, model, tokens, cache))
             hook_names = list(cache.keys())
             info["cfg"] = model.cfg
             info["shapes"] = {k: list(v.shape) for k, v in cache.items()}

@@ -199,3 +199,87 @@ fn smollm2_processed_matches_tl() {
 fn smollm2_unprocessed_matches_tl() {
     run_smollm2(false);
 }
+
+/// TL's cache helpers, loss and a `run_with_hooks` head ablation (`*_extras.safetensors`).
+fn check_extras(model: &HookedModel, name: &str) {
+    let g = load_golden(&format!("{name}_extras"));
+    let m = |k: &str| -> usize { g.metadata[k].parse().unwrap() };
+    let (mid, tok, inc) = (
+        m("mid_layer"),
+        m("token") as u32,
+        m("incorrect_token") as u32,
+    );
+    let (layer, head) = (m("ablate_layer"), m("ablate_head"));
+    let tokens = g.tensors["tokens"].to_dtype(DType::U32).unwrap();
+    let (logits, cache) = model
+        .run_with_cache(&tokens, NamesFilter::All, None)
+        .unwrap();
+    let mut got: Vec<(String, Tensor)> = vec![
+        (
+            "accumulated_resid.incl_mid.apply_ln".into(),
+            cache.accumulated_resid(None, true, true).unwrap().0,
+        ),
+        (
+            format!("accumulated_resid.layer{mid}.apply_ln"),
+            cache.accumulated_resid(Some(mid), false, true).unwrap().0,
+        ),
+        (
+            "decompose_resid.apply_ln".into(),
+            cache.decompose_resid(None, false, true).unwrap().0,
+        ),
+        (
+            format!("decompose_resid.layer{mid}.mlp_input.apply_ln"),
+            cache.decompose_resid(Some(mid), true, true).unwrap().0,
+        ),
+        (
+            "per_token_loss".into(),
+            model.per_token_loss(&tokens, &logits).unwrap(),
+        ),
+    ];
+    let stack = cache.decompose_resid(None, false, false).unwrap().0;
+    got.push((
+        "logit_attrs.decompose_resid".into(),
+        cache.logit_attrs(&stack, &[tok], Some(&[inc])).unwrap(),
+    ));
+    let mut hooks = saescope::Hooks::new();
+    hooks.add(("z", layer), |z: &Tensor, _| {
+        let mut keep = vec![1f32; z.dim(2)?];
+        keep[head] = 0.0;
+        Ok(Some(z.broadcast_mul(&Tensor::from_vec(
+            keep,
+            (1, 1, z.dim(2)?, 1),
+            z.device(),
+        )?)?))
+    });
+    got.push((
+        "ablated.logits".into(),
+        model.run_with_hooks(&tokens, hooks).unwrap(),
+    ));
+    assert_eq!(
+        got.len() + 1,
+        g.tensors.len(),
+        "every extra golden is checked"
+    );
+    for (k, t) in got {
+        let e = rel_err(&k, &t, &g.tensors[&k]).unwrap();
+        assert!(e <= TOL, "{name} {k}: relative error {e:.3e} > {TOL:e}");
+    }
+}
+
+#[test]
+fn tiny_gpt2_cache_helpers_loss_and_ablation_match_tl() {
+    let model =
+        HookedModel::from_pretrained(fixtures().join("tiny-gpt2").to_str().unwrap()).unwrap();
+    check_extras(&model, "tiny_gpt2");
+}
+#[test]
+fn tiny_llama_cache_helpers_loss_and_ablation_match_tl() {
+    let model =
+        HookedModel::from_pretrained(fixtures().join("tiny-llama").to_str().unwrap()).unwrap();
+    check_extras(&model, "tiny_llama");
+}
+#[test]
+fn smollm2_cache_helpers_loss_and_ablation_match_tl() {
+    let model = HookedModel::from_gguf(&smollm2_path(), &LoadOptions::default()).unwrap();
+    check_extras(&model, "smollm2");
+}

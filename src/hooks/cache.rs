@@ -1,6 +1,7 @@
 //! `ActivationCache`: the activations one forward pass kept, with TL's residual-stream helpers.
 use super::{nearest_names, ActName};
 use crate::error::{Error, Result};
+use crate::model::blocks::Norm;
 use crate::model::ModelConfig;
 use candle_core::{Tensor, D};
 use std::collections::HashMap;
@@ -14,6 +15,8 @@ pub struct ActivationCache {
     cfg: Arc<ModelConfig>,
     /// The model's unembedding `W_U [d_model, d_vocab]` (shared, not copied), for `logit_attrs`.
     w_u: Tensor,
+    /// The model's final norm, for TL's `recompute_ln` (logit lens on `accumulated_resid`).
+    ln_final: Norm,
 }
 
 impl ActivationCache {
@@ -22,12 +25,14 @@ impl ActivationCache {
         map: HashMap<String, Tensor>,
         cfg: Arc<ModelConfig>,
         w_u: Tensor,
+        ln_final: Norm,
     ) -> Self {
         ActivationCache {
             order,
             map,
             cfg,
             w_u,
+            ln_final,
         }
     }
 
@@ -89,7 +94,9 @@ impl ActivationCache {
 
     /// TL's `accumulated_resid`: the residual stream before each layer up to `layer` (None = all,
     /// ending with the final `resid_post`, labelled `final_post`), stacked on a new leading dim.
-    /// Returns `([n_components, ..., d_model], labels)`.
+    /// Returns `([n_components, ..., d_model], labels)`. With `apply_ln`, the norm reading the
+    /// stream at `layer` is applied; at the final layer TL recomputes `ln_final` on each
+    /// component (`recompute_ln`), elsewhere it divides by the cached scale.
     pub fn accumulated_resid(
         &self,
         layer: Option<usize>,
@@ -114,7 +121,8 @@ impl ActivationCache {
         }
         let mut stack = Tensor::stack(&comps, 0)?;
         if apply_ln {
-            stack = self.apply_ln_to_stack(&stack, Some(layer), false)?;
+            let recompute = layer == self.cfg.n_layers;
+            stack = self.apply_ln_to_stack_with(&stack, Some(layer), false, recompute)?;
         }
         Ok((stack, labels))
     }
@@ -163,7 +171,24 @@ impl ActivationCache {
         layer: Option<usize>,
         mlp_input: bool,
     ) -> Result<Tensor> {
+        self.apply_ln_to_stack_with(stack, layer, mlp_input, false)
+    }
+
+    /// `apply_ln_to_stack` with TL's `recompute_ln`: at the final layer, run the model's
+    /// `ln_final` on each component with its own statistics (and its weights, if not folded)
+    /// instead of dividing by the cached scale. `accumulated_resid(apply_ln)` does this at the
+    /// final layer, so the logit lens sees each layer's residual as the unembedding would.
+    pub fn apply_ln_to_stack_with(
+        &self,
+        stack: &Tensor,
+        layer: Option<usize>,
+        mlp_input: bool,
+        recompute_ln: bool,
+    ) -> Result<Tensor> {
         let layer = self.resolve_layer(layer)?;
+        if recompute_ln && layer == self.cfg.n_layers {
+            return self.ln_final.apply(stack);
+        }
         let mut stack = stack.clone();
         if self.cfg.normalization.is_layer_norm() {
             stack = stack.broadcast_sub(&stack.mean_keepdim(D::Minus1)?)?;

@@ -7,6 +7,7 @@ use crate::hooks::{BlockHookNames, HookCtx};
 use candle_core::{Tensor, D};
 
 /// LayerNorm / RMSNorm and their folded `Pre` variants, exactly as TL computes them.
+#[derive(Clone)]
 pub(crate) struct Norm {
     pub kind: Normalization,
     pub w: Option<Tensor>,
@@ -15,6 +16,11 @@ pub(crate) struct Norm {
 }
 
 impl Norm {
+    /// The norm without hook points (TL's `recompute_ln` in `apply_ln_to_stack`).
+    pub fn apply(&self, x: &Tensor) -> Result<Tensor> {
+        self.forward(x, &mut HookCtx::default(), "", "")
+    }
+
     pub fn forward(
         &self,
         x: &Tensor,

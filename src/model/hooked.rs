@@ -217,7 +217,13 @@ impl HookedModel {
         let (order, map) = ctx.into_map();
         Ok((
             out,
-            ActivationCache::new(order, map, self.cfg.clone(), self.w_u.clone()),
+            ActivationCache::new(
+                order,
+                map,
+                self.cfg.clone(),
+                self.w_u.clone(),
+                self.ln_final.clone(),
+            ),
         ))
     }
 

@@ -1,5 +1,5 @@
 //! The hooked model: TL-exact transformer, its configs, loaders and weight processing.
-mod blocks;
+pub(crate) mod blocks;
 pub mod config;
 mod gguf;
 mod gpt2;
