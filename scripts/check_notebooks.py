@@ -6,11 +6,13 @@ Usage: check_notebooks.py SOURCE.ipynb EXECUTED.ipynb [SOURCE.ipynb EXECUTED.ipy
 
 A notebook fails when
   * its executed copy is missing (nbconvert aborted: kernel died, a cell timed out, ...);
-  * a code cell has an `error` output (evcxr reports compile and runtime errors this way), or
-    was not executed;
+  * a code cell has an `error` output (evcxr reports compile errors this way), or writes to
+    stderr (evcxr reports panics and errors returned by `?` only there; a cell whose stderr
+    output is expected can say so with `"allow_stderr": true`), or was not executed;
   * a cell's metadata declares expectations that its outputs do not meet:
 
-        "metadata": {"saescope": {"expect": ["image/svg+xml"], "contains": ["Paris"]}}
+        "metadata": {"saescope": {"expect": ["image/svg+xml"], "contains": ["Paris"],
+                                  "allow_stderr": false}}
 
     `expect` lists MIME types that some display/result output must carry (`stdout` and `stderr`
     stand for stream outputs); `contains` lists strings that must appear in the cell's text
@@ -25,6 +27,8 @@ import re
 import sys
 
 ANSI = re.compile(r"\x1b\[[0-9;]*[A-Za-z]")
+# evcxr reports a panic (and a crash of its child process) on stderr, not as an error output.
+CRASH = re.compile(r"panicked at|Child process terminated|Subprocess terminated")
 
 
 def text_of(value):
@@ -59,7 +63,21 @@ def check(source, executed):
                 detail = trace.strip() or f"{out.get('ename', '')}: {out.get('evalue', '')}"
                 detail = "\n      ".join(detail.splitlines()[:30])
                 problems.append(f"{where}: error output:\n      {detail}")
+        stderr = "".join(text_of(o.get("text", "")) for o in outputs
+                         if o.get("output_type") == "stream" and o.get("name") == "stderr")
+        stderr = ANSI.sub("", stderr)
         meta = cell.get("metadata", {}).get("saescope", {})
+        if stderr.strip() and not meta.get("allow_stderr", False):
+            match = CRASH.search(stderr)
+            if match:
+                start = stderr.rfind("\n", 0, match.start()) + 1
+                lines = [l for l in stderr[start:].splitlines() if l.strip()][:4]
+                what = "panicked / crashed"
+            else:
+                lines = [l for l in stderr.splitlines() if l.strip()][:8]
+                what = "wrote to stderr (evcxr prints errors returned by `?` there)"
+            detail = "\n      ".join(lines)
+            problems.append(f"{where}: {what}:\n      {detail}")
         mimes = set()
         texts = []
         for out in outputs:

@@ -379,3 +379,51 @@ fn corrupt_model_files_give_errors_naming_the_file() {
         .to_string();
     assert!(msg.contains("smollm2") && msg.contains("gpt2"), "{msg}");
 }
+
+#[test]
+fn token_helpers_on_the_default_model() {
+    let m = HookedModel::from_pretrained("smollm2").unwrap();
+    let text = "The Golden Gate Bridge is in San Francisco. 12345";
+    let ids: Vec<Vec<u32>> = m.to_tokens(text).unwrap().to_vec2().unwrap();
+    assert_eq!(
+        ids[0],
+        [1, 504, 13578, 18447, 13480, 314, 281, 4653, 10463, 30, 216, 33, 34, 35, 36, 37]
+    );
+    let no_bos: Vec<Vec<u32>> = m.to_tokens_with(text, false).unwrap().to_vec2().unwrap();
+    assert_eq!(no_bos[0], ids[0][1..]);
+    let strs = m.to_str_tokens("The capital of France").unwrap();
+    assert_eq!(strs, ["<|im_start|>", "The", " capital", " of", " France"]);
+    assert_eq!(m.to_string(&ids[0][1..]).unwrap(), text);
+    assert_eq!(m.to_single_token(" Paris").unwrap(), 7042);
+    let err = m
+        .to_single_token(" Parisian capitals")
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("not a single token"), "{err}");
+    assert_eq!(
+        m.get_token_position(" the", "the cat saw the dog and the bird", false)
+            .unwrap(),
+        4
+    );
+    assert_eq!(
+        m.get_token_position(" the", "the cat saw the dog and the bird", true)
+            .unwrap(),
+        7
+    );
+    assert!(m
+        .get_token_position(" Paris", "no such token here", false)
+        .is_err());
+    let batch = m.to_tokens_batch(&["a b c d", "a"], true).unwrap();
+    assert_eq!(batch.dims(), [2, 5]);
+    let r = m
+        .test_prompt("The capital of France is", "Paris", true, 5)
+        .unwrap();
+    assert_eq!(r.ranks(), [0]);
+    assert_eq!(r.rows[0].token, " Paris");
+    assert_eq!(r.rows[0].top[0].0, " Paris");
+    let text = r.to_string();
+    assert!(
+        text.contains("Rank: 0") && text.contains("Ranks of the answer tokens: [0]"),
+        "{text}"
+    );
+}

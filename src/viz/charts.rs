@@ -494,7 +494,8 @@ pub fn heatmap_with(
     if let Some(v) = options.vmax {
         vmax = v;
     }
-    if !(vmax > vmin) {
+    // Also catches NaN bounds.
+    if vmax.partial_cmp(&vmin) != Some(std::cmp::Ordering::Greater) {
         vmax = vmin + 1.0;
     }
     let stops: &[(f32, [u8; 3])] = if scale == ColorScale::Diverging {
