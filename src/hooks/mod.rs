@@ -151,6 +151,19 @@ pub(crate) struct HookCtx<'h, 'f> {
 }
 
 impl HookCtx<'_, '_> {
+    /// Whether a hook or the cache observes the hook point `name` (if not, the forward pass may
+    /// fuse across it).
+    #[inline]
+    pub fn wants(&self, name: &str) -> bool {
+        let hooked = self.hooks.as_deref().is_some_and(|h| {
+            h.hooks.iter().any(|(t, _)| match t {
+                HookTarget::Name(n) => n == name,
+                HookTarget::Filter(p) => p(name),
+            })
+        });
+        hooked || self.filter.is_some_and(|f| f.matches(name))
+    }
+
     /// The hook point `name`: returns the (possibly replaced) activation.
     #[inline]
     pub fn hp(&mut self, name: &str, x: Tensor) -> Result<Tensor> {

@@ -2,6 +2,7 @@
 //! Weights are kept in matmul-friendly layouts (`[d_in, d_out]`, Q/K/V fused); the TL-shaped
 //! views (`W_Q [n_heads, d_model, d_head]`, ...) are derived on demand by `HookedModel`.
 use super::config::{ActFn, Normalization};
+use super::kernels;
 use crate::error::Result;
 use crate::hooks::{BlockHookNames, HookCtx};
 use candle_core::{Tensor, D};
@@ -28,14 +29,24 @@ impl Norm {
         scale_name: &str,
         normalized_name: &str,
     ) -> Result<Tensor> {
-        let x = if self.kind.is_layer_norm() {
-            x.broadcast_sub(&x.mean_keepdim(D::Minus1)?)?
+        let fused = if ctx.wants(scale_name) || ctx.wants(normalized_name) {
+            None
         } else {
-            x.clone()
+            kernels::normalize(x, self.eps, self.kind.is_layer_norm())?
         };
-        let scale = (x.sqr()?.mean_keepdim(D::Minus1)? + self.eps)?.sqrt()?;
-        let scale = ctx.hp(scale_name, scale)?;
-        let x = x.broadcast_div(&scale)?;
+        let x = match fused {
+            Some(y) => y,
+            None => {
+                let x = if self.kind.is_layer_norm() {
+                    x.broadcast_sub(&x.mean_keepdim(D::Minus1)?)?
+                } else {
+                    x.clone()
+                };
+                let scale = (x.sqr()?.mean_keepdim(D::Minus1)? + self.eps)?.sqrt()?;
+                let scale = ctx.hp(scale_name, scale)?;
+                x.broadcast_div(&scale)?
+            }
+        };
         // TL hooks `normalized` before the weight and bias (LN and RMS alike).
         let y = ctx.hp(normalized_name, x)?;
         let y = match &self.w {
@@ -131,10 +142,22 @@ impl Attention {
             .contiguous()?
             .reshape((b, hkv, rep * p, dh))?;
         let kt = k.transpose(1, 2)?.contiguous()?;
-        let scores = (qg.matmul(&kt.t()?)? / (dh as f64).sqrt())?.reshape((b, h, p, p))?;
-        let scores = scores.broadcast_add(&causal_mask(p, x.device())?)?;
-        let scores = ctx.hp(&n.attn_scores, scores)?;
-        let pattern = ctx.hp(&n.pattern, candle_nn::ops::softmax_last_dim(&scores)?)?;
+        let raw = qg.matmul(&kt.t()?)?.reshape((b, h, p, p))?;
+        let fused = if ctx.wants(&n.attn_scores) {
+            None
+        } else {
+            kernels::causal_softmax(&raw, 1.0 / (dh as f32).sqrt())?
+        };
+        let pattern = match fused {
+            Some(pattern) => pattern,
+            None => {
+                let scores =
+                    (raw / (dh as f64).sqrt())?.broadcast_add(&causal_mask(p, x.device())?)?;
+                let scores = ctx.hp(&n.attn_scores, scores)?;
+                candle_nn::ops::softmax_last_dim(&scores)?
+            }
+        };
+        let pattern = ctx.hp(&n.pattern, pattern)?;
         let vt = v.transpose(1, 2)?.contiguous()?;
         let z = pattern
             .reshape((b, hkv, rep * p, p))?
@@ -185,9 +208,21 @@ impl Mlp {
         let h = x.reshape((b * p, d))?.matmul(&self.w_in)?;
         let post = if self.gated {
             // TL's GatedMLP: post = act(x W_gate) * (x W_in) + b_in.
-            let pre = ctx.hp(&n.mlp_pre, h.narrow(1, 0, dm)?.reshape((b, p, dm))?)?;
-            let lin = ctx.hp(&n.mlp_pre_linear, h.narrow(1, dm, dm)?.reshape((b, p, dm))?)?;
-            let mut post = (act(self.act, &pre)? * lin)?;
+            let fused = match self.act {
+                ActFn::Silu if !ctx.wants(&n.mlp_pre) && !ctx.wants(&n.mlp_pre_linear) => {
+                    kernels::silu_mul_halves(&h, dm)?
+                }
+                _ => None,
+            };
+            let mut post = match fused {
+                Some(post) => post.reshape((b, p, dm))?,
+                None => {
+                    let pre = ctx.hp(&n.mlp_pre, h.narrow(1, 0, dm)?.reshape((b, p, dm))?)?;
+                    let lin =
+                        ctx.hp(&n.mlp_pre_linear, h.narrow(1, dm, dm)?.reshape((b, p, dm))?)?;
+                    (act(self.act, &pre)? * lin)?
+                }
+            };
             if let Some(bias) = &self.b_in {
                 post = post.broadcast_add(bias)?;
             }

@@ -5,6 +5,7 @@ mod gguf;
 mod gpt2;
 mod hooked;
 pub mod hub;
+mod kernels;
 mod llama;
 mod load;
 mod processing;

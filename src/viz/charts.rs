@@ -292,7 +292,7 @@ pub fn line_chart(
             .caption(title, (FONT, TITLE_PT))
             .margin(MARGIN)
             .x_label_area_size(x_area)
-            .y_label_area_size(78)
+            .y_label_area_size(64)
             .build_cartesian_2d(
                 TickAxis::new(x_range, ticks.iter().map(|&i| i as f64).collect()),
                 y0..y1,
@@ -518,22 +518,26 @@ pub fn heatmap_with(
     let col_shown: Vec<String> = col_ticks.iter().map(|&i| col_labels[i].clone()).collect();
     let left = max_text_width(&row_shown, label_pt) + 14;
     let bottom = max_text_width(&col_shown, label_pt) + 16;
-    let title_h = text_size(title, TITLE_PT).1 + 14;
+    let title_h = text_size(title, TITLE_PT).1 + 10 + MARGIN / 2;
     let legend_w = 110u32;
     let title_w = text_size(title, TITLE_PT).0 + 2 * MARGIN;
     let width = (2 * MARGIN + left + plot_w + legend_w)
         .max(title_w)
         .max(320);
-    let height = 2 * MARGIN + title_h + plot_h + bottom;
+    let height = title_h + 2 * MARGIN + plot_h + bottom;
 
     let (nr, nc) = (rows as f64, cols as f64);
     let mut buf = String::new();
     {
         let root = SVGBackend::with_string(&mut buf, (width, height)).into_drawing_area();
         root.fill(&WHITE).map_err(plot_err)?;
-        let (main, legend) = root.split_horizontally(width - legend_w);
+        // The title spans the whole figure (a chart caption would be centred over the map only).
+        let body = root
+            .margin(MARGIN / 2, 0, 0, 0)
+            .titled(title, (FONT, TITLE_PT))
+            .map_err(plot_err)?;
+        let (main, legend) = body.split_horizontally(width - legend_w);
         let mut chart = ChartBuilder::on(&main)
-            .caption(title, (FONT, TITLE_PT))
             .margin(MARGIN)
             .x_label_area_size(bottom)
             .y_label_area_size(left)
@@ -586,11 +590,14 @@ pub fn heatmap_with(
             .map_err(plot_err)?;
 
         // Colour bar, aligned with the plot area.
-        let top = chart.backend_coord(&(0.0, nr)).1;
+        let plot_top = chart.backend_coord(&(0.0, nr)).1;
+        let plot_bottom = chart.backend_coord(&(0.0, 0.0)).1;
+        let legend_top = legend.get_base_pixel().1;
+        let legend_bottom = legend_top + legend.dim_in_pixel().1 as i32;
         let steps = 64;
         let mut bar = ChartBuilder::on(&legend)
-            .margin_top(top.max(0) as u32)
-            .margin_bottom(height.saturating_sub(chart.backend_coord(&(0.0, 0.0)).1.max(0) as u32))
+            .margin_top((plot_top - legend_top).max(0) as u32)
+            .margin_bottom((legend_bottom - plot_bottom).max(0) as u32)
             .margin_left(8)
             .margin_right(6)
             .set_label_area_size(LabelAreaPosition::Right, 64)
