@@ -90,13 +90,11 @@ fn zero_ablating_a_head_propagates() {
             .reshape((b * p, m.cfg().d_model))
             .unwrap();
         assert!(max_abs_diff(&attn_out, &want) < 1e-4);
-        // A hook returning None leaves everything unchanged.
+        // A hook returning None leaves everything unchanged (up to the fused kernels' rounding:
+        // hooking every point takes the unfused path).
         let mut noop = Hooks::new();
         noop.add_filter(|_| true, |_, _| Ok(None));
-        assert_eq!(
-            max_abs_diff(&m.run_with_hooks(&t, noop).unwrap(), &clean),
-            0.0
-        );
+        assert!(max_abs_diff(&m.run_with_hooks(&t, noop).unwrap(), &clean) < 1e-5);
     }
 }
 
