@@ -7,8 +7,10 @@
 # Each notebook runs with nbconvert from the notebooks/ directory as the working directory
 # (so `:dep saescope = { path = ".." }` resolves), with --allow-errors so that every cell runs.
 # The executed copies go to notebooks/out/ (gitignored). scripts/check_notebooks.py then fails
-# the run if any cell has an error output, or if a cell lacks an output that its metadata
-# declares (see that script). The last line is a summary: `notebooks: N passed, M failed`.
+# the run if any cell has an error output, panicked or wrote to stderr (where evcxr reports
+# errors returned by `?`), or lacks an output that its metadata declares (see that script).
+# The last line is a summary: `notebooks: N passed, M failed`; the exit status is non-zero when
+# any notebook failed.
 #
 # Environment: NB_CELL_TIMEOUT (seconds per cell, default 1800; the first `:dep` cell compiles
 # saescope and its dependencies, several minutes on a cold build folder).
@@ -18,10 +20,10 @@ VENV="$ROOT/.venv-jupyter"
 OUT="$ROOT/notebooks/out"
 TIMEOUT="${NB_CELL_TIMEOUT:-1800}"
 
+# Jupyter finds the rust kernel spec (written by setup_notebooks.sh) here. JUPYTER_PATH is left
+# unset on purpose: evcxr re-installs its spec, without our "env", wherever JUPYTER_PATH points
+# when it finds an older version.txt there.
 export JUPYTER_DATA_DIR="$ROOT/.jupyter"
-# evcxr looks for its own kernel spec through JUPYTER_PATH (to keep it up to date); point it here
-# rather than at ~/.local/share/jupyter.
-export JUPYTER_PATH="$ROOT/.jupyter"
 
 if [ ! -x "$VENV/bin/jupyter" ] || [ ! -f "$JUPYTER_DATA_DIR/kernels/rust/kernel.json" ]; then
   echo "run_notebooks: not set up; run scripts/setup_notebooks.sh first" >&2
@@ -46,6 +48,12 @@ if [ ${#notebooks[@]} -eq 0 ]; then
 fi
 
 mkdir -p "$OUT" "$ROOT/.evcxr/tmp"
+# evcxr builds notebook code in its own cargo project (.evcxr/tmp, see kernel.json), which would
+# resolve dependency versions afresh; seed its lock file from the project's so that notebooks
+# compile against the same versions as `cargo build`.
+if [ -f "$ROOT/Cargo.lock" ] && [ "$ROOT/Cargo.lock" -nt "$ROOT/.evcxr/tmp/Cargo.lock" ]; then
+  cp "$ROOT/Cargo.lock" "$ROOT/.evcxr/tmp/Cargo.lock"
+fi
 executed=()
 for nb in "${notebooks[@]}"; do
   name="$(basename "$nb")"

@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Set up everything needed to run the Rust notebooks in notebooks/ headlessly (and in Jupyter):
-#   1. evcxr_jupyter (the Rust kernel), installed with `cargo install` (about 5-10 min, once);
+#   1. evcxr_jupyter (the Rust kernel), installed with `cargo install` (5-20 min, once);
 #   2. .venv-jupyter/, a Python venv with pinned jupyter / nbclient / nbconvert / ipykernel;
 #   3. the evcxr kernel spec in the project-local Jupyter data dir .jupyter/kernels/rust, with
 #      kernel.json "env" settings that make notebook code fast and let runs reuse builds.
@@ -39,7 +39,7 @@ command -v cargo >/dev/null || { say "cargo not found on PATH (install rustup fi
 if cargo install --list | grep -q "^evcxr_jupyter v${EVCXR_VERSION}:"; then
   say "evcxr_jupyter ${EVCXR_VERSION} already installed"
 else
-  say "installing evcxr_jupyter ${EVCXR_VERSION} with cargo (takes 5-10 minutes)"
+  say "installing evcxr_jupyter ${EVCXR_VERSION} with cargo (takes 5-20 minutes)"
   start=$(date +%s)
   cargo install --locked evcxr_jupyter --version "${EVCXR_VERSION}"
   say "evcxr_jupyter installed in $(( $(date +%s) - start )) s"
