@@ -37,12 +37,19 @@ impl Norm {
         let x = match fused {
             Some(y) => y,
             None => {
-                let x = if self.kind.is_layer_norm() {
-                    x.broadcast_sub(&x.mean_keepdim(D::Minus1)?)?
-                } else {
-                    x.clone()
+                let center = self.kind.is_layer_norm();
+                let (x, scale) = match kernels::center_and_scale(x, self.eps, center)? {
+                    Some(pair) => pair,
+                    None => {
+                        let x = if center {
+                            x.broadcast_sub(&x.mean_keepdim(D::Minus1)?)?
+                        } else {
+                            x.clone()
+                        };
+                        let scale = (x.sqr()?.mean_keepdim(D::Minus1)? + self.eps)?.sqrt()?;
+                        (x, scale)
+                    }
                 };
-                let scale = (x.sqr()?.mean_keepdim(D::Minus1)? + self.eps)?.sqrt()?;
                 let scale = ctx.hp(scale_name, scale)?;
                 x.broadcast_div(&scale)?
             }
@@ -151,8 +158,12 @@ impl Attention {
         let pattern = match fused {
             Some(pattern) => pattern,
             None => {
-                let scores =
-                    (raw / (dh as f64).sqrt())?.broadcast_add(&causal_mask(p, x.device())?)?;
+                let scores = match kernels::scale_and_mask(&raw, 1.0 / (dh as f32).sqrt())? {
+                    Some(s) => s,
+                    None => {
+                        (raw / (dh as f64).sqrt())?.broadcast_add(&causal_mask(p, x.device())?)?
+                    }
+                };
                 let scores = ctx.hp(&n.attn_scores, scores)?;
                 candle_nn::ops::softmax_last_dim(&scores)?
             }
@@ -220,7 +231,14 @@ impl Mlp {
                     let pre = ctx.hp(&n.mlp_pre, h.narrow(1, 0, dm)?.reshape((b, p, dm))?)?;
                     let lin =
                         ctx.hp(&n.mlp_pre_linear, h.narrow(1, dm, dm)?.reshape((b, p, dm))?)?;
-                    (act(self.act, &pre)? * lin)?
+                    let fused = match self.act {
+                        ActFn::Silu => kernels::silu_mul(&pre, &lin)?,
+                        _ => None,
+                    };
+                    match fused {
+                        Some(post) => post,
+                        None => (act(self.act, &pre)? * lin)?,
+                    }
                 }
             };
             if let Some(bias) = &self.b_in {

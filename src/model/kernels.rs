@@ -110,3 +110,117 @@ pub(crate) fn causal_softmax(scores: &Tensor, scale: f32) -> Result<Option<Tenso
         None => Ok(None),
     }
 }
+
+/// The first half of a norm: `(x − mean(x))` when `center` (else `x`) and the scale
+/// `sqrt(mean(x²) + eps)` `[.., 1]`, in one pass, for when `hook_scale` is observed.
+pub(crate) fn center_and_scale(
+    x: &Tensor,
+    eps: f64,
+    center: bool,
+) -> Result<Option<(Tensor, Tensor)>> {
+    let d = x.dim(candle_core::D::Minus1)?;
+    let out = with_f32(x, |xs| {
+        let rows = xs.len() / d.max(1);
+        let mut xc = if center {
+            vec![0f32; xs.len()]
+        } else {
+            Vec::new()
+        };
+        let mut scale = vec![0f32; rows];
+        let per = rows_per_task(d);
+        let body = |(s, xi): (&mut [f32], &[f32]), xc: Option<&mut [f32]>| {
+            let mut xc = xc;
+            for (r, (s, xr)) in s.iter_mut().zip(xi.chunks(d)).enumerate() {
+                let mean = if center {
+                    (xr.iter().map(|&v| v as f64).sum::<f64>() / d as f64) as f32
+                } else {
+                    0.0
+                };
+                let ss: f64 = xr.iter().map(|&v| ((v - mean) as f64).powi(2)).sum();
+                *s = (ss / d as f64 + eps).sqrt() as f32;
+                if let Some(xc) = xc.as_deref_mut() {
+                    for (o, &v) in xc[r * d..(r + 1) * d].iter_mut().zip(xr) {
+                        *o = v - mean;
+                    }
+                }
+            }
+        };
+        if center {
+            scale
+                .par_chunks_mut(per)
+                .zip(xs.par_chunks(d * per))
+                .zip(xc.par_chunks_mut(d * per))
+                .for_each(|((s, xi), c)| body((s, xi), Some(c)));
+        } else {
+            scale
+                .par_chunks_mut(per)
+                .zip(xs.par_chunks(d * per))
+                .for_each(|(s, xi)| body((s, xi), None));
+        }
+        (xc, scale)
+    });
+    let Some((xc, scale)) = out else {
+        return Ok(None);
+    };
+    let mut sshape = x.dims().to_vec();
+    *sshape.last_mut().expect("rank >= 1") = 1;
+    let scale = Tensor::from_vec(scale, sshape, x.device())?;
+    let xc = if center {
+        Tensor::from_vec(xc, x.shape(), x.device())?
+    } else {
+        x.clone()
+    };
+    Ok(Some((xc, scale)))
+}
+
+/// Attention scores `[b, h, q, k]`: `raw * scale`, with −inf above the diagonal (TL's masked
+/// `hook_attn_scores`).
+pub(crate) fn scale_and_mask(raw: &Tensor, scale: f32) -> Result<Option<Tensor>> {
+    let (_, _, q, k) = raw.dims4()?;
+    if q != k {
+        return Ok(None);
+    }
+    let out = with_f32(raw, |s| {
+        let mut out = vec![0f32; s.len()];
+        out.par_chunks_mut(q * k)
+            .zip(s.par_chunks(q * k))
+            .for_each(|(o, si)| {
+                for (i, (o, sr)) in o.chunks_mut(k).zip(si.chunks(k)).enumerate() {
+                    for (j, (o, &v)) in o.iter_mut().zip(sr).enumerate() {
+                        *o = if j <= i { v * scale } else { f32::NEG_INFINITY };
+                    }
+                }
+            });
+        out
+    });
+    match out {
+        Some(v) => Ok(Some(Tensor::from_vec(v, raw.shape(), raw.device())?)),
+        None => Ok(None),
+    }
+}
+
+/// `silu(a) * b` for two contiguous f32 tensors of one shape.
+pub(crate) fn silu_mul(a: &Tensor, b: &Tensor) -> Result<Option<Tensor>> {
+    if a.dims() != b.dims() {
+        return Ok(None);
+    }
+    let out = with_f32(a, |av| {
+        with_f32(b, |bv| {
+            let mut out = vec![0f32; av.len()];
+            out.par_chunks_mut(16384)
+                .zip(av.par_chunks(16384))
+                .zip(bv.par_chunks(16384))
+                .for_each(|((o, a), b)| {
+                    for ((o, &g), &u) in o.iter_mut().zip(a).zip(b) {
+                        *o = g / (1.0 + (-g).exp()) * u;
+                    }
+                });
+            out
+        })
+    })
+    .flatten();
+    match out {
+        Some(v) => Ok(Some(Tensor::from_vec(v, a.shape(), a.device())?)),
+        None => Ok(None),
+    }
+}
