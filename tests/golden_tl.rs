@@ -109,15 +109,25 @@ fn check(model: &HookedModel, golden: &Golden, expect_all_hooks: bool) {
     let fast = model.forward(&tokens).unwrap();
     match rel_err("forward logits", &fast, &golden.tensors["logits"]) {
         Ok(e) if e <= TOL => {}
-        Ok(e) => failures.push(format!("forward() logits: relative error {e:.3e} > {TOL:e}")),
+        Ok(e) => failures.push(format!(
+            "forward() logits: relative error {e:.3e} > {TOL:e}"
+        )),
         Err(m) => failures.push(m),
     }
     // A cache of one early hook takes the fused path everywhere else.
-    let (part_logits, part) = model.run_with_cache(&tokens, "blocks.0.hook_resid_post", None).unwrap();
+    let (part_logits, part) = model
+        .run_with_cache(&tokens, "blocks.0.hook_resid_post", None)
+        .unwrap();
     assert_eq!(part.len(), 1);
-    if let Ok(e) = rel_err("partial-cache logits", &part_logits, &golden.tensors["logits"]) {
+    if let Ok(e) = rel_err(
+        "partial-cache logits",
+        &part_logits,
+        &golden.tensors["logits"],
+    ) {
         if e > TOL {
-            failures.push(format!("logits with a one-hook cache: relative error {e:.3e}"));
+            failures.push(format!(
+                "logits with a one-hook cache: relative error {e:.3e}"
+            ));
         }
     }
     if expect_all_hooks {
