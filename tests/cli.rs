@@ -4,6 +4,9 @@ use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
+mod common;
+use common::tensors::rel_err;
+
 fn bin() -> Command {
     Command::new(env!("CARGO_BIN_EXE_saescope"))
 }
@@ -14,28 +17,6 @@ fn fixture(p: &str) -> PathBuf {
 }
 fn load(p: &Path) -> HashMap<String, Tensor> {
     saescope::candle_core::safetensors::load(p, &Device::Cpu).unwrap()
-}
-fn rel_err(a: &Tensor, b: &Tensor) -> f32 {
-    let d = (a - b)
-        .unwrap()
-        .abs()
-        .unwrap()
-        .flatten_all()
-        .unwrap()
-        .max(0)
-        .unwrap()
-        .to_scalar::<f32>()
-        .unwrap();
-    let s = b
-        .abs()
-        .unwrap()
-        .flatten_all()
-        .unwrap()
-        .max(0)
-        .unwrap()
-        .to_scalar::<f32>()
-        .unwrap();
-    d / s.max(1e-12)
 }
 
 #[test]

@@ -5,6 +5,9 @@ use saescope::{DType, Device, HookedModel, LoadOptions, NamesFilter, Tensor};
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 
+mod common;
+use common::tensors::flat;
+
 const TOL: f64 = 1e-4;
 
 fn fixtures() -> PathBuf {
@@ -40,20 +43,7 @@ fn rel_err(name: &str, a: &Tensor, b: &Tensor) -> Result<f64, String> {
     if a.dims() != b.dims() {
         return Err(format!("{name}: shape {:?} != TL {:?}", a.dims(), b.dims()));
     }
-    let a: Vec<f32> = a
-        .to_dtype(DType::F32)
-        .unwrap()
-        .flatten_all()
-        .unwrap()
-        .to_vec1()
-        .unwrap();
-    let b: Vec<f32> = b
-        .to_dtype(DType::F32)
-        .unwrap()
-        .flatten_all()
-        .unwrap()
-        .to_vec1()
-        .unwrap();
+    let (a, b) = (flat(a), flat(b));
     let (mut diff, mut scale) = (0f64, 0f64);
     for (x, y) in a.iter().zip(&b) {
         if y.is_infinite() || x.is_infinite() {

@@ -5,6 +5,9 @@ use saescope::{
 };
 use std::path::{Path, PathBuf};
 
+mod common;
+use common::tensors::max_abs_diff;
+
 fn fixture(p: &str) -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR"))
         .join("tests/fixtures")
@@ -21,18 +24,6 @@ fn toks(m: &HookedModel) -> Tensor {
         .map(|i| (i * 37 + 5) % m.cfg().d_vocab as u32)
         .collect();
     Tensor::from_vec(ids, (2, 7), m.device()).unwrap()
-}
-fn max_abs_diff(a: &Tensor, b: &Tensor) -> f32 {
-    (a - b)
-        .unwrap()
-        .abs()
-        .unwrap()
-        .flatten_all()
-        .unwrap()
-        .max(0)
-        .unwrap()
-        .to_scalar::<f32>()
-        .unwrap()
 }
 
 #[test]

@@ -24,6 +24,18 @@ fn with_f32<R>(t: &Tensor, f: impl FnOnce(&[f32]) -> R) -> Option<R> {
     }
 }
 
+/// A kernel's output as a tensor (None passes through: the caller falls back).
+fn to_tensor(
+    out: Option<Vec<f32>>,
+    shape: impl Into<candle_core::Shape>,
+    device: &candle_core::Device,
+) -> Result<Option<Tensor>> {
+    Ok(match out {
+        Some(v) => Some(Tensor::from_vec(v, shape, device)?),
+        None => None,
+    })
+}
+
 /// `x / sqrt(mean(x²) + eps)` over the last dim, after centring when `center` (TL's LNPre and
 /// RMSPre, i.e. a norm whose weights are folded).
 pub(crate) fn normalize(x: &Tensor, eps: f64, center: bool) -> Result<Option<Tensor>> {
@@ -48,10 +60,7 @@ pub(crate) fn normalize(x: &Tensor, eps: f64, center: bool) -> Result<Option<Ten
             });
         out
     });
-    match out {
-        Some(v) => Ok(Some(Tensor::from_vec(v, x.shape(), x.device())?)),
-        None => Ok(None),
-    }
+    to_tensor(out, x.shape(), x.device())
 }
 
 /// For `h = [gate | up]` of shape `[n, 2 d_mlp]`: `silu(gate) * up`, shape `[n, d_mlp]`.
@@ -72,10 +81,7 @@ pub(crate) fn silu_mul_halves(h: &Tensor, d_mlp: usize) -> Result<Option<Tensor>
             });
         out
     });
-    match out {
-        Some(v) => Ok(Some(Tensor::from_vec(v, (n, d_mlp), h.device())?)),
-        None => Ok(None),
-    }
+    to_tensor(out, (n, d_mlp), h.device())
 }
 
 /// Causal softmax of raw attention scores `[b, h, q, k]` scaled by `scale`: row `i` is the
@@ -105,10 +111,7 @@ pub(crate) fn causal_softmax(scores: &Tensor, scale: f32) -> Result<Option<Tenso
             });
         out
     });
-    match out {
-        Some(v) => Ok(Some(Tensor::from_vec(v, scores.shape(), scores.device())?)),
-        None => Ok(None),
-    }
+    to_tensor(out, scores.shape(), scores.device())
 }
 
 /// The first half of a norm: `(x − mean(x))` when `center` (else `x`) and the scale
@@ -193,10 +196,7 @@ pub(crate) fn scale_and_mask(raw: &Tensor, scale: f32) -> Result<Option<Tensor>>
             });
         out
     });
-    match out {
-        Some(v) => Ok(Some(Tensor::from_vec(v, raw.shape(), raw.device())?)),
-        None => Ok(None),
-    }
+    to_tensor(out, raw.shape(), raw.device())
 }
 
 /// `silu(a) * b` for two contiguous f32 tensors of one shape.
@@ -219,8 +219,5 @@ pub(crate) fn silu_mul(a: &Tensor, b: &Tensor) -> Result<Option<Tensor>> {
         })
     })
     .flatten();
-    match out {
-        Some(v) => Ok(Some(Tensor::from_vec(v, a.shape(), a.device())?)),
-        None => Ok(None),
-    }
+    to_tensor(out, a.shape(), a.device())
 }

@@ -2,3 +2,5 @@
 #![allow(dead_code)]
 
 pub mod hub_server;
+
+pub mod tensors;
