@@ -8,6 +8,7 @@
 pub mod error;
 pub mod hooks;
 pub mod model;
+pub mod sae;
 pub mod tokenizer;
 pub mod viz;
 
@@ -15,6 +16,7 @@ pub use candle_core::{DType, Device, IndexOp, Tensor, D};
 pub use error::{Error, Result};
 pub use hooks::{get_act_name, ActName, ActivationCache, HookFn, Hooks, NamesFilter};
 pub use model::{HookedModel, LoadOptions, ModelConfig};
+pub use sae::{Sae, SaeConfig};
 pub use tokenizer::Tok;
 
 /// Re-exported so notebooks can name these types through saescope alone.
