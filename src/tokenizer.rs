@@ -386,6 +386,26 @@ impl Tok {
     }
 
     /// Number of tokens including added/special tokens (HF `len(tokenizer)`).
+    /// Every special token id: the tokenizer's special added tokens plus BOS/EOS/PAD (HF's
+    /// `all_special_ids`; SAELens's `exclude_special_tokens=True`).
+    pub fn special_ids(&self) -> Vec<u32> {
+        let mut ids: Vec<u32> = self
+            .inner
+            .get_added_tokens_decoder()
+            .iter()
+            .filter(|(_, t)| t.special)
+            .map(|(id, _)| *id)
+            .chain(
+                [self.bos_id, self.eos_id, self.pad_id]
+                    .into_iter()
+                    .flatten(),
+            )
+            .collect();
+        ids.sort_unstable();
+        ids.dedup();
+        ids
+    }
+
     pub fn vocab_size(&self) -> usize {
         self.inner.get_vocab_size(true)
     }

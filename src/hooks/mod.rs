@@ -148,6 +148,10 @@ pub(crate) struct HookCtx<'h, 'f> {
     pub hooks: Option<&'h mut Hooks<'f>>,
     pub filter: Option<&'h NamesFilter<'f>>,
     pub cache: Vec<(String, Tensor)>,
+    /// SAEs spliced into this pass (HookedSAETransformer semantics, see `crate::sae::splice`).
+    pub saes: &'h [crate::sae::splice::Attached<'h>],
+    /// Transcoder inputs captured at their input hook, by SAE index.
+    pub captured: Vec<Option<Tensor>>,
 }
 
 impl HookCtx<'_, '_> {
@@ -161,15 +165,47 @@ impl HookCtx<'_, '_> {
                 HookTarget::Filter(p) => p(name),
             })
         });
-        hooked || self.filter.is_some_and(|f| f.matches(name))
+        hooked
+            || self.filter.is_some_and(|f| f.matches(name))
+            || self
+                .saes
+                .iter()
+                .any(|a| a.sae.hook_name() == name || a.sae.hook_name_out() == name)
     }
 
     /// The hook point `name`: returns the (possibly replaced) activation.
     #[inline]
     pub fn hp(&mut self, name: &str, x: Tensor) -> Result<Tensor> {
-        if self.hooks.is_none() && self.filter.is_none() {
+        if self.hooks.is_none() && self.filter.is_none() && self.saes.is_empty() {
             return Ok(x);
         }
+        if !self.saes.is_empty() {
+            let saes = self.saes;
+            for (i, a) in saes.iter().enumerate() {
+                if a.sae.hook_name() == name && a.sae.hook_name_out() != name {
+                    self.captured[i] = Some(x.clone());
+                }
+            }
+            if let Some(i) = saes.iter().position(|a| a.sae.hook_name_out() == name) {
+                // The SAE replaces this hook point: its own hook points fire instead.
+                return crate::sae::splice::splice(self, &saes[i], i, name, x);
+            }
+        }
+        self.observe(name, x)
+    }
+
+    /// A hook point that exists only while SAEs are spliced in (HookedSAETransformer's
+    /// `blocks.L.mlp.hook_in`).
+    #[inline]
+    pub fn hp_sae_only(&mut self, name: &str, x: Tensor) -> Result<Tensor> {
+        if self.saes.is_empty() {
+            return Ok(x);
+        }
+        self.hp(name, x)
+    }
+
+    /// Run the user hooks on `name`, then cache it if the filter asks.
+    pub fn observe(&mut self, name: &str, x: Tensor) -> Result<Tensor> {
         let mut x = x;
         if let Some(hooks) = self.hooks.as_deref_mut() {
             for (target, f) in hooks.hooks.iter_mut() {

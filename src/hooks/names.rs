@@ -129,6 +129,7 @@ pub(crate) struct BlockHookNames {
     pub mlp_pre: String,
     pub mlp_pre_linear: String,
     pub mlp_post: String,
+    pub mlp_in: String,
     pub mlp_out: String,
     pub resid_post: String,
 }
@@ -155,6 +156,7 @@ impl BlockHookNames {
             mlp_pre: b("mlp.hook_pre"),
             mlp_pre_linear: b("mlp.hook_pre_linear"),
             mlp_post: b("mlp.hook_post"),
+            mlp_in: b("mlp.hook_in"),
             mlp_out: b("hook_mlp_out"),
             resid_post: b("hook_resid_post"),
         }

@@ -285,6 +285,8 @@ impl Block {
         let x = self
             .ln2
             .forward(&resid_mid, ctx, &n.ln2_scale, &n.ln2_normalized)?;
+        // HookedSAETransformer's extra `mlp.hook_in` (transcoders read it): SAE runs only.
+        let x = ctx.hp_sae_only(&n.mlp_in, x)?;
         let mlp_out = self.mlp.forward(&x, ctx, n)?;
         let mlp_out = ctx.hp(&n.mlp_out, mlp_out)?;
         ctx.hp(&n.resid_post, (resid_mid + mlp_out)?)

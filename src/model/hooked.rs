@@ -211,23 +211,25 @@ impl HookedModel {
         let mut ctx = HookCtx {
             hooks: Some(&mut hooks),
             filter: Some(&filter),
-            cache: Vec::new(),
+            ..Default::default()
         };
         let out = self.run(tokens, &mut ctx, stop_at_layer)?;
-        let (order, map) = ctx.into_map();
-        Ok((
-            out,
-            ActivationCache::new(
-                order,
-                map,
-                self.cfg.clone(),
-                self.w_u.clone(),
-                self.ln_final.clone(),
-            ),
-        ))
+        Ok((out, self.cache_from(ctx)))
     }
 
-    fn check_tokens(&self, tokens: &Tensor) -> Result<Tensor> {
+    /// The `ActivationCache` of a finished pass.
+    pub(crate) fn cache_from(&self, ctx: HookCtx) -> ActivationCache {
+        let (order, map) = ctx.into_map();
+        ActivationCache::new(
+            order,
+            map,
+            self.cfg.clone(),
+            self.w_u.clone(),
+            self.ln_final.clone(),
+        )
+    }
+
+    pub(crate) fn check_tokens(&self, tokens: &Tensor) -> Result<Tensor> {
         let t = match tokens.rank() {
             1 => tokens.unsqueeze(0)?,
             2 => tokens.clone(),
@@ -267,7 +269,7 @@ impl HookedModel {
         Ok(t.to_device(&self.device)?)
     }
 
-    fn run(
+    pub(crate) fn run(
         &self,
         tokens: &Tensor,
         ctx: &mut HookCtx,

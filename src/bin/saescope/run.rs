@@ -1,31 +1,13 @@
-//! `saescope` command line: a thin layer over the library.
+//! `saescope run`: a forward pass with a cache, optionally with SAEs spliced in.
 use anyhow::{bail, Context, Result};
-use clap::{Parser, Subcommand};
-use saescope::{DType, HookedModel, LoadOptions, NamesFilter, Tensor};
+use saescope::sae::splice::SaeRunOptions;
+use saescope::{DType, HookedModel, LoadOptions, NamesFilter, Sae, Tensor};
 use std::collections::HashMap;
 use std::path::PathBuf;
 use std::time::Instant;
 
-#[derive(Parser)]
-#[command(
-    name = "saescope",
-    version,
-    about = "Sparse-autoencoder interpretability on real language models"
-)]
-struct Cli {
-    #[command(subcommand)]
-    cmd: Cmd,
-}
-
-#[derive(Subcommand)]
-enum Cmd {
-    /// Run a model on a prompt (or a tokens file), print its top next-token predictions, and
-    /// optionally save the activations of chosen hooks under their TransformerLens names.
-    Run(RunArgs),
-}
-
 #[derive(clap::Args)]
-struct RunArgs {
+pub struct RunArgs {
     /// `smollm2` (default model), `gpt2`, a hub repo id, an HF-layout directory or a .gguf file.
     #[arg(long, default_value = "smollm2")]
     model: String,
@@ -51,12 +33,13 @@ struct RunArgs {
     /// How many top predictions to print.
     #[arg(long, default_value_t = 10)]
     top_k: usize,
-}
-
-fn main() -> Result<()> {
-    match Cli::parse().cmd {
-        Cmd::Run(a) => run(a),
-    }
+    /// Splice in the SAE in this directory (SAELens folder or any format `Sae::load` reads);
+    /// repeat for several. `--out` then also holds `<hook>.hook_sae_*`.
+    #[arg(long)]
+    sae: Vec<PathBuf>,
+    /// Add each SAE's reconstruction error back (`hook_sae_error`; clean logits without interventions).
+    #[arg(long, requires = "sae")]
+    use_error_term: bool,
 }
 
 fn read_tokens(path: &PathBuf) -> Result<Tensor> {
@@ -112,7 +95,7 @@ fn ensure_default_model(name: &str) -> Result<()> {
     Ok(())
 }
 
-fn run(a: RunArgs) -> Result<()> {
+pub fn run(a: RunArgs) -> Result<()> {
     ensure_default_model(&a.model)?;
     let opts = if a.no_processing {
         LoadOptions::no_processing()
@@ -146,7 +129,32 @@ fn run(a: RunArgs) -> Result<()> {
         Some(list) => NamesFilter::names(list.split(',').map(str::trim).filter(|s| !s.is_empty())),
     };
     let t1 = Instant::now();
-    let (logits, cache) = model.run_with_cache(&tokens, filter, None)?;
+    let saes = a
+        .sae
+        .iter()
+        .map(|d| {
+            Sae::load_from_disk(d)
+                .with_context(|| format!("cannot load the SAE in {}", d.display()))
+        })
+        .collect::<Result<Vec<_>>>()?;
+    for s in &saes {
+        eprintln!(
+            "splicing SAE {} -> {} (d_in {})",
+            s.hook_name(),
+            s.hook_name_out(),
+            s.d_in()
+        );
+    }
+    let (logits, cache) = if saes.is_empty() {
+        model.run_with_cache(&tokens, filter, None)?
+    } else {
+        let opts = SaeRunOptions {
+            use_error_term: a.use_error_term,
+            ..Default::default()
+        };
+        let refs: Vec<&Sae> = saes.iter().collect();
+        model.run_with_cache_with_saes(&tokens, &refs, &opts, filter, None)?
+    };
     let (b, p) = tokens.dims2()?;
     eprintln!(
         "forward on [{b}, {p}] tokens in {:.3}s, cached {} activations",
