@@ -5,7 +5,7 @@ Usage (from the repository root):
 
     bash scripts/fetch_model.sh             # the SmolLM2 GGUF, into data/models/
     bash scripts/setup_golden_venv.sh       # pinned torch / transformer-lens / transformers
-    .venv-golden/bin/python scripts/make_goldens.py [--only tokenizer|smollm2|tiny]
+    .venv-golden/bin/python scripts/make_goldens.py [--only tokenizer|smollm2|tiny|gemma2]
 
 Everything runs offline and on CPU. The script is deterministic: the tiny models are built from
 fixed seeds, and SmolLM2 is the dequantized GGUF.
@@ -15,7 +15,8 @@ What it writes (all under tests/fixtures/):
   tokenizer/smollm2_cases.json     HF tokenizer (loaded from the GGUF) on ~20 strings:
                                    {"text", "ids", "str_tokens", "decoded"} per case.
   tokenizer/smollm2_special.json   bos/eos/pad/unk ids and strings, as the HF tokenizer reports.
-  tiny-gpt2/, tiny-llama/          seeded random HF checkpoints (config.json + model.safetensors).
+  tiny-gpt2/, tiny-llama/, tiny-gemma2/
+                                   seeded random HF checkpoints (config.json + model.safetensors).
   tl/<model>_{processed,unprocessed}.safetensors
                                    TransformerLens HookedTransformer run_with_cache output: every
                                    cached hook under its exact TL name (float32, batch dim kept),
@@ -29,6 +30,9 @@ What it writes (all under tests/fixtures/):
                                    prepended); its unprocessed file keeps only the hooks of layers
                                    0, 1, 15, 29, every hook_resid_post and the non-block hooks.
                                    The tiny models run seeded random tokens of shape [2, 7].
+                                   tiny_gemma2 "processed" has center_unembed off: from_pretrained
+                                   turns it off for models with a logit softcap (see
+                                   effective_processing_flags).
   tl/hook_names.json               the ordered list of hook names in TL's cache, per model.
 
 How the TL models are built without the hub: HookedTransformer.from_pretrained only accepts model
@@ -37,10 +41,14 @@ names it knows, so this script reproduces its steps by hand, as TransformerLens 
      (LlamaForCausalLM / GPT2LMHeadModel), followed by the post-processing of
      get_pretrained_model_config (model_name, init_weights=False, RMS->RMSPre / LN->LNPre when
      folding, default_prepend_bos=True, ...). The hand-built dict is cross-checked against TL's own
-     convert_hf_model_config run on a saved copy of the HF config (no network involved);
+     convert_hf_model_config run on a saved copy of the HF config (no network involved); for
+     Gemma2ForCausalLM TL only has hard-coded dicts for the google/gemma-2-* names, which the
+     hand-built dict is compared with instead (tl_cfg_dict_gemma2);
   2. the state dict from TL's own weight converter (convert_llama_weights / convert_gpt2_weights);
   3. HookedTransformer(cfg, tokenizer) + load_and_process_state_dict(...) with the from_pretrained
-     (or from_pretrained_no_processing) flags, leaving TL itself to skip what does not apply.
+     (or from_pretrained_no_processing) flags, leaving TL itself to skip what does not apply
+     (from_pretrained's own flag adjustment, center_unembed off under a logit softcap, is
+     reproduced by effective_processing_flags).
 """
 
 from __future__ import annotations
@@ -61,6 +69,8 @@ from safetensors.torch import save_file
 from transformers import (
     AutoModelForCausalLM,
     AutoTokenizer,
+    Gemma2Config,
+    Gemma2ForCausalLM,
     GPT2Config,
     GPT2LMHeadModel,
     LlamaConfig,
@@ -70,6 +80,7 @@ from transformers import (
 import transformer_lens.loading_from_pretrained as tl_loading
 from transformer_lens import HookedTransformer, HookedTransformerConfig
 from transformer_lens.pretrained.weight_conversions import (
+    convert_gemma_weights,
     convert_gpt2_weights,
     convert_llama_weights,
 )
@@ -333,13 +344,24 @@ def finish_cfg(
     return HookedTransformerConfig.from_dict(d)
 
 
+def effective_processing_flags(cfg_dict: dict[str, Any], processing: str) -> dict[str, bool]:
+    """PROCESSING[processing] after HookedTransformer.from_pretrained's own adjustments: it turns
+    center_unembed off for models with an output logit softcap (Gemma-2). No other adjustment
+    applies to the architectures here."""
+    flags = dict(PROCESSING[processing])
+    if flags["center_unembed"] and (cfg_dict.get("output_logits_soft_cap") or -1.0) > 0:
+        flags["center_unembed"] = False
+    return flags
+
+
 def build_tl_model(
     hf_model, cfg_dict: dict[str, Any], model_name: str, processing: str, tokenizer=None
 ) -> HookedTransformer:
-    flags = PROCESSING[processing]
+    flags = effective_processing_flags(cfg_dict, processing)
     cfg = finish_cfg(cfg_dict, model_name, hf_model.config.vocab_size, flags["fold_ln"])
     arch = cfg.original_architecture
-    converter = {"LlamaForCausalLM": convert_llama_weights, "GPT2LMHeadModel": convert_gpt2_weights}
+    converter = {"LlamaForCausalLM": convert_llama_weights, "GPT2LMHeadModel": convert_gpt2_weights,
+                 "Gemma2ForCausalLM": convert_gemma_weights}
     state_dict = converter[arch](hf_model, cfg)
     # from_pretrained creates the model with move_to_device=False and moves it afterwards
     model = HookedTransformer(cfg, tokenizer, move_to_device=False)
@@ -483,7 +505,7 @@ def make_tl_goldens(
             **extra_meta,
             "model": label,
             "processing": processing,
-            "processing_flags": json.dumps(PROCESSING[processing]),
+            "processing_flags": json.dumps(effective_processing_flags(cfg_dict, processing)),
         }
         path = TL_DIR / f"{label}_{processing}.safetensors"
         summaries.append(save_golden(path, tokens, logits, cache, meta, keep))
@@ -662,6 +684,143 @@ def make_tiny_llama_goldens():
 
 
 # --------------------------------------------------------------------------------------------
+# e. tiny Gemma-2
+# --------------------------------------------------------------------------------------------
+
+# TL's own google/gemma-2-* config dicts and the keys whose values are architecture flags (the
+# rest are sizes, which come from the HF config)
+GEMMA2_FLAG_KEYS = (
+    "act_fn", "normalization_type", "positional_embedding_type", "use_attn_scale",
+    "use_local_attn", "attn_scores_soft_cap", "output_logits_soft_cap", "gated_mlp",
+    "final_rms", "use_normalization_before_and_after", "original_architecture",
+    "quantization_method",
+)
+
+
+def tl_cfg_dict_gemma2(hf) -> dict[str, Any]:
+    """TL 3.9's convert_hf_model_config has no config-driven Gemma2ForCausalLM branch: it only
+    knows the names google/gemma-2-{2b,9b,27b}(-it) and returns hard-coded dicts. This is the same
+    dict with the sizes read from the HF config (cross_check_gemma2_with_tl compares it with TL's
+    dicts). attn_scale = sqrt(query_pre_attn_scalar), set only when that differs from head_dim
+    (TL's 27b dict has attn_scale 12.0 = sqrt(144); 2b/9b, where it equals head_dim, use the
+    default sqrt(d_head)). HF marks layer i as sliding when i is even: attn_types "local" there."""
+    assert hf.architectures[0] == "Gemma2ForCausalLM", hf.architectures
+    attn_types = [{"sliding_attention": "local", "full_attention": "global"}[t]
+                  for t in hf.layer_types]
+    d = {
+        "d_model": hf.hidden_size,
+        "d_head": hf.head_dim,
+        "n_heads": hf.num_attention_heads,
+        "d_mlp": hf.intermediate_size,
+        "n_layers": hf.num_hidden_layers,
+        "n_ctx": hf.max_position_embeddings,
+        "eps": hf.rms_norm_eps,
+        "d_vocab": hf.vocab_size,
+        "act_fn": hf.hidden_activation,
+        "initializer_range": 0.02,  # as in TL's dicts; unused (init_weights=False)
+        "normalization_type": "RMS",
+        "rotary_base": rope_theta(hf),
+        "positional_embedding_type": "rotary",
+        "use_attn_scale": True,
+        "n_key_value_heads": hf.num_key_value_heads,
+        "window_size": hf.sliding_window,
+        "use_local_attn": True,
+        "attn_types": attn_types,
+        "attn_scores_soft_cap": hf.attn_logit_softcapping,
+        "output_logits_soft_cap": hf.final_logit_softcapping,
+        "gated_mlp": True,
+        "final_rms": True,
+        "use_normalization_before_and_after": True,
+        "original_architecture": "Gemma2ForCausalLM",
+        "quantization_method": None,
+    }
+    if hf.query_pre_attn_scalar != hf.head_dim:
+        d["attn_scale"] = float(hf.query_pre_attn_scalar) ** 0.5
+    return d
+
+
+def cross_check_gemma2_with_tl(hand: dict[str, Any]) -> None:
+    """TL's own dicts (name-based branches, nothing is fetched) must have the same keys and the
+    same architecture flags; the 27b one is the reference when attn_scale is set."""
+    for name in ("google/gemma-2-2b", "google/gemma-2-27b"):
+        theirs = tl_loading.convert_hf_model_config(name)
+        theirs.pop("tokenizer_name", None)
+        if ("attn_scale" in theirs) != ("attn_scale" in hand):
+            continue
+        assert set(theirs) == set(hand), (name, set(theirs) ^ set(hand))
+        diff = {k: (hand[k], theirs[k]) for k in GEMMA2_FLAG_KEYS if hand[k] != theirs[k]}
+        assert not diff, f"tiny-gemma2 vs TL's {name} dict (hand, TL): {diff}"
+        n = hand["n_layers"]
+        assert hand["attn_types"] == (["local", "global"] * n)[:n], hand["attn_types"]
+        return
+    raise AssertionError("no TL gemma-2 dict to compare with")
+
+
+def make_tiny_gemma2_goldens():
+    torch.manual_seed(2468)
+    config = Gemma2Config(
+        vocab_size=300,
+        hidden_size=64,
+        intermediate_size=128,
+        num_hidden_layers=3,  # layer_types: sliding, full, sliding
+        num_attention_heads=4,
+        num_key_value_heads=2,
+        head_dim=16,
+        hidden_activation="gelu_pytorch_tanh",
+        max_position_embeddings=32,
+        rms_norm_eps=1e-6,
+        rope_theta=10000.0,
+        sliding_window=4,  # shorter than the 7-token sequences, so the window matters
+        query_pre_attn_scalar=24,  # != head_dim: the attention scale is 1/sqrt(24), not 1/4
+        attn_logit_softcapping=50.0,
+        final_logit_softcapping=30.0,
+        tie_word_embeddings=True,  # as the real Gemma-2 checkpoints
+        initializer_range=0.1,
+        bos_token_id=0,
+        eos_token_id=0,
+        pad_token_id=0,
+        architectures=["Gemma2ForCausalLM"],
+    )
+    model = Gemma2ForCausalLM(config)
+    g = torch.Generator().manual_seed(2469)
+    with torch.no_grad():
+        for name, p in model.named_parameters():
+            if "norm" in name and name.endswith("weight"):
+                p.copy_(0.2 * torch.randn(p.shape, generator=g))  # Gemma's RMSNorm uses (1 + w)
+        # large enough queries/keys and (tied) embeddings that both softcaps really bend the
+        # scores/logits (pre-cap |scores| and |logits| reach the caps' scale, see the printout)
+        for layer in model.model.layers:
+            layer.self_attn.q_proj.weight.mul_(3.0)
+            layer.self_attn.k_proj.weight.mul_(3.0)
+        model.model.embed_tokens.weight.mul_(10.0)
+    model.eval()
+    out_dir = FIXTURES / "tiny-gemma2"
+    save_hf_dir(model, out_dir)
+    # eager attention: the transformers implementation that applies the attention logit softcap
+    model = Gemma2ForCausalLM.from_pretrained(
+        out_dir, dtype=torch.float32, attn_implementation="eager").eval()
+    assert model.config._attn_implementation == "eager"
+    cfg_dict = tl_cfg_dict_gemma2(model.config)
+    cross_check_gemma2_with_tl(cfg_dict)
+    tokens = tiny_tokens(seed=2470, vocab=config.vocab_size)
+    result = make_tl_goldens(
+        "tiny_gemma2", model, cfg_dict, tokens, {"source": "tests/fixtures/tiny-gemma2"}
+    )
+    # how hard the caps bite on these tokens (TL processed model)
+    tl_model = build_tl_model(model, cfg_dict, "tiny_gemma2", "processed")
+    with torch.inference_mode():
+        _, cache = tl_model.run_with_cache(tokens)
+    pre_logits = cache["unembed.hook_out"]
+    q, k = cache["blocks.1.attn.hook_rot_q"], cache["blocks.1.attn.hook_rot_k"]
+    k = k.repeat_interleave(q.shape[2] // k.shape[2], dim=2)
+    raw_scores = torch.einsum("bqhd,bkhd->bhqk", q, k) / cfg_dict.get("attn_scale", 4.0)
+    print(f"  tiny_gemma2: max |logits before the softcap| = {pre_logits.abs().max().item():.1f} "
+          f"(cap 30), layer-1 max |attn scores before the softcap| = "
+          f"{raw_scores.abs().max().item():.1f} (cap 50)")
+    return result
+
+
+# --------------------------------------------------------------------------------------------
 
 
 def cfg_non_defaults(cfg: HookedTransformerConfig) -> dict[str, Any]:
@@ -679,7 +838,8 @@ def cfg_non_defaults(cfg: HookedTransformerConfig) -> dict[str, Any]:
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    ap.add_argument("--only", choices=["tokenizer", "smollm2", "tiny"], help="run one part")
+    ap.add_argument("--only", choices=["tokenizer", "smollm2", "tiny", "gemma2"],
+                    help="run one part (tiny = tiny_gpt2, tiny_llama and tiny_gemma2)")
     args = ap.parse_args()
     torch.manual_seed(0)
 
@@ -692,6 +852,8 @@ def main() -> None:
     jobs = []
     if args.only in (None, "tiny"):
         jobs += [("tiny_gpt2", make_tiny_gpt2_goldens), ("tiny_llama", make_tiny_llama_goldens)]
+    if args.only in (None, "tiny", "gemma2"):
+        jobs += [("tiny_gemma2", make_tiny_gemma2_goldens)]
     if args.only in (None, "smollm2"):
         jobs += [("smollm2", make_smollm2_goldens)]
     for label, fn in jobs:

@@ -22,6 +22,8 @@ PY=${PYTHON:-python3}
 # transformers>=5.9 and torch>=2.6; numpy 2.5 needs Python>=3.12, hence numpy 2.4.6.
 # transformers' GGUF loader needs the `gguf` package to read and dequantize the model file.
 # (pip also pulls in TL's own dependencies: accelerate, datasets, wandb, einops, jaxtyping, ...)
+# SAELens 6.54.12 (scripts/make_sae_goldens.py, scripts/bench_sae_torch.py) co-installs with these
+# exact pins: it only adds its own dependencies (nltk, plotly, scipy, statsmodels, ...).
 PINS=(
   "torch==2.15.0"
   "transformer-lens==3.9.0"
@@ -30,6 +32,7 @@ PINS=(
   "gguf==0.19.0"
   "safetensors==0.8.0"
   "numpy==2.4.6"
+  "sae-lens==6.54.12"
 )
 STAMP="$VENV/.golden-pins"
 want="$(printf '%s\n' "${PINS[@]}")"
@@ -52,9 +55,13 @@ echo "setup_golden_venv: installing ${PINS[*]}"
 import torch, transformers, transformer_lens, gguf, safetensors, numpy
 from transformer_lens import HookedTransformer, HookedTransformerConfig  # noqa: F401
 from transformer_lens.pretrained.weight_conversions import convert_gpt2_weights, convert_llama_weights  # noqa: F401
+from transformer_lens.pretrained.weight_conversions import convert_gemma_weights  # noqa: F401
+import sae_lens  # noqa: F401
+from sae_lens import SAE, HookedSAETransformer  # noqa: F401
 import importlib.metadata as md
 print("setup_golden_venv: ok:", ", ".join(
     f"{p}=={md.version(p)}" for p in
-    ["torch", "transformer-lens", "transformers", "tokenizers", "gguf", "safetensors", "numpy"]))
+    ["torch", "transformer-lens", "transformers", "tokenizers", "gguf", "safetensors", "numpy",
+     "sae-lens"]))
 PYEOF
 printf '%s\n' "$want" > "$STAMP"

@@ -39,6 +39,20 @@ pub enum Error {
         reason: String,
     },
 
+    /// An SAE file (config, weights, sparsity) that is missing, truncated, corrupt or
+    /// inconsistent with its config (e.g. tensors of another architecture).
+    #[error("cannot load SAE file {}: {reason}", path.display())]
+    SaeFile { path: PathBuf, reason: String },
+
+    /// An SAE config value that is invalid or unsupported (unknown architecture, dtype, ...), or an
+    /// operation the SAE's architecture does not support.
+    #[error("SAE config: {0}")]
+    SaeConfig(String),
+
+    /// A pretrained SAE release or SAE id that is not in the directory; `hint` lists what exists.
+    #[error("unknown SAE {what}: {hint}")]
+    UnknownSae { what: String, hint: String },
+
     #[error(transparent)]
     Candle(#[from] candle_core::Error),
 
@@ -60,6 +74,12 @@ pub type Result<T> = std::result::Result<T, Error>;
 impl Error {
     pub(crate) fn model_file(path: impl Into<PathBuf>, reason: impl std::fmt::Display) -> Self {
         Error::ModelFile {
+            path: path.into(),
+            reason: reason.to_string(),
+        }
+    }
+    pub(crate) fn sae_file(path: impl Into<PathBuf>, reason: impl std::fmt::Display) -> Self {
+        Error::SaeFile {
             path: path.into(),
             reason: reason.to_string(),
         }

@@ -298,3 +298,107 @@ fn smollm2_cache_helpers_loss_and_ablation_match_tl() {
     let model = HookedModel::from_gguf(&smollm2_path(), &LoadOptions::default()).unwrap();
     check_extras(&model, "smollm2");
 }
+
+// --- Gemma-2 -------------------------------------------------------------------------------
+
+#[test]
+fn tiny_gemma2_processed_matches_tl() {
+    run_hf("tiny-gemma2", "tiny_gemma2_processed", true);
+}
+#[test]
+fn tiny_gemma2_unprocessed_matches_tl() {
+    run_hf("tiny-gemma2", "tiny_gemma2_unprocessed", false);
+}
+
+/// Gemma-2's specifics, seen from outside: local layers attend to at most `window_size` keys
+/// (global layers further back), scores stay within the attention soft cap, the returned logits
+/// are the soft-capped `unembed.hook_out`, processing leaves `W_U` uncentred (TL turns
+/// `center_unembed` off under a logit soft cap), and the post-norm hook points are live.
+#[test]
+fn tiny_gemma2_window_soft_caps_and_post_norms() {
+    let dir = fixtures().join("tiny-gemma2");
+    let model = HookedModel::from_pretrained(dir.to_str().unwrap()).unwrap();
+    let cfg = model.cfg().clone();
+    assert_eq!(cfg.architecture, saescope::model::Architecture::Gemma2);
+    let (w, attn_cap, logit_cap) = (
+        cfg.window_size.unwrap(),
+        cfg.attn_scores_soft_cap.unwrap() as f32,
+        cfg.output_logits_soft_cap.unwrap() as f32,
+    );
+    let tokens = load_golden("tiny_gemma2_processed").tensors["tokens"]
+        .to_dtype(DType::U32)
+        .unwrap();
+    let p = tokens.dim(1).unwrap();
+    assert!(p > w, "the golden prompt must be longer than the window");
+    let (logits, cache) = model
+        .run_with_cache(&tokens, NamesFilter::All, None)
+        .unwrap();
+    let mut local_layers = 0;
+    for l in 0..cfg.n_layers {
+        let local = cfg.window(l).is_some();
+        local_layers += usize::from(local);
+        let pattern = cache.get(("pattern", l)).unwrap();
+        let (b, h) = (pattern.dim(0).unwrap(), pattern.dim(1).unwrap());
+        let v = flat(pattern);
+        let mut far = 0f32; // attention to keys at least `w` back
+        for (r, row) in v.chunks(p).enumerate() {
+            let i = r % p;
+            for (j, &x) in row.iter().enumerate() {
+                if j > i {
+                    assert_eq!(x, 0.0, "layer {l}: query {i} attends to future key {j}");
+                } else if i - j >= w {
+                    far = far.max(x);
+                }
+            }
+        }
+        assert_eq!(v.len(), b * h * p * p);
+        if local {
+            assert_eq!(far, 0.0, "local layer {l} attends outside its window");
+        } else {
+            assert!(
+                far > 0.0,
+                "global layer {l} never attends beyond the window"
+            );
+        }
+        let scores = flat(cache.get(("attn_scores", l)).unwrap());
+        assert!(scores
+            .iter()
+            .all(|x| *x == f32::NEG_INFINITY || x.abs() <= attn_cap));
+    }
+    assert!(local_layers > 0 && local_layers < cfg.n_layers);
+    // logits = cap * tanh(hook_out / cap).
+    let out = cache.get("unembed.hook_out").unwrap();
+    let capped = ((out / logit_cap as f64).unwrap().tanh().unwrap() * logit_cap as f64).unwrap();
+    assert!(common::tensors::rel_err(&logits, &capped) < 1e-6);
+    assert!(common::tensors::max_abs(&logits) < logit_cap);
+    assert!(common::tensors::max_abs(out) > 0.0);
+    let row_means = model.w_u().mean(1).unwrap();
+    assert!(
+        common::tensors::max_abs(&row_means) > 1e-4,
+        "W_U was centred"
+    );
+    // Zeroing the last post-MLP norm's output zeroes the MLP's contribution.
+    let last = cfg.n_layers - 1;
+    let mut hooks = saescope::Hooks::new();
+    hooks.add(("normalized", last, "ln2_post"), |x: &Tensor, _| {
+        Ok(Some(x.zeros_like()?))
+    });
+    let (_, c) = model
+        .run_with_hooks_and_cache(
+            &tokens,
+            hooks,
+            vec![format!("blocks.{last}.hook_mlp_out")],
+            None,
+        )
+        .unwrap();
+    assert_eq!(
+        common::tensors::max_abs(c.get(("mlp_out", last)).unwrap()),
+        0.0
+    );
+}
+#[test]
+fn tiny_gemma2_cache_helpers_loss_and_ablation_match_tl() {
+    let model =
+        HookedModel::from_pretrained(fixtures().join("tiny-gemma2").to_str().unwrap()).unwrap();
+    check_extras(&model, "tiny_gemma2");
+}

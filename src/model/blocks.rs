@@ -1,11 +1,12 @@
 //! The transformer's components with their TL hook points: norms, attention, MLP, block.
 //! Weights are kept in matmul-friendly layouts (`[d_in, d_out]`, Q/K/V fused); the TL-shaped
 //! views (`W_Q [n_heads, d_model, d_head]`, ...) are derived on demand by `HookedModel`.
-use super::config::{ActFn, Normalization};
+use super::config::{ActFn, ModelConfig, Normalization};
 use super::kernels;
+use super::weights::StateDict;
 use crate::error::Result;
 use crate::hooks::{BlockHookNames, HookCtx};
-use candle_core::{Tensor, D};
+use candle_core::{Device, Tensor, D};
 
 /// LayerNorm / RMSNorm and their folded `Pre` variants, exactly as TL computes them.
 #[derive(Clone)]
@@ -114,6 +115,12 @@ pub(crate) struct Attention {
     pub n_kv_heads: usize,
     pub d_head: usize,
     pub rotary: Option<Rotary>,
+    /// What the scores are divided by (TL's `attn_scale`).
+    pub attn_scale: f64,
+    /// TL's `attn_scores_soft_cap` (Gemma-2).
+    pub soft_cap: Option<f64>,
+    /// Sliding window of a local-attention layer (Gemma-2's even layers).
+    pub window: Option<usize>,
 }
 
 impl Attention {
@@ -150,18 +157,28 @@ impl Attention {
             .reshape((b, hkv, rep * p, dh))?;
         let kt = k.transpose(1, 2)?.contiguous()?;
         let raw = qg.matmul(&kt.t()?)?.reshape((b, h, p, p))?;
+        let mask = kernels::ScoreMask {
+            scale: 1.0 / self.attn_scale as f32,
+            soft_cap: self.soft_cap.map(|c| c as f32),
+            window: self.window,
+        };
         let fused = if ctx.wants(&n.attn_scores) {
             None
         } else {
-            kernels::causal_softmax(&raw, 1.0 / (dh as f32).sqrt())?
+            kernels::causal_softmax(&raw, mask)?
         };
         let pattern = match fused {
             Some(pattern) => pattern,
             None => {
-                let scores = match kernels::scale_and_mask(&raw, 1.0 / (dh as f32).sqrt())? {
+                let scores = match kernels::scale_and_mask(&raw, mask)? {
                     Some(s) => s,
                     None => {
-                        (raw / (dh as f64).sqrt())?.broadcast_add(&causal_mask(p, x.device())?)?
+                        // TL: scale, soft-cap, then mask with -inf.
+                        let mut s = (raw / self.attn_scale)?;
+                        if let Some(c) = self.soft_cap {
+                            s = ((s / c)?.tanh()? * c)?;
+                        }
+                        s.broadcast_add(&causal_mask(p, self.window, x.device())?)?
                     }
                 };
                 let scores = ctx.hp(&n.attn_scores, scores)?;
@@ -183,10 +200,20 @@ impl Attention {
     }
 }
 
-/// `[p, p]` with 0 on and below the diagonal and -inf above (TL masks with -inf).
-fn causal_mask(p: usize, device: &candle_core::Device) -> Result<Tensor> {
+/// `[p, p]` with 0 where query `i` sees key `j` (`j <= i`, and `j > i - window` for a sliding
+/// window) and -inf elsewhere (TL masks with -inf).
+fn causal_mask(p: usize, window: Option<usize>, device: &candle_core::Device) -> Result<Tensor> {
     let m: Vec<f32> = (0..p)
-        .flat_map(|i| (0..p).map(move |j| if j <= i { 0.0 } else { f32::NEG_INFINITY }))
+        .flat_map(|i| {
+            let lo = window.map_or(0, |w| (i + 1).saturating_sub(w));
+            (0..p).map(move |j| {
+                if (lo..=i).contains(&j) {
+                    0.0
+                } else {
+                    f32::NEG_INFINITY
+                }
+            })
+        })
         .collect();
     Ok(Tensor::from_vec(m, (p, p), device)?)
 }
@@ -219,9 +246,14 @@ impl Mlp {
         let h = x.reshape((b * p, d))?.matmul(&self.w_in)?;
         let post = if self.gated {
             // TL's GatedMLP: post = act(x W_gate) * (x W_in) + b_in.
-            let fused = match self.act {
-                ActFn::Silu if !ctx.wants(&n.mlp_pre) && !ctx.wants(&n.mlp_pre_linear) => {
-                    kernels::silu_mul_halves(&h, dm)?
+            let fused_act = match self.act {
+                ActFn::Silu => Some(kernels::GatedAct::Silu),
+                ActFn::GeluNew => Some(kernels::GatedAct::GeluTanh),
+                _ => None,
+            };
+            let fused = match fused_act {
+                Some(a) if !ctx.wants(&n.mlp_pre) && !ctx.wants(&n.mlp_pre_linear) => {
+                    kernels::act_mul_halves(&h, dm, a)?
                 }
                 _ => None,
             };
@@ -261,11 +293,67 @@ impl Mlp {
     }
 }
 
+/// A norm on a sublayer's output (TL's `ln1_post` / `ln2_post`, Gemma-2), with its hook names.
+pub(crate) struct PostNorm {
+    pub norm: Norm,
+    pub scale_name: String,
+    pub normalized_name: String,
+}
+
+impl PostNorm {
+    /// `blocks.{layer}.{name}` (`ln1_post` or `ln2_post`) from the state dict, when the model has
+    /// TL's `use_normalization_before_and_after`: a norm with weights (RMSNorm for RMS models),
+    /// never folded.
+    pub fn take(
+        sd: &mut StateDict,
+        cfg: &ModelConfig,
+        layer: usize,
+        name: &str,
+        device: &Device,
+    ) -> Result<Option<Self>> {
+        if !cfg.use_normalization_before_and_after {
+            return Ok(None);
+        }
+        let p = |s: &str| format!("blocks.{layer}.{name}.{s}");
+        let kind = if cfg.normalization.is_layer_norm() {
+            Normalization::LN
+        } else {
+            Normalization::RMS
+        };
+        let norm = Norm {
+            kind,
+            w: Some(sd.take(&p("w"))?.to_device(device)?),
+            b: sd
+                .remove(&p("b"))
+                .map(|b| b.to_device(device))
+                .transpose()?,
+            eps: cfg.eps,
+        };
+        Ok(Some(PostNorm {
+            norm,
+            scale_name: p("hook_scale"),
+            normalized_name: p("hook_normalized"),
+        }))
+    }
+    fn forward(this: &Option<Self>, x: Tensor, ctx: &mut HookCtx) -> Result<Tensor> {
+        match this {
+            Some(pn) => pn
+                .norm
+                .forward(&x, ctx, &pn.scale_name, &pn.normalized_name),
+            None => Ok(x),
+        }
+    }
+}
+
 pub(crate) struct Block {
     pub ln1: Norm,
     pub attn: Attention,
+    /// Norm on the attention output, before `hook_attn_out` (Gemma-2).
+    pub ln1_post: Option<PostNorm>,
     pub ln2: Norm,
     pub mlp: Mlp,
+    /// Norm on the MLP output, before `hook_mlp_out` (Gemma-2).
+    pub ln2_post: Option<PostNorm>,
 }
 
 impl Block {
@@ -280,6 +368,7 @@ impl Block {
             .ln1
             .forward(&resid_pre, ctx, &n.ln1_scale, &n.ln1_normalized)?;
         let attn_out = self.attn.forward(&x, ctx, n)?;
+        let attn_out = PostNorm::forward(&self.ln1_post, attn_out, ctx)?;
         let attn_out = ctx.hp(&n.attn_out, attn_out)?;
         let resid_mid = ctx.hp(&n.resid_mid, (resid_pre + attn_out)?)?;
         let x = self
@@ -288,6 +377,7 @@ impl Block {
         // HookedSAETransformer's extra `mlp.hook_in` (transcoders read it): SAE runs only.
         let x = ctx.hp_sae_only(&n.mlp_in, x)?;
         let mlp_out = self.mlp.forward(&x, ctx, n)?;
+        let mlp_out = PostNorm::forward(&self.ln2_post, mlp_out, ctx)?;
         let mlp_out = ctx.hp(&n.mlp_out, mlp_out)?;
         ctx.hp(&n.resid_post, (resid_mid + mlp_out)?)
     }

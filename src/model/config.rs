@@ -9,6 +9,19 @@ pub enum Architecture {
     Gpt2,
     /// `LlamaForCausalLM`: RMSNorm, rotary, gated SiLU MLP, grouped-query attention.
     Llama,
+    /// `Gemma2ForCausalLM`: llama-like, plus post-attention / post-MLP RMSNorms, √d_model-scaled
+    /// embeddings, attention and final logit soft-capping, alternating sliding-window layers,
+    /// gated tanh-GELU MLP.
+    Gemma2,
+}
+
+/// Attention span of one layer (TL's `attn_types` entries).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum AttnType {
+    /// Full causal attention.
+    Global,
+    /// Causal sliding window of `window_size` keys (the query's own position included).
+    Local,
 }
 
 /// Normalization type, as TL names it. `LNPre`/`RMSPre` are what `fold_ln` leaves behind.
@@ -80,6 +93,60 @@ pub struct ModelConfig {
     pub tied_embeddings: bool,
     /// Which of TL's weight-processing steps have been applied to the loaded weights.
     pub processing: Processing,
+    /// What attention scores are divided by (TL's `attn_scale`); `None` → `sqrt(d_head)`, TL's
+    /// default. Gemma-2: `sqrt(query_pre_attn_scalar)`.
+    #[serde(default)]
+    pub attn_scale: Option<f64>,
+    /// TL's `attn_scores_soft_cap`: scores become `c·tanh(scores / c)` after scaling and before the
+    /// causal mask (`None`: off).
+    #[serde(default)]
+    pub attn_scores_soft_cap: Option<f64>,
+    /// TL's `output_logits_soft_cap`: the returned logits are `c·tanh(logits / c)`, applied after
+    /// `unembed.hook_out` (which holds the uncapped logits).
+    #[serde(default)]
+    pub output_logits_soft_cap: Option<f64>,
+    /// Sliding-window size of `Local` layers (TL's `window_size`).
+    #[serde(default)]
+    pub window_size: Option<usize>,
+    /// Per-layer attention type (TL's `attn_types`); `None`: every layer global.
+    #[serde(default)]
+    pub attn_types: Option<Vec<AttnType>>,
+    /// TL's `use_normalization_before_and_after`: RMSNorms `ln1_post` / `ln2_post` on the
+    /// attention and MLP outputs (before `hook_attn_out` / `hook_mlp_out`), never folded.
+    #[serde(default)]
+    pub use_normalization_before_and_after: bool,
+}
+
+impl Default for ModelConfig {
+    /// TL's `HookedTransformerConfig` defaults for the optional behaviour (every switch off);
+    /// the dimensions are placeholders that each architecture's loader sets.
+    fn default() -> Self {
+        ModelConfig {
+            model_name: String::new(),
+            architecture: Architecture::Llama,
+            n_layers: 0,
+            d_model: 0,
+            n_heads: 0,
+            n_kv_heads: 0,
+            d_head: 0,
+            d_mlp: 0,
+            d_vocab: 0,
+            n_ctx: 0,
+            eps: 1e-5,
+            act_fn: ActFn::GeluNew,
+            normalization: Normalization::LN,
+            positional: Positional::Standard,
+            gated_mlp: false,
+            tied_embeddings: false,
+            processing: Processing::none(),
+            attn_scale: None,
+            attn_scores_soft_cap: None,
+            output_logits_soft_cap: None,
+            window_size: None,
+            attn_types: None,
+            use_normalization_before_and_after: false,
+        }
+    }
 }
 
 /// TL's `from_pretrained` weight-processing switches (all on by default).
@@ -123,10 +190,20 @@ impl ModelConfig {
     pub fn d_attn(&self) -> usize {
         self.n_heads * self.d_head
     }
-    /// Number of parameters of the weights as TL stores them (embedding and unembedding counted once
-    /// each, as separate matrices).
+    /// Whether Q and K are rotated (rotary positional embeddings).
     pub fn uses_rotary(&self) -> bool {
         matches!(self.positional, Positional::Rotary { .. })
+    }
+    /// What the attention scores are divided by (TL's `attn_scale`).
+    pub fn attn_scale(&self) -> f64 {
+        self.attn_scale.unwrap_or((self.d_head as f64).sqrt())
+    }
+    /// The sliding window of layer `layer`, if it is a local-attention layer.
+    pub fn window(&self, layer: usize) -> Option<usize> {
+        match self.attn_types.as_ref().and_then(|t| t.get(layer)) {
+            Some(AttnType::Local) => self.window_size,
+            _ => None,
+        }
     }
     pub(crate) fn validate(&self) -> crate::Result<()> {
         let bad = |m: String| Err(crate::Error::Config(m));
@@ -138,6 +215,30 @@ impl ModelConfig {
                 "n_heads {} is not a multiple of n_kv_heads {}",
                 self.n_heads, self.n_kv_heads
             ));
+        }
+        if let Some(types) = &self.attn_types {
+            if types.len() != self.n_layers {
+                return bad(format!(
+                    "attn_types has {} entries for {} layers",
+                    types.len(),
+                    self.n_layers
+                ));
+            }
+            if types.contains(&AttnType::Local) && self.window_size.is_none_or(|w| w == 0) {
+                return bad("local attention layers need a window_size > 0".into());
+            }
+        }
+        for (name, cap) in [
+            ("attn_scores_soft_cap", self.attn_scores_soft_cap),
+            ("output_logits_soft_cap", self.output_logits_soft_cap),
+        ] {
+            if cap.is_some_and(|c| c.is_nan() || c <= 0.0) {
+                return bad(format!("{name} must be positive, got {cap:?}"));
+            }
+        }
+        let scale = self.attn_scale();
+        if scale.is_nan() || scale <= 0.0 {
+            return bad(format!("attn_scale must be positive, got {scale}"));
         }
         if let Positional::Rotary { dim, .. } = self.positional {
             if dim != self.d_head {

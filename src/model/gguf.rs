@@ -134,6 +134,7 @@ impl GgufSource {
             gated_mlp: true,
             tied_embeddings: !self.content.tensor_infos.contains_key("output.weight"),
             processing: Processing::none(),
+            ..ModelConfig::default()
         };
         cfg.validate()?;
         Ok(cfg)

@@ -1,6 +1,6 @@
 //! `HookedModel`: the forward pass with TL hook points, `run_with_cache`, `run_with_hooks`,
 //! the loss, and TL-shaped weight accessors.
-use super::blocks::{Attention, Block, Mlp, Norm, Rotary};
+use super::blocks::{Attention, Block, Mlp, Norm, PostNorm, Rotary};
 use super::config::{ModelConfig, Normalization, Positional};
 use super::weights::StateDict;
 use crate::error::{Error, Result};
@@ -98,8 +98,13 @@ impl HookedModel {
                 n_kv_heads: hkv,
                 d_head: dh,
                 rotary: rotary.clone(),
+                attn_scale: cfg.attn_scale(),
+                soft_cap: cfg.attn_scores_soft_cap,
+                window: cfg.window(l),
             };
+            let ln1_post = PostNorm::take(&mut sd, &cfg, l, "ln1_post", device)?;
             let ln2 = norm(&mut sd, &t("ln2"))?;
+            let ln2_post = PostNorm::take(&mut sd, &cfg, l, "ln2_post", device)?;
             let w_in = sd.take(&t("mlp.W_in"))?;
             let w_in = match sd.remove(&t("mlp.W_gate")) {
                 Some(g) => cat_cols(&[g, w_in])?,
@@ -117,8 +122,10 @@ impl HookedModel {
             blocks.push(Block {
                 ln1,
                 attn,
+                ln1_post,
                 ln2,
                 mlp,
+                ln2_post,
             });
         }
         let ln_final = norm(&mut sd, "ln_final")?;
@@ -318,10 +325,15 @@ impl HookedModel {
         if let Some(b_u) = &self.b_u {
             logits = logits.broadcast_add(b_u)?;
         }
-        ctx.hp(
+        let logits = ctx.hp(
             "unembed.hook_out",
             logits.reshape((b, p, self.cfg.d_vocab))?,
-        )
+        )?;
+        // TL soft-caps the returned logits after `unembed.hook_out` (Gemma-2).
+        match self.cfg.output_logits_soft_cap {
+            Some(c) => Ok(((logits / c)?.tanh()? * c)?),
+            None => Ok(logits),
+        }
     }
 
     /// Per-token next-token cross-entropy `[batch, pos-1]` (TL's `lm_cross_entropy_loss(per_token=True)`).
@@ -485,7 +497,10 @@ fn all_hook_names(cfg: &ModelConfig, names: &[BlockHookNames]) -> Vec<String> {
     if matches!(cfg.positional, Positional::Standard) {
         v.push("hook_pos_embed".into());
     }
-    for n in names {
+    let post_norm_names = |l: usize, norm: &str| {
+        ["hook_scale", "hook_normalized"].map(|h| format!("blocks.{l}.{norm}.{h}"))
+    };
+    for (l, n) in names.iter().enumerate() {
         v.extend([
             n.resid_pre.clone(),
             n.ln1_scale.clone(),
@@ -497,13 +512,11 @@ fn all_hook_names(cfg: &ModelConfig, names: &[BlockHookNames]) -> Vec<String> {
         if cfg.uses_rotary() {
             v.extend([n.rot_q.clone(), n.rot_k.clone()]);
         }
-        v.extend([
-            n.attn_scores.clone(),
-            n.pattern.clone(),
-            n.z.clone(),
-            n.attn_out.clone(),
-            n.resid_mid.clone(),
-        ]);
+        v.extend([n.attn_scores.clone(), n.pattern.clone(), n.z.clone()]);
+        if cfg.use_normalization_before_and_after {
+            v.extend(post_norm_names(l, "ln1_post"));
+        }
+        v.extend([n.attn_out.clone(), n.resid_mid.clone()]);
         v.extend([
             n.ln2_scale.clone(),
             n.ln2_normalized.clone(),
@@ -512,7 +525,11 @@ fn all_hook_names(cfg: &ModelConfig, names: &[BlockHookNames]) -> Vec<String> {
         if cfg.gated_mlp {
             v.push(n.mlp_pre_linear.clone());
         }
-        v.extend([n.mlp_post.clone(), n.mlp_out.clone(), n.resid_post.clone()]);
+        v.push(n.mlp_post.clone());
+        if cfg.use_normalization_before_and_after {
+            v.extend(post_norm_names(l, "ln2_post"));
+        }
+        v.extend([n.mlp_out.clone(), n.resid_post.clone()]);
     }
     v.extend(
         [

@@ -506,3 +506,50 @@ pub fn fetch_model_files(repo_id: &str, opts: &LoadOptions) -> Result<PathBuf> {
     let settings = HubSettings::new(opts)?;
     Fetcher::new(repo_id, settings)?.run()
 }
+
+/// Files of any hub repo (SAE repos, ...), with the same cache / endpoint / offline / revision
+/// settings as [`fetch_model_files`]. `file` paths may contain `/` (files in sub-folders).
+pub(crate) struct RepoFetcher {
+    inner: Fetcher,
+}
+
+impl RepoFetcher {
+    pub(crate) fn new(repo_id: &str, opts: &LoadOptions) -> Result<Self> {
+        validate_repo_id(repo_id)?;
+        let settings = HubSettings::new(opts)?;
+        Ok(Self {
+            inner: Fetcher::new(repo_id, settings)?,
+        })
+    }
+
+    fn check_file(&self, file: &str) -> Result<()> {
+        if file.is_empty()
+            || file.starts_with('/')
+            || file.contains('\\')
+            || file
+                .split('/')
+                .any(|c| c.is_empty() || c == "." || c == "..")
+        {
+            return Err(self
+                .inner
+                .hub_err(file, "not a valid file path inside a repo".into()));
+        }
+        Ok(())
+    }
+
+    /// A file that must exist (cache first, then the hub).
+    pub(crate) fn require(&self, file: &str) -> Result<PathBuf> {
+        self.check_file(file)?;
+        self.inner.require(file, &format!("`{file}`"))
+    }
+
+    /// A file the repo may lack: `None` when the hub answers 404 (or, offline, when it is not
+    /// cached).
+    pub(crate) fn optional(&self, file: &str) -> Result<Option<PathBuf>> {
+        self.check_file(file)?;
+        Ok(match self.inner.fetch(file)? {
+            Fetched::Found(p) => Some(p),
+            Fetched::Missing => None,
+        })
+    }
+}

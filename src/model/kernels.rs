@@ -63,8 +63,27 @@ pub(crate) fn normalize(x: &Tensor, eps: f64, center: bool) -> Result<Option<Ten
     to_tensor(out, x.shape(), x.device())
 }
 
-/// For `h = [gate | up]` of shape `[n, 2 d_mlp]`: `silu(gate) * up`, shape `[n, d_mlp]`.
-pub(crate) fn silu_mul_halves(h: &Tensor, d_mlp: usize) -> Result<Option<Tensor>> {
+/// The activation of a fused gated MLP kernel.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum GatedAct {
+    Silu,
+    /// The tanh approximation of GELU (`gelu_new`, `gelu_pytorch_tanh`), as candle's `gelu`.
+    GeluTanh,
+}
+
+#[inline]
+fn gated_act(act: GatedAct, g: f32) -> f32 {
+    match act {
+        GatedAct::Silu => g / (1.0 + (-g).exp()),
+        GatedAct::GeluTanh => {
+            const SQRT_TWO_OVER_PI: f32 = 0.797_884_6;
+            0.5 * g * (1.0 + (SQRT_TWO_OVER_PI * g * (1.0 + 0.044715 * g * g)).tanh())
+        }
+    }
+}
+
+/// For `h = [gate | up]` of shape `[n, 2 d_mlp]`: `act(gate) * up`, shape `[n, d_mlp]`.
+pub(crate) fn act_mul_halves(h: &Tensor, d_mlp: usize, act: GatedAct) -> Result<Option<Tensor>> {
     let n = h.dim(0)?;
     let out = with_f32(h, |hs| {
         let mut out = vec![0f32; n * d_mlp];
@@ -75,7 +94,7 @@ pub(crate) fn silu_mul_halves(h: &Tensor, d_mlp: usize) -> Result<Option<Tensor>
                 for (o, hr) in o.chunks_mut(d_mlp).zip(hi.chunks(2 * d_mlp)) {
                     let (g, u) = hr.split_at(d_mlp);
                     for ((o, &g), &u) in o.iter_mut().zip(g).zip(u) {
-                        *o = g / (1.0 + (-g).exp()) * u;
+                        *o = gated_act(act, g) * u;
                     }
                 }
             });
@@ -84,10 +103,36 @@ pub(crate) fn silu_mul_halves(h: &Tensor, d_mlp: usize) -> Result<Option<Tensor>
     to_tensor(out, (n, d_mlp), h.device())
 }
 
-/// Causal softmax of raw attention scores `[b, h, q, k]` scaled by `scale`: row `i` is the
-/// softmax of `scores[.., i, ..=i] * scale`, zero beyond the diagonal (what TL's
-/// masked `hook_attn_scores` → `hook_pattern` gives).
-pub(crate) fn causal_softmax(scores: &Tensor, scale: f32) -> Result<Option<Tensor>> {
+/// How raw attention scores become TL's `hook_attn_scores`: `raw * scale`, then (Gemma-2)
+/// `cap·tanh(x / cap)`, then the causal mask, narrowed to the last `window` keys for
+/// sliding-window layers (key `j` is visible from query `i` iff `i − window < j ≤ i`).
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct ScoreMask {
+    pub scale: f32,
+    pub soft_cap: Option<f32>,
+    pub window: Option<usize>,
+}
+
+impl ScoreMask {
+    #[inline]
+    fn score(&self, v: f32) -> f32 {
+        let s = v * self.scale;
+        match self.soft_cap {
+            Some(c) => c * (s / c).tanh(),
+            None => s,
+        }
+    }
+    /// The first visible key of query row `i`.
+    #[inline]
+    fn first_key(&self, i: usize) -> usize {
+        self.window.map_or(0, |w| (i + 1).saturating_sub(w))
+    }
+}
+
+/// Causal softmax of raw attention scores `[b, h, q, k]` under `m`: row `i` is the softmax of
+/// the visible scores of `m`, zero elsewhere (what TL's masked `hook_attn_scores` →
+/// `hook_pattern` gives).
+pub(crate) fn causal_softmax(scores: &Tensor, m: ScoreMask) -> Result<Option<Tensor>> {
     let (_, _, q, k) = scores.dims4()?;
     if q != k {
         return Ok(None);
@@ -98,15 +143,19 @@ pub(crate) fn causal_softmax(scores: &Tensor, scale: f32) -> Result<Option<Tenso
             .zip(s.par_chunks(q * k))
             .for_each(|(o, si)| {
                 for (i, (o, sr)) in o.chunks_mut(k).zip(si.chunks(k)).enumerate() {
-                    let row = &sr[..=i];
-                    let max = row.iter().fold(f32::NEG_INFINITY, |m, &v| m.max(v * scale));
+                    let lo = m.first_key(i);
+                    let (row, o) = (&sr[lo..=i], &mut o[lo..=i]);
+                    for (o, &v) in o.iter_mut().zip(row) {
+                        *o = m.score(v);
+                    }
+                    let max = o.iter().fold(f32::NEG_INFINITY, |a, &v| a.max(v));
                     let mut sum = 0f32;
-                    for (o, &v) in o[..=i].iter_mut().zip(row) {
-                        *o = (v * scale - max).exp();
+                    for o in o.iter_mut() {
+                        *o = (*o - max).exp();
                         sum += *o;
                     }
                     let inv = 1.0 / sum;
-                    o[..=i].iter_mut().for_each(|v| *v *= inv);
+                    o.iter_mut().for_each(|v| *v *= inv);
                 }
             });
         out
@@ -176,9 +225,9 @@ pub(crate) fn center_and_scale(
     Ok(Some((xc, scale)))
 }
 
-/// Attention scores `[b, h, q, k]`: `raw * scale`, with −inf above the diagonal (TL's masked
+/// Attention scores `[b, h, q, k]` under `m`, −inf where masked (TL's masked
 /// `hook_attn_scores`).
-pub(crate) fn scale_and_mask(raw: &Tensor, scale: f32) -> Result<Option<Tensor>> {
+pub(crate) fn scale_and_mask(raw: &Tensor, m: ScoreMask) -> Result<Option<Tensor>> {
     let (_, _, q, k) = raw.dims4()?;
     if q != k {
         return Ok(None);
@@ -189,8 +238,13 @@ pub(crate) fn scale_and_mask(raw: &Tensor, scale: f32) -> Result<Option<Tensor>>
             .zip(s.par_chunks(q * k))
             .for_each(|(o, si)| {
                 for (i, (o, sr)) in o.chunks_mut(k).zip(si.chunks(k)).enumerate() {
+                    let lo = m.first_key(i);
                     for (j, (o, &v)) in o.iter_mut().zip(sr).enumerate() {
-                        *o = if j <= i { v * scale } else { f32::NEG_INFINITY };
+                        *o = if (lo..=i).contains(&j) {
+                            m.score(v)
+                        } else {
+                            f32::NEG_INFINITY
+                        };
                     }
                 }
             });

@@ -77,6 +77,7 @@ pub(crate) fn config(hf: &Value, model_name: &str) -> Result<ModelConfig> {
             .and_then(|v| v.as_bool())
             .unwrap_or(false),
         processing: Processing::none(),
+        ..ModelConfig::default()
     };
     cfg.validate()?;
     Ok(cfg)

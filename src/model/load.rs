@@ -2,7 +2,7 @@
 use super::config::ModelConfig;
 use super::gguf::GgufSource;
 use super::weights::{SafetensorsSource, StateDict, TensorSource};
-use super::{gpt2, hub, llama, processing, HookedModel, LoadOptions};
+use super::{gemma2, gpt2, hub, llama, processing, HookedModel, LoadOptions};
 use crate::error::{Error, Result};
 use crate::tokenizer::Tok;
 use std::path::{Path, PathBuf};
@@ -91,8 +91,9 @@ impl HookedModel {
         Self::from_state_dict(sd, cfg, Some(tok), opts)
     }
 
-    /// Load an HF-layout directory: `config.json` (`GPT2LMHeadModel` or `LlamaForCausalLM`) plus
-    /// `model.safetensors` or a sharded `model.safetensors.index.json`; `tokenizer.json` if present.
+    /// Load an HF-layout directory: `config.json` (`GPT2LMHeadModel`, `LlamaForCausalLM` or
+    /// `Gemma2ForCausalLM`) plus `model.safetensors` or a sharded `model.safetensors.index.json`;
+    /// `tokenizer.json` if present.
     pub fn from_hf_dir(dir: &Path, opts: &LoadOptions) -> Result<Self> {
         let cfg_path = dir.join("config.json");
         let text =
@@ -126,10 +127,15 @@ impl HookedModel {
             let mut src = SafetensorsSource::open(&files, &shown, &[])?;
             let sd = llama::convert(&mut src as &mut dyn TensorSource, &cfg)?;
             (cfg, sd)
+        } else if is("Gemma2ForCausalLM", "gemma2") {
+            let cfg = gemma2::config(&hf, &name)?;
+            let mut src = SafetensorsSource::open(&files, &shown, &[])?;
+            let sd = gemma2::convert(&mut src as &mut dyn TensorSource, &cfg)?;
+            (cfg, sd)
         } else {
             return Err(Error::model_file(
                 &cfg_path,
-                format!("architecture {archs:?} (model_type `{model_type}`) is not supported; supported: GPT2LMHeadModel, LlamaForCausalLM"),
+                format!("architecture {archs:?} (model_type `{model_type}`) is not supported; supported: GPT2LMHeadModel, LlamaForCausalLM, Gemma2ForCausalLM"),
             ));
         };
         let tok_path = dir.join("tokenizer.json");

@@ -1,6 +1,7 @@
 //! The hooked model: TL-exact transformer, its configs, loaders and weight processing.
 pub(crate) mod blocks;
 pub mod config;
+mod gemma2;
 mod gguf;
 mod gpt2;
 mod hooked;
@@ -12,7 +13,9 @@ mod processing;
 mod tokens;
 pub mod weights;
 
-pub use config::{ActFn, Architecture, ModelConfig, Normalization, Positional, Processing};
+pub use config::{
+    ActFn, Architecture, AttnType, ModelConfig, Normalization, Positional, Processing,
+};
 pub use hooked::HookedModel;
 pub use load::default_data_dir;
 pub use tokens::TestPromptResult;

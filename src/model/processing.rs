@@ -1,5 +1,6 @@
 //! TransformerLens's default weight processing (`process_weights`): `fold_ln`,
-//! `center_writing_weights`, `center_unembed`, `fold_value_biases`, in TL's order.
+//! `center_writing_weights`, `center_unembed`, `fold_value_biases`, in TL's order. Gemma-2's
+//! `ln1_post` / `ln2_post` norms are left as they are (TL never folds them).
 //! See the spec, §D.2. Absent biases count as zero.
 use super::config::{ModelConfig, Normalization, Positional, Processing};
 use super::weights::StateDict;
@@ -19,7 +20,9 @@ pub(crate) fn process(sd: &mut StateDict, cfg: &mut ModelConfig, p: Processing) 
         center_writing_weights(sd, cfg)?;
         done.center_writing_weights = true;
     }
-    if p.center_unembed {
+    // TL's from_pretrained turns center_unembed off under logit soft-capping (not
+    // shift-invariant).
+    if p.center_unembed && cfg.output_logits_soft_cap.is_none() {
         center_unembed(sd)?;
         done.center_unembed = true;
     }

@@ -1,7 +1,697 @@
-//! SAE config (STUB).
-/// SAELens `cfg.json` (6.x or pre-6.0 keys).
-#[derive(Clone, Debug)]
+//! SAE config: SAELens 6.x `cfg.json` (`SAEConfig.to_dict`), with SAELens's conversion of
+//! pre-6.0 configs (`handle_config_defaulting` / `handle_pre_6_0_config`).
+//!
+//! Every loader (SAELens folders and the converted formats: Gemma Scope, sparsify,
+//! dictionary_learning, ...) produces a JSON object first; [`SaeConfig::from_json_value`] turns
+//! it into a typed config the same way SAELens does:
+//!
+//! 1. if neither `sae_lens_version` nor `metadata.sae_lens_version` says `>= 6.0.0-rc.0`, the
+//!    pre-6.0 conversion runs: `hook_point → hook_name`, `hook_point_head_index →
+//!    hook_head_index`, `activation_fn_str → activation_fn`; defaults `apply_b_dec_to_input =
+//!    true`, `architecture = standard`, `prepend_bos = true`, `reshape_activations = hook_z` iff
+//!    the hook name contains `hook_z`; `activation_fn == "topk"` with `activation_fn_kwargs.k`
+//!    → architecture `topk` with that `k`; a boolean `normalize_activations` becomes
+//!    `expected_average_only_in` / `none`, null becomes `none`; the metadata keys
+//!    ([`LLM_METADATA_KEYS`]) move into `metadata`;
+//! 2. the architecture's fields are read; other top-level keys (which SAELens drops) are kept
+//!    in [`SaeConfig::extra`]. Unlike SAELens, a metadata key given at the top level of a 6.x
+//!    config (e.g. a pretrained release's `neuronpedia_id` or `model_from_pretrained_kwargs`
+//!    override) is moved into `metadata` instead of being dropped.
+use crate::error::{Error, Result};
+use candle_core::DType;
+use serde::{Deserialize, Deserializer, Serialize};
+use serde_json::{Map, Value};
+use std::path::Path;
+
+/// The metadata keys SAELens moves out of the top level of pre-6.0 configs
+/// (`LLM_METADATA_KEYS` in `pretrained_sae_loaders.py`).
+pub const LLM_METADATA_KEYS: [&str; 17] = [
+    "model_name",
+    "hook_name",
+    "model_class_name",
+    "hook_head_index",
+    "model_from_pretrained_kwargs",
+    "prepend_bos",
+    "exclude_special_tokens",
+    "neuronpedia_id",
+    "context_size",
+    "seqpos_slice",
+    "dataset_path",
+    "sae_lens_version",
+    "sae_lens_training_version",
+    "hook_name_out",
+    "hook_head_index_out",
+    "hf_hook_name",
+    "hf_hook_name_out",
+];
+
+/// The SAE architecture (`cfg.json`'s `architecture`).
+///
+/// `batchtopk` / `matryoshka_batchtopk` training checkpoints are accepted too: they are converted
+/// on load to `jumprelu` with `threshold = topk_threshold · 1`, as SAELens's
+/// `save_inference_model` does.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Architecture {
+    Standard,
+    Gated,
+    #[serde(rename = "jumprelu", alias = "jump_relu")]
+    JumpRelu,
+    #[serde(rename = "topk")]
+    TopK,
+    #[serde(rename = "abstopk")]
+    AbsTopK,
+    #[serde(rename = "batchtopk")]
+    BatchTopK,
+    #[serde(rename = "matryoshka_batchtopk")]
+    MatryoshkaBatchTopK,
+    Transcoder,
+    SkipTranscoder,
+    #[serde(rename = "jumprelu_transcoder")]
+    JumpReluTranscoder,
+    #[serde(rename = "jumprelu_skip_transcoder")]
+    JumpReluSkipTranscoder,
+}
+
+impl Architecture {
+    /// SAELens's name for it.
+    pub fn as_str(&self) -> &'static str {
+        match self {
+            Architecture::Standard => "standard",
+            Architecture::Gated => "gated",
+            Architecture::JumpRelu => "jumprelu",
+            Architecture::TopK => "topk",
+            Architecture::AbsTopK => "abstopk",
+            Architecture::BatchTopK => "batchtopk",
+            Architecture::MatryoshkaBatchTopK => "matryoshka_batchtopk",
+            Architecture::Transcoder => "transcoder",
+            Architecture::SkipTranscoder => "skip_transcoder",
+            Architecture::JumpReluTranscoder => "jumprelu_transcoder",
+            Architecture::JumpReluSkipTranscoder => "jumprelu_skip_transcoder",
+        }
+    }
+    /// Every architecture name accepted in a config.
+    pub fn all() -> &'static [Architecture] {
+        &[
+            Architecture::Standard,
+            Architecture::Gated,
+            Architecture::JumpRelu,
+            Architecture::TopK,
+            Architecture::AbsTopK,
+            Architecture::BatchTopK,
+            Architecture::MatryoshkaBatchTopK,
+            Architecture::Transcoder,
+            Architecture::SkipTranscoder,
+            Architecture::JumpReluTranscoder,
+            Architecture::JumpReluSkipTranscoder,
+        ]
+    }
+    pub fn parse(s: &str) -> Result<Self> {
+        let t = s.trim();
+        Architecture::all()
+            .iter()
+            .copied()
+            .find(|a| a.as_str() == t)
+            .or_else(|| (t == "jump_relu").then_some(Architecture::JumpRelu))
+            .ok_or_else(|| {
+                Error::SaeConfig(format!(
+                    "unknown or unsupported SAE architecture `{s}`; supported: {}",
+                    Architecture::all()
+                        .iter()
+                        .map(|a| a.as_str())
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                ))
+            })
+    }
+    /// Transcoders (`d_out`, `hook_name_out`, no `b_dec` subtraction).
+    pub fn is_transcoder(&self) -> bool {
+        matches!(
+            self,
+            Architecture::Transcoder
+                | Architecture::SkipTranscoder
+                | Architecture::JumpReluTranscoder
+                | Architecture::JumpReluSkipTranscoder
+        )
+    }
+    /// Top-k style configs (`k`, `rescale_acts_by_decoder_norm`).
+    pub fn is_topk(&self) -> bool {
+        matches!(
+            self,
+            Architecture::TopK
+                | Architecture::AbsTopK
+                | Architecture::BatchTopK
+                | Architecture::MatryoshkaBatchTopK
+        )
+    }
+}
+
+impl std::fmt::Display for Architecture {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// `normalize_activations` (spec §A.3).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum NormalizeActivations {
+    /// Identity.
+    #[default]
+    None,
+    /// Identity at inference: the training-time factor `√d_in / mean‖x‖` must be folded into
+    /// the weights ([`crate::sae::Sae::fold_activation_norm_scaling_factor`]; `from_pretrained`
+    /// does it with the directory's `norm_scaling_factor`).
+    ExpectedAverageOnlyIn,
+    /// `c = √d_in / ‖x‖` per token; in: `x·c`, out: `y/c`.
+    ConstantNormRescale,
+    /// `μ = mean(x)`, `σ = std(x−μ)` (unbiased); in: `(x−μ)/(σ+1e-5)`, out: `y·σ + μ`.
+    LayerNorm,
+}
+
+impl NormalizeActivations {
+    pub fn as_str(&self) -> &'static str {
+        match self {
+            NormalizeActivations::None => "none",
+            NormalizeActivations::ExpectedAverageOnlyIn => "expected_average_only_in",
+            NormalizeActivations::ConstantNormRescale => "constant_norm_rescale",
+            NormalizeActivations::LayerNorm => "layer_norm",
+        }
+    }
+}
+
+impl<'de> Deserialize<'de> for NormalizeActivations {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> std::result::Result<Self, D::Error> {
+        let v = Value::deserialize(d)?;
+        Ok(match &v {
+            Value::Null | Value::Bool(false) => NormalizeActivations::None,
+            Value::Bool(true) => NormalizeActivations::ExpectedAverageOnlyIn,
+            Value::String(s) => match s.as_str() {
+                "none" => NormalizeActivations::None,
+                "expected_average_only_in" => NormalizeActivations::ExpectedAverageOnlyIn,
+                "constant_norm_rescale" => NormalizeActivations::ConstantNormRescale,
+                "layer_norm" => NormalizeActivations::LayerNorm,
+                other => {
+                    return Err(serde::de::Error::custom(format!(
+                        "normalize_activations must be none, expected_average_only_in, layer_norm, \
+                         or constant_norm_rescale; got `{other}`"
+                    )))
+                }
+            },
+            other => {
+                return Err(serde::de::Error::custom(format!(
+                    "normalize_activations must be a string, got {other}"
+                )))
+            }
+        })
+    }
+}
+
+/// `reshape_activations`: `hook_z` SAEs flatten `[..., n_heads, d_head]` to `[..., d_in]` before
+/// `hook_sae_input` and restore the head dims after `norm_out`.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ReshapeActivations {
+    #[default]
+    None,
+    HookZ,
+}
+
+impl<'de> Deserialize<'de> for ReshapeActivations {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> std::result::Result<Self, D::Error> {
+        let v = Value::deserialize(d)?;
+        match &v {
+            Value::Null => Ok(ReshapeActivations::None),
+            Value::String(s) if s == "none" => Ok(ReshapeActivations::None),
+            Value::String(s) if s == "hook_z" => Ok(ReshapeActivations::HookZ),
+            other => Err(serde::de::Error::custom(format!(
+                "reshape_activations must be \"none\" or \"hook_z\", got {other}"
+            ))),
+        }
+    }
+}
+
+/// SAELens `SAEMetadata`: how the SAE should be used. Unknown keys are kept in `extra`.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct SaeMetadata {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub model_name: Option<String>,
+    /// The hook the SAE reads.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub hook_name: Option<String>,
+    #[serde(
+        default,
+        skip_serializing_if = "Option::is_none",
+        deserialize_with = "opt_usize"
+    )]
+    pub hook_head_index: Option<usize>,
+    /// Transcoders: the hook whose value the output replaces.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub hook_name_out: Option<String>,
+    #[serde(
+        default,
+        skip_serializing_if = "Option::is_none",
+        deserialize_with = "opt_usize"
+    )]
+    pub hook_head_index_out: Option<usize>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub prepend_bos: Option<bool>,
+    #[serde(
+        default,
+        skip_serializing_if = "Option::is_none",
+        deserialize_with = "opt_usize"
+    )]
+    pub context_size: Option<usize>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub neuronpedia_id: Option<String>,
+    /// `true`, `false` or a list of token ids.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub exclude_special_tokens: Option<Value>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub dataset_path: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub model_class_name: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub model_from_pretrained_kwargs: Option<Map<String, Value>>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub seqpos_slice: Option<Value>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sae_lens_version: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sae_lens_training_version: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub hf_hook_name: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub hf_hook_name_out: Option<String>,
+    /// Every other key (`training_architecture`, `l0`, ...).
+    #[serde(flatten)]
+    pub extra: Map<String, Value>,
+}
+
+/// A typed SAELens `SAEConfig` (any architecture).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct SaeConfig {
+    pub architecture: Architecture,
+    #[serde(deserialize_with = "req_usize")]
     pub d_in: usize,
+    #[serde(deserialize_with = "req_usize")]
     pub d_sae: usize,
+    /// Transcoders' output width; `None` elsewhere (then [`SaeConfig::d_out`] is `d_in`).
+    #[serde(
+        default,
+        skip_serializing_if = "Option::is_none",
+        deserialize_with = "opt_usize"
+    )]
+    pub d_out: Option<usize>,
+    /// `float32`, `float64`, `float16` or `bfloat16`, optionally prefixed `torch.`.
+    #[serde(default = "default_dtype")]
+    pub dtype: String,
+    #[serde(default = "default_device")]
+    pub device: String,
+    #[serde(default = "default_true")]
+    pub apply_b_dec_to_input: bool,
+    #[serde(default)]
+    pub normalize_activations: NormalizeActivations,
+    #[serde(default)]
+    pub reshape_activations: ReshapeActivations,
+    /// Top-k SAEs' `k` (SAELens's default is 100).
+    #[serde(
+        default,
+        skip_serializing_if = "Option::is_none",
+        deserialize_with = "opt_usize"
+    )]
+    pub k: Option<usize>,
+    /// Top-k SAEs: rank (and decode) the pre-activations as if `W_dec` had unit-norm rows.
+    #[serde(default)]
+    pub rescale_acts_by_decoder_norm: bool,
+    #[serde(default)]
+    pub metadata: SaeMetadata,
+    /// Top-level keys that are no field of the architecture's config class (SAELens drops them;
+    /// e.g. `activation_fn`, `finetuning_scaling_factor`, `jump_relu_threshold`). Not written by
+    /// [`SaeConfig::to_json_value`].
+    #[serde(flatten, skip_serializing)]
+    pub extra: Map<String, Value>,
+}
+
+fn default_dtype() -> String {
+    "float32".into()
+}
+fn default_device() -> String {
+    "cpu".into()
+}
+fn default_true() -> bool {
+    true
+}
+
+/// An integer (a float with an integral value is accepted: some configs write `64.0`).
+fn value_to_usize(v: &Value) -> Option<usize> {
+    match v {
+        Value::Number(n) => n.as_u64().map(|u| u as usize).or_else(|| {
+            n.as_f64()
+                .filter(|f| *f >= 0.0 && f.fract() == 0.0 && *f < 1e15)
+                .map(|f| f as usize)
+        }),
+        _ => None,
+    }
+}
+
+fn opt_usize<'de, D: Deserializer<'de>>(d: D) -> std::result::Result<Option<usize>, D::Error> {
+    let v = Value::deserialize(d)?;
+    match &v {
+        Value::Null => Ok(None),
+        other => value_to_usize(other).map(Some).ok_or_else(|| {
+            serde::de::Error::custom(format!("expected a non-negative integer, got {other}"))
+        }),
+    }
+}
+
+fn req_usize<'de, D: Deserializer<'de>>(d: D) -> std::result::Result<usize, D::Error> {
+    let v = Value::deserialize(d)?;
+    value_to_usize(&v)
+        .filter(|n| *n > 0)
+        .ok_or_else(|| serde::de::Error::custom(format!("expected a positive integer, got {v}")))
+}
+
+/// `dtype` string → candle dtype (`torch.` prefix allowed).
+pub fn parse_dtype(s: &str) -> Result<DType> {
+    let t = s.trim();
+    let t = t.strip_prefix("torch.").unwrap_or(t);
+    Ok(match t {
+        "float32" | "float" | "fp32" | "f32" => DType::F32,
+        "float64" | "double" | "fp64" | "f64" => DType::F64,
+        "float16" | "half" | "fp16" | "f16" => DType::F16,
+        "bfloat16" | "bf16" => DType::BF16,
+        other => {
+            return Err(Error::SaeConfig(format!(
+                "unsupported SAE dtype `{other}`; expected float32, float64, float16 or bfloat16 \
+                 (optionally prefixed `torch.`)"
+            )))
+        }
+    })
+}
+
+/// candle dtype → SAELens's short dtype name.
+pub fn dtype_name(d: DType) -> &'static str {
+    match d {
+        DType::F64 => "float64",
+        DType::F16 => "float16",
+        DType::BF16 => "bfloat16",
+        _ => "float32",
+    }
+}
+
+/// `true` when a version string is older than `6.0.0-rc.0` (PEP 440 ordering for the forms
+/// SAELens writes: `5.10.3`, `6.0.0`, `6.0.0rc1`, `6.0.0-rc.0`, `6.0.0.dev1`, ...).
+pub fn is_pre_6_0(version: &str) -> Result<bool> {
+    let v = version.trim().trim_start_matches('v');
+    let digits: String = v
+        .chars()
+        .take_while(|c| c.is_ascii_digit() || *c == '.')
+        .collect();
+    let nums: Vec<u64> = digits
+        .split('.')
+        .filter(|s| !s.is_empty())
+        .map(|s| s.parse::<u64>())
+        .collect::<std::result::Result<_, _>>()
+        .map_err(|_| Error::SaeConfig(format!("invalid sae_lens_version `{version}`")))?;
+    let Some(&major) = nums.first() else {
+        return Err(Error::SaeConfig(format!(
+            "invalid sae_lens_version `{version}`"
+        )));
+    };
+    if major != 6 {
+        return Ok(major < 6);
+    }
+    if nums.iter().skip(1).any(|n| *n > 0) {
+        return Ok(false);
+    }
+    // 6.0.0 with a pre-release tag: only dev / alpha / beta come before rc.0.
+    let rest = v[digits.len()..].to_ascii_lowercase();
+    let rest = rest.trim_start_matches(['-', '.', '_']);
+    Ok(rest.starts_with("dev")
+        || rest.starts_with('a')
+        || rest.starts_with('b')
+        || rest.starts_with("alpha")
+        || rest.starts_with("beta"))
+}
+
+/// SAELens's `handle_pre_6_0_config`: a flat (pre-6.0 or converted-loader) config → the 6.x
+/// layout (fields of the architecture + `metadata`). Keys SAELens drops are kept at the top
+/// level (they end up in [`SaeConfig::extra`]).
+pub fn handle_pre_6_0_config(cfg: &Map<String, Value>) -> Map<String, Value> {
+    let rename = |k: &str| -> String {
+        match k {
+            "hook_point" => "hook_name",
+            "hook_point_head_index" => "hook_head_index",
+            "activation_fn_str" => "activation_fn",
+            other => other,
+        }
+        .to_string()
+    };
+    let mut c: Map<String, Value> = Map::new();
+    for (k, v) in cfg {
+        c.insert(rename(k), v.clone());
+    }
+    let set_default = |c: &mut Map<String, Value>, k: &str, v: Value| {
+        if !c.contains_key(k) {
+            c.insert(k.to_string(), v);
+        }
+    };
+    set_default(&mut c, "prepend_bos", Value::Bool(true));
+    set_default(&mut c, "apply_b_dec_to_input", Value::Bool(true));
+    set_default(&mut c, "sae_lens_training_version", Value::Null);
+    set_default(&mut c, "activation_fn", Value::String("relu".into()));
+    set_default(&mut c, "architecture", Value::String("standard".into()));
+    set_default(&mut c, "neuronpedia_id", Value::Null);
+    let hook_z = c
+        .get("hook_name")
+        .and_then(|v| v.as_str())
+        .is_some_and(|h| h.contains("hook_z"));
+    set_default(
+        &mut c,
+        "reshape_activations",
+        Value::String(if hook_z { "hook_z" } else { "none" }.into()),
+    );
+    let topk_k = c
+        .get("activation_fn_kwargs")
+        .and_then(|kw| kw.get("k"))
+        .filter(|k| !k.is_null())
+        .cloned();
+    if c.get("activation_fn").and_then(|v| v.as_str()) == Some("topk") {
+        if let Some(k) = &topk_k {
+            c.insert("architecture".into(), Value::String("topk".into()));
+            c.insert("k".into(), k.clone());
+        }
+    }
+    match c.get("normalize_activations") {
+        Some(Value::Bool(b)) => {
+            let s = if *b {
+                "expected_average_only_in"
+            } else {
+                "none"
+            };
+            c.insert("normalize_activations".into(), Value::String(s.into()));
+        }
+        Some(Value::Null) | None => {
+            c.insert("normalize_activations".into(), Value::String("none".into()));
+        }
+        _ => {}
+    }
+    set_default(&mut c, "device", Value::String("cpu".into()));
+    if c.get("architecture").and_then(|v| v.as_str()) == Some("topk") {
+        if let Some(k) = topk_k {
+            c.insert("k".into(), k);
+        }
+    }
+    // Metadata: the LLM keys present (SAELens copies them, None values included).
+    let mut meta = match c.remove("metadata") {
+        Some(Value::Object(m)) => m,
+        _ => Map::new(),
+    };
+    for key in LLM_METADATA_KEYS {
+        if let Some(v) = c.remove(key) {
+            meta.insert(key.to_string(), v);
+        }
+    }
+    c.insert("metadata".into(), Value::Object(meta));
+    c
+}
+
+/// SAELens's `handle_config_defaulting`: run the pre-6.0 conversion unless the config says it
+/// was written by SAELens >= 6.0.0-rc.0.
+pub fn handle_config_defaulting(cfg: Map<String, Value>) -> Result<Map<String, Value>> {
+    let version = cfg
+        .get("sae_lens_version")
+        .and_then(|v| v.as_str())
+        .filter(|s| !s.is_empty())
+        .or_else(|| {
+            cfg.get("metadata")
+                .and_then(|m| m.get("sae_lens_version"))
+                .and_then(|v| v.as_str())
+                .filter(|s| !s.is_empty())
+        })
+        .map(str::to_string);
+    let pre6 = match &version {
+        None => true,
+        Some(v) => is_pre_6_0(v)?,
+    };
+    if pre6 {
+        return Ok(handle_pre_6_0_config(&cfg));
+    }
+    // 6.x: metadata keys given at the top level (overrides) go into `metadata`.
+    let mut cfg = cfg;
+    let mut meta = match cfg.remove("metadata") {
+        Some(Value::Object(m)) => m,
+        Some(Value::Null) | None => Map::new(),
+        Some(other) => {
+            return Err(Error::SaeConfig(format!(
+                "`metadata` must be an object, got {other}"
+            )))
+        }
+    };
+    for key in LLM_METADATA_KEYS {
+        if let Some(v) = cfg.remove(key) {
+            meta.insert(key.to_string(), v);
+        }
+    }
+    cfg.insert("metadata".into(), Value::Object(meta));
+    Ok(cfg)
+}
+
+impl SaeConfig {
+    /// Parse a config object (6.x or pre-6.0 / converted-loader layout; see the module docs).
+    pub fn from_json_value(v: Value) -> Result<Self> {
+        let Value::Object(map) = v else {
+            return Err(Error::SaeConfig(format!(
+                "an SAE config must be a JSON object, got {}",
+                short(&v)
+            )));
+        };
+        let map = handle_config_defaulting(map)?;
+        let mut cfg: SaeConfig = serde_json::from_value(Value::Object(map))
+            .map_err(|e| Error::SaeConfig(format!("invalid SAE config: {e}")))?;
+        cfg.finish()?;
+        Ok(cfg)
+    }
+
+    /// Read and parse a `cfg.json` file.
+    pub fn from_file(path: &Path) -> Result<Self> {
+        let v = read_json(path)?;
+        Self::from_json_value(v).map_err(|e| match e {
+            Error::SaeConfig(m) => Error::SaeFile {
+                path: path.to_path_buf(),
+                reason: m,
+            },
+            e => e,
+        })
+    }
+
+    /// Defaults and SAELens's `__post_init__` checks.
+    fn finish(&mut self) -> Result<()> {
+        if self.architecture.is_topk() && self.k.is_none() {
+            self.k = Some(100);
+        }
+        if self.architecture.is_transcoder() && self.apply_b_dec_to_input {
+            return Err(Error::SaeConfig(format!(
+                "apply_b_dec_to_input is not supported for transcoders (architecture {}); set it to false",
+                self.architecture
+            )));
+        }
+        if !self.architecture.is_transcoder() && self.d_out.is_some_and(|d| d != self.d_in) {
+            return Err(Error::SaeConfig(format!(
+                "d_out = {} differs from d_in = {}, but architecture {} is not a transcoder",
+                self.d_out.unwrap_or(0),
+                self.d_in,
+                self.architecture
+            )));
+        }
+        if self.reshape_activations == ReshapeActivations::HookZ {
+            if let Some(h) = &self.metadata.hook_name {
+                if !h.ends_with("_z") {
+                    return Err(Error::SaeConfig(format!(
+                        "reshape_activations = hook_z needs a hook_z hook, but hook_name is `{h}`"
+                    )));
+                }
+            }
+        }
+        parse_dtype(&self.dtype)?;
+        Ok(())
+    }
+
+    /// The SAE's dtype.
+    pub fn dtype(&self) -> Result<DType> {
+        parse_dtype(&self.dtype)
+    }
+
+    /// Output width: `d_out` for transcoders, else `d_in`.
+    pub fn d_out(&self) -> usize {
+        self.d_out.unwrap_or(self.d_in)
+    }
+
+    /// The hook the SAE reads (`metadata.hook_name`).
+    pub fn hook_name(&self) -> Option<&str> {
+        self.metadata.hook_name.as_deref()
+    }
+
+    /// SAELens's `SAEConfig.to_dict()` (the 6.x `cfg.json`).
+    pub fn to_json_value(&self) -> Value {
+        let mut m = Map::new();
+        m.insert("d_in".into(), self.d_in.into());
+        m.insert("d_sae".into(), self.d_sae.into());
+        m.insert("dtype".into(), self.dtype.clone().into());
+        m.insert("device".into(), self.device.clone().into());
+        m.insert(
+            "apply_b_dec_to_input".into(),
+            self.apply_b_dec_to_input.into(),
+        );
+        m.insert(
+            "normalize_activations".into(),
+            self.normalize_activations.as_str().into(),
+        );
+        m.insert(
+            "reshape_activations".into(),
+            match self.reshape_activations {
+                ReshapeActivations::None => "none",
+                ReshapeActivations::HookZ => "hook_z",
+            }
+            .into(),
+        );
+        if self.architecture.is_topk() {
+            m.insert("k".into(), self.k.unwrap_or(100).into());
+            m.insert(
+                "rescale_acts_by_decoder_norm".into(),
+                self.rescale_acts_by_decoder_norm.into(),
+            );
+        }
+        if self.architecture.is_transcoder() {
+            m.insert("d_out".into(), self.d_out().into());
+        }
+        m.insert(
+            "metadata".into(),
+            serde_json::to_value(&self.metadata).unwrap_or(Value::Null),
+        );
+        m.insert("architecture".into(), self.architecture.as_str().into());
+        Value::Object(m)
+    }
+}
+
+/// Read a JSON file, naming the file on error.
+pub(crate) fn read_json(path: &Path) -> Result<Value> {
+    let bytes = std::fs::read(path).map_err(|e| Error::SaeFile {
+        path: path.to_path_buf(),
+        reason: format!("cannot read: {e}"),
+    })?;
+    serde_json::from_slice(&bytes).map_err(|e| Error::SaeFile {
+        path: path.to_path_buf(),
+        reason: format!("not valid JSON (truncated or corrupt?): {e}"),
+    })
+}
+
+fn short(v: &Value) -> String {
+    let s = v.to_string();
+    if s.chars().count() > 80 {
+        format!("{}…", s.chars().take(80).collect::<String>())
+    } else {
+        s
+    }
 }

@@ -1,5 +1,6 @@
 //! `saescope` command line: a thin layer over the library.
 mod run;
+mod sae;
 
 use anyhow::Result;
 use clap::{Parser, Subcommand};
@@ -20,10 +21,14 @@ enum Cmd {
     /// Run a model on a prompt (or a tokens file), print its top next-token predictions, and
     /// optionally save the activations of chosen hooks under their TransformerLens names.
     Run(run::RunArgs),
+    /// Inspect SAEs and apply them to saved activations.
+    #[command(subcommand)]
+    Sae(sae::SaeCmd),
 }
 
 fn main() -> Result<()> {
     match Cli::parse().cmd {
         Cmd::Run(a) => run::run(a),
+        Cmd::Sae(c) => sae::main(c),
     }
 }
