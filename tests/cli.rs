@@ -178,3 +178,134 @@ fn run_with_a_missing_tokens_tensor_is_a_clear_error() {
         "{err}"
     );
 }
+
+fn sae_fixture(p: &str) -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/fixtures/sae")
+        .join(p)
+}
+
+#[test]
+fn sae_info_shows_config_dims_hook_and_files() {
+    let o = bin()
+        .args(["sae", "info"])
+        .arg(sae_fixture("saes/transcoder"))
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let s = String::from_utf8_lossy(&o.stdout);
+    for want in [
+        "architecture",
+        "transcoder",
+        "d_in 16",
+        "d_sae 48",
+        "hook_out",
+        "cfg.json",
+        "sae_weights.safetensors",
+    ] {
+        assert!(s.contains(want), "missing {want:?} in:\n{s}");
+    }
+    let o = bin()
+        .args(["sae", "info", "gpt2-small-res-jb/blocks.99"])
+        .output()
+        .unwrap();
+    assert!(!o.status.success());
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(err.contains("blocks.9.hook_resid_pre"), "{err}");
+}
+
+#[test]
+fn sae_apply_writes_saelens_outputs_for_every_row() {
+    let dir = tempfile::tempdir().unwrap();
+    let golden = load(&sae_fixture("goldens/gated.safetensors"));
+    let input = dir.path().join("acts.safetensors");
+    saescope::candle_core::safetensors::save(
+        &HashMap::from([("x".to_string(), golden["x"].clone())]),
+        &input,
+    )
+    .unwrap();
+    let out = dir.path().join("out.safetensors");
+    let o = bin()
+        .args(["sae", "apply", "--sae"])
+        .arg(sae_fixture("saes/gated"))
+        .arg("--input")
+        .arg(&input)
+        .arg("--out")
+        .arg(&out)
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let got = load(&out);
+    for (k, g) in [
+        ("feature_acts", "feature_acts"),
+        ("hidden_pre", "hidden_pre"),
+        ("recons", "recons"),
+    ] {
+        assert!(rel_err(&got[k], &golden[g]) < 1e-4, "{k}");
+    }
+    // Several tensors and no --key: a clear error.
+    saescope::candle_core::safetensors::save(
+        &HashMap::from([
+            ("a".to_string(), golden["x"].clone()),
+            ("b".to_string(), golden["x"].clone()),
+        ]),
+        &input,
+    )
+    .unwrap();
+    let o = bin()
+        .args(["sae", "apply", "--sae"])
+        .arg(sae_fixture("saes/gated"))
+        .arg("--input")
+        .arg(&input)
+        .arg("--out")
+        .arg(&out)
+        .output()
+        .unwrap();
+    assert!(!o.status.success() && String::from_utf8_lossy(&o.stderr).contains("--key"));
+}
+
+#[test]
+fn run_with_an_sae_writes_its_hooks() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("c.safetensors");
+    let o = bin()
+        .args([
+            "run",
+            "--prompt",
+            "The capital of France is",
+            "--use-error-term",
+            "--sae",
+        ])
+        .arg(sae_fixture("saes/smollm2_standard_l10"))
+        .arg("--out")
+        .arg(&out)
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let got = load(&out);
+    let golden = load(&sae_fixture("goldens/spliced_smollm2.safetensors"));
+    let h = "blocks.10.hook_resid_pre";
+    assert!(!got.contains_key(h), "the replaced hook is absent");
+    for k in [
+        "input",
+        "acts_pre",
+        "acts_post",
+        "recons",
+        "error",
+        "output",
+    ] {
+        assert!(got.contains_key(&format!("{h}.hook_sae_{k}")), "{k}");
+    }
+    assert!(
+        rel_err(
+            &got[&format!("{h}.hook_sae_acts_post")],
+            &golden[&format!("a.{h}.hook_sae_acts_post")]
+        ) < 1e-4
+    );
+    // With the error term the logits are the clean model's.
+    let clean = load(
+        &Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("tests/fixtures/tl/smollm2_processed.safetensors"),
+    );
+    assert!(rel_err(&got["logits"], &clean["logits"]) < 1e-4);
+}
