@@ -173,3 +173,74 @@ fn mismatched_width_and_bad_hooks_are_clear_errors() {
         .run_with_hooks_with_saes(&tokens, &[&s1], &SaeRunOptions::default(), hooks)
         .is_err());
 }
+
+/// A seeded random transcoder reading `blocks.5.mlp.hook_in` and replacing `blocks.5.hook_mlp_out`.
+fn transcoder(m: &HookedModel) -> Sae {
+    let (d, n) = (m.cfg().d_model, 64);
+    let cfg = saescope::SaeConfig::from_json_value(serde_json::json!({
+        "architecture": "transcoder", "d_in": d, "d_sae": n, "d_out": d, "dtype": "float32",
+        "apply_b_dec_to_input": false, "normalize_activations": "none",
+        "metadata": {"hook_name": "blocks.5.mlp.hook_in", "hook_name_out": "blocks.5.hook_mlp_out"}
+    }))
+    .unwrap();
+    let mut s: u64 = 7;
+    let mut rnd = |shape: &[usize], scale: f32| {
+        let v: Vec<f32> = (0..shape.iter().product::<usize>())
+            .map(|_| {
+                s = s
+                    .wrapping_mul(6364136223846793005)
+                    .wrapping_add(1442695040888963407);
+                ((s >> 40) as f32 / (1u64 << 24) as f32 - 0.5) * scale
+            })
+            .collect();
+        Tensor::from_vec(v, shape, &Device::Cpu).unwrap()
+    };
+    let t = HashMap::from([
+        ("W_enc".to_string(), rnd(&[d, n], 0.2)),
+        ("W_dec".to_string(), rnd(&[n, d], 0.2)),
+        ("b_enc".to_string(), rnd(&[n], 0.1)),
+        ("b_dec".to_string(), rnd(&[d], 0.1)),
+    ]);
+    Sae::from_config_and_tensors(cfg, t, &Device::Cpu).unwrap()
+}
+
+#[test]
+fn transcoders_read_one_hook_and_replace_another() {
+    let m = model();
+    let tc = transcoder(&m);
+    let tokens = m.to_tokens("The capital of France is").unwrap();
+    let (logits, cache) = m
+        .run_with_cache_with_saes(
+            &tokens,
+            &[&tc],
+            &SaeRunOptions::default(),
+            NamesFilter::All,
+            None,
+        )
+        .unwrap();
+    // The input hook stays; the output hook is replaced by the transcoder's hook points.
+    let inp = cache.get("blocks.5.mlp.hook_in").unwrap();
+    assert!(!cache.contains("blocks.5.hook_mlp_out"));
+    let out = cache.get("blocks.5.hook_mlp_out.hook_sae_output").unwrap();
+    assert!(
+        max_abs_diff(
+            cache.get("blocks.5.hook_mlp_out.hook_sae_input").unwrap(),
+            inp
+        ) == 0.0
+    );
+    check(
+        "transcoder output = decode(encode(mlp input))",
+        out,
+        &tc.forward(inp).unwrap(),
+    );
+    // And it propagates: resid_post = resid_mid + transcoder output.
+    let post = (cache.get(("resid_mid", 5)).unwrap() + out).unwrap();
+    check("resid_post", cache.get(("resid_post", 5)).unwrap(), &post);
+    let clean = m.forward(&tokens).unwrap();
+    assert!(max_abs_diff(&logits, &clean) > 1e-2);
+    // With the error term the model is clean again.
+    let with_err = m
+        .run_with_saes(&tokens, &[&tc], &SaeRunOptions::with_error_term())
+        .unwrap();
+    check("transcoder + error term = clean", &with_err, &clean);
+}
