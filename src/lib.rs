@@ -8,7 +8,11 @@
 pub mod error;
 pub mod hooks;
 pub mod model;
+pub mod data;
+pub mod eval;
 pub mod sae;
+pub mod toy;
+pub mod train;
 pub mod tokenizer;
 pub mod viz;
 

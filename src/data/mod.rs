@@ -1,0 +1,1 @@
+//! Datasets: text corpora, tokenization and packing (being written).

@@ -1,0 +1,1 @@
+//! SAE evaluation with SAELens's definitions (being written).

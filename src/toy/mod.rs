@@ -1,0 +1,1 @@
+//! Toy models of superposition and toy SAEs (being written).

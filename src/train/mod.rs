@@ -1,0 +1,18 @@
+//! SAE training (SAELens 6.x semantics). Module layout is being filled in; this file holds the
+//! contract between the activation store and the trainer.
+use crate::error::Result;
+use candle_core::Tensor;
+use std::collections::HashMap;
+
+/// Where training activations come from: a live model pass through a mixing buffer, an
+/// on-disk activation cache, or synthetic data.
+pub trait ActivationSource {
+    /// Width of the activations.
+    fn d_in(&self) -> usize;
+    /// The next training batch `[n, d_in]` (f32, on the CPU).
+    fn next_batch(&mut self, n: usize) -> Result<Tensor>;
+    /// Everything needed to continue exactly where this source is (for checkpoints).
+    fn state(&self) -> Result<HashMap<String, Tensor>>;
+    /// Continue from a saved `state`.
+    fn restore(&mut self, state: &HashMap<String, Tensor>) -> Result<()>;
+}
