@@ -1,4 +1,5 @@
 //! The hooked model: TL-exact transformer, its configs, loaders and weight processing.
+mod accessors;
 pub(crate) mod blocks;
 pub mod config;
 mod gemma2;
