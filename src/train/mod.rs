@@ -16,3 +16,16 @@ pub trait ActivationSource {
     /// Continue from a saved `state`.
     fn restore(&mut self, state: &HashMap<String, Tensor>) -> Result<()>;
 }
+pub mod activations;
+pub mod act_cache;
+
+// The trainer (SAELens's SAETrainer and training SAEs).
+pub mod arch;
+pub mod config;
+pub mod ops;
+pub mod optim;
+pub mod plots;
+pub mod rng;
+pub mod sparse;
+pub mod synthetic;
+pub mod trainer;

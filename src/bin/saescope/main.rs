@@ -1,6 +1,9 @@
 //! `saescope` command line: a thin layer over the library.
+mod cache;
+mod eval;
 mod run;
 mod sae;
+mod train;
 
 use anyhow::Result;
 use clap::{Parser, Subcommand};
@@ -24,11 +27,24 @@ enum Cmd {
     /// Inspect SAEs and apply them to saved activations.
     #[command(subcommand)]
     Sae(sae::SaeCmd),
+    /// Run the model over a corpus once and write a hook's activations to disk (safetensors
+    /// shards), so that several SAEs can train from one model pass.
+    CacheActivations(cache::Args),
+    /// Train an SAE from a JSON config (SAELens runner-config fields).
+    Train(train::TrainArgs),
+    /// Continue a training run from its last checkpoint.
+    Resume(train::ResumeArgs),
+    /// Evaluate an SAE with SAELens's metrics and print JSON.
+    Eval(eval::EvalArgs),
 }
 
 fn main() -> Result<()> {
     match Cli::parse().cmd {
         Cmd::Run(a) => run::run(a),
         Cmd::Sae(c) => sae::main(c),
+        Cmd::CacheActivations(a) => cache::run(a),
+        Cmd::Train(a) => train::train(a),
+        Cmd::Resume(a) => train::resume(a),
+        Cmd::Eval(a) => eval::run(a),
     }
 }

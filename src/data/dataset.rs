@@ -1,0 +1,353 @@
+//! Loading documents: text files, JSONL, the default offline corpus, hub dataset repos.
+use crate::error::{Error, Result};
+use crate::model::LoadOptions;
+use std::path::{Path, PathBuf};
+
+/// One dataset record: raw text (tokenised on the fly, SAELens's untokenised path) or a
+/// pre-tokenised row (truncated to `context_size`, SAELens's tokenised path).
+#[derive(Clone, Debug, PartialEq)]
+pub enum Document {
+    Text(String),
+    Tokens(Vec<u32>),
+}
+
+/// An in-memory list of documents, in a deterministic order.
+#[derive(Clone, Debug, Default)]
+pub struct TextDataset {
+    docs: Vec<Document>,
+    /// Where it came from (for manifests and messages).
+    pub name: String,
+}
+
+/// `data/corpus/` of the data directory ([`crate::model::default_data_dir`]).
+pub fn default_corpus_dir() -> PathBuf {
+    crate::model::default_data_dir().join("corpus")
+}
+
+const SETUP_HINT: &str = "run scripts/setup_corpus.sh to build the default corpus (it fetches Debian packages with apt-get download)";
+
+fn io_err(p: &Path, e: std::io::Error) -> Error {
+    Error::io(p, e)
+}
+
+/// SAELens's column detection order for a record: `tokens`, `input_ids`, `text`, `problem`.
+const AUTO_FIELDS: [&str; 4] = ["tokens", "input_ids", "text", "problem"];
+
+fn record_to_doc(
+    v: &serde_json::Value,
+    field: Option<&str>,
+    path: &Path,
+    line: usize,
+) -> Result<Option<Document>> {
+    let bad = |why: String| Error::Invalid(format!("{}:{line}: {why}", path.display()));
+    let obj = match v {
+        serde_json::Value::Object(o) => o,
+        serde_json::Value::String(s) if field.is_none() => {
+            return Ok(Some(Document::Text(s.clone())))
+        }
+        _ => return Err(bad("expected a JSON object per line".into())),
+    };
+    let (key, val) = match field {
+        Some(f) => match obj.get(f) {
+            Some(v) => (f, v),
+            None => {
+                let keys: Vec<&str> = obj.keys().map(|k| k.as_str()).collect();
+                return Err(bad(format!(
+                    "no field `{f}` (fields: {}); choose the text field",
+                    keys.join(", ")
+                )));
+            }
+        },
+        None => match AUTO_FIELDS
+            .iter()
+            .find_map(|f| obj.get(*f).map(|v| (*f, v)))
+        {
+            Some(kv) => kv,
+            None => {
+                let keys: Vec<&str> = obj.keys().map(|k| k.as_str()).collect();
+                return Err(bad(format!(
+                    "record has none of the fields tokens / input_ids / text / problem (fields: {})",
+                    keys.join(", ")
+                )));
+            }
+        },
+    };
+    match val {
+        serde_json::Value::String(s) => Ok(Some(Document::Text(s.clone()))),
+        serde_json::Value::Array(a) => {
+            let mut ids = Vec::with_capacity(a.len());
+            for x in a {
+                let id = x
+                    .as_u64()
+                    .filter(|&i| i <= u32::MAX as u64)
+                    .ok_or_else(|| bad(format!("field `{key}` holds a non-token value {x}")))?;
+                ids.push(id as u32);
+            }
+            Ok(Some(Document::Tokens(ids)))
+        }
+        serde_json::Value::Null => Ok(None),
+        other => Err(bad(format!(
+            "field `{key}` is neither a string nor a list of token ids: {}",
+            other.to_string().chars().take(60).collect::<String>()
+        ))),
+    }
+}
+
+/// Files of a directory tree, sorted, hidden entries skipped.
+fn walk(dir: &Path, out: &mut Vec<PathBuf>) -> Result<()> {
+    let mut entries: Vec<PathBuf> = std::fs::read_dir(dir)
+        .map_err(|e| io_err(dir, e))?
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .filter(|p| {
+            !p.file_name()
+                .and_then(|n| n.to_str())
+                .is_some_and(|n| n.starts_with('.'))
+        })
+        .collect();
+    entries.sort();
+    for p in entries {
+        if p.is_dir() {
+            walk(&p, out)?;
+        } else if p.is_file() {
+            out.push(p);
+        }
+    }
+    Ok(())
+}
+
+fn is_jsonl(p: &Path) -> bool {
+    matches!(
+        p.extension().and_then(|e| e.to_str()),
+        Some("jsonl") | Some("ndjson")
+    )
+}
+
+impl TextDataset {
+    /// Documents from strings.
+    pub fn from_texts<S: Into<String>>(texts: impl IntoIterator<Item = S>) -> Self {
+        TextDataset {
+            docs: texts
+                .into_iter()
+                .map(|s| Document::Text(s.into()))
+                .collect(),
+            name: "texts".into(),
+        }
+    }
+
+    /// Pre-tokenised rows.
+    pub fn from_token_rows(rows: impl IntoIterator<Item = Vec<u32>>) -> Self {
+        TextDataset {
+            docs: rows.into_iter().map(Document::Tokens).collect(),
+            name: "token rows".into(),
+        }
+    }
+
+    pub fn from_documents(docs: Vec<Document>, name: impl Into<String>) -> Self {
+        TextDataset {
+            docs,
+            name: name.into(),
+        }
+    }
+
+    /// One document per JSONL line. `field`: the text (or token-list) field; `None` → SAELens's
+    /// detection (`tokens`, `input_ids`, `text`, `problem`; a bare JSON string is a document).
+    /// Blank lines and records whose field is `null` are skipped.
+    pub fn from_jsonl(path: impl AsRef<Path>, field: Option<&str>) -> Result<Self> {
+        let path = path.as_ref();
+        let mut ds = TextDataset {
+            docs: Vec::new(),
+            name: path.display().to_string(),
+        };
+        ds.append_jsonl(path, field)?;
+        Ok(ds)
+    }
+
+    fn append_jsonl(&mut self, path: &Path, field: Option<&str>) -> Result<()> {
+        let text = std::fs::read_to_string(path).map_err(|e| io_err(path, e))?;
+        for (i, line) in text.lines().enumerate() {
+            if line.trim().is_empty() {
+                continue;
+            }
+            let v: serde_json::Value = serde_json::from_str(line).map_err(|e| {
+                Error::Invalid(format!(
+                    "{}:{}: not valid JSON ({e}); expected one JSON object per line",
+                    path.display(),
+                    i + 1
+                ))
+            })?;
+            if let Some(d) = record_to_doc(&v, field, path, i + 1)? {
+                self.docs.push(d);
+            }
+        }
+        Ok(())
+    }
+
+    /// Every file under `dir` (recursively, sorted by path, hidden files skipped): `*.jsonl`
+    /// files contribute one document per record (`field`, see [`TextDataset::from_jsonl`]),
+    /// every other file is one text document (invalid UTF-8 replaced).
+    pub fn from_dir(dir: impl AsRef<Path>, field: Option<&str>) -> Result<Self> {
+        let dir = dir.as_ref();
+        if !dir.is_dir() {
+            return Err(Error::Invalid(format!(
+                "dataset directory {} does not exist",
+                dir.display()
+            )));
+        }
+        let mut files = Vec::new();
+        walk(dir, &mut files)?;
+        let mut ds = TextDataset {
+            docs: Vec::new(),
+            name: dir.display().to_string(),
+        };
+        for f in files {
+            if is_jsonl(&f) {
+                ds.append_jsonl(&f, field)?;
+            } else {
+                let b = std::fs::read(&f).map_err(|e| io_err(&f, e))?;
+                let s = String::from_utf8_lossy(&b).into_owned();
+                if !s.is_empty() {
+                    ds.docs.push(Document::Text(s));
+                }
+            }
+        }
+        if ds.docs.is_empty() {
+            return Err(Error::Invalid(format!(
+                "dataset directory {} holds no documents",
+                dir.display()
+            )));
+        }
+        Ok(ds)
+    }
+
+    /// The default offline corpus (`data/corpus/`, JSONL shards with a `text` field).
+    pub fn default_corpus() -> Result<Self> {
+        Self::from_corpus_dir(default_corpus_dir())
+    }
+
+    /// A corpus directory written by `scripts/setup_corpus.sh` (`corpus-*.jsonl`).
+    pub fn from_corpus_dir(dir: impl AsRef<Path>) -> Result<Self> {
+        let dir = dir.as_ref();
+        let mut shards: Vec<PathBuf> = match std::fs::read_dir(dir) {
+            Ok(rd) => rd
+                .filter_map(|e| e.ok().map(|e| e.path()))
+                .filter(|p| {
+                    is_jsonl(p)
+                        && p.file_name()
+                            .and_then(|n| n.to_str())
+                            .is_some_and(|n| n.starts_with("corpus-"))
+                })
+                .collect(),
+            Err(_) => Vec::new(),
+        };
+        shards.sort();
+        if shards.is_empty() || !dir.join(".complete").exists() {
+            return Err(Error::Invalid(format!(
+                "the default corpus is missing or incomplete at {}: {SETUP_HINT}",
+                dir.display()
+            )));
+        }
+        let mut ds = TextDataset {
+            docs: Vec::new(),
+            name: "saescope-default-corpus".into(),
+        };
+        for s in shards {
+            ds.append_jsonl(&s, Some("text"))?;
+        }
+        Ok(ds)
+    }
+
+    /// Files of a hub dataset repo (`datasets--{org}--{name}` in the hub cache), with the
+    /// cache / endpoint / offline / revision settings of `opts` (as model downloads).
+    /// `files`: paths inside the repo (`*.jsonl`, or any other text file = one document);
+    /// empty → every `*.jsonl` / `*.txt` file the hub's repo listing shows.
+    pub fn from_hub(
+        repo_id: &str,
+        files: &[&str],
+        field: Option<&str>,
+        opts: &LoadOptions,
+    ) -> Result<Self> {
+        let paths = super::hub::fetch_dataset_files(repo_id, files, opts)?;
+        let mut ds = TextDataset {
+            docs: Vec::new(),
+            name: format!("hub:{repo_id}"),
+        };
+        for (name, p) in paths {
+            if name.ends_with(".parquet") {
+                return Err(Error::Invalid(format!(
+                    "hub dataset `{repo_id}`: `{name}` is Parquet, which saescope does not read; use a JSONL or text file of the repo"
+                )));
+            }
+            if is_jsonl(Path::new(&name)) {
+                ds.append_jsonl(&p, field)?;
+            } else {
+                let b = std::fs::read(&p).map_err(|e| io_err(&p, e))?;
+                ds.docs
+                    .push(Document::Text(String::from_utf8_lossy(&b).into_owned()));
+            }
+        }
+        Ok(ds)
+    }
+
+    /// A dataset named by a string (SAELens's `dataset_path`, and the CLI's `--dataset`):
+    /// - `""`, `default` or `corpus` → the default corpus;
+    /// - `hub:ORG/NAME` or `hub:ORG/NAME:FILE[,FILE...]` → a hub dataset repo;
+    /// - a directory → [`TextDataset::from_dir`]; a `*.jsonl` file → [`TextDataset::from_jsonl`];
+    ///   any other file → the whole file as one document.
+    pub fn load(spec: &str, field: Option<&str>, opts: &LoadOptions) -> Result<Self> {
+        let s = spec.trim();
+        if s.is_empty() || s == "default" || s == "corpus" {
+            return Self::default_corpus();
+        }
+        if let Some(rest) = s.strip_prefix("hub:") {
+            let (repo, files) = match rest.split_once(':') {
+                Some((r, f)) => (r, f.split(',').filter(|x| !x.is_empty()).collect()),
+                None => (rest, Vec::new()),
+            };
+            return Self::from_hub(repo, &files, field, opts);
+        }
+        let p = Path::new(s);
+        if p.is_dir() {
+            return Self::from_dir(p, field);
+        }
+        if p.is_file() {
+            if is_jsonl(p) {
+                return Self::from_jsonl(p, field);
+            }
+            let b = std::fs::read(p).map_err(|e| io_err(p, e))?;
+            return Ok(TextDataset {
+                docs: vec![Document::Text(String::from_utf8_lossy(&b).into_owned())],
+                name: p.display().to_string(),
+            });
+        }
+        Err(Error::Invalid(format!(
+            "dataset `{s}` is neither `default`, `hub:ORG/NAME[:FILES]`, nor an existing file or directory"
+        )))
+    }
+
+    pub fn len(&self) -> usize {
+        self.docs.len()
+    }
+    pub fn is_empty(&self) -> bool {
+        self.docs.is_empty()
+    }
+    pub fn docs(&self) -> &[Document] {
+        &self.docs
+    }
+    pub fn get(&self, i: usize) -> Option<&Document> {
+        self.docs.get(i)
+    }
+    /// Total UTF-8 bytes of the text documents.
+    pub fn text_bytes(&self) -> usize {
+        self.docs
+            .iter()
+            .map(|d| match d {
+                Document::Text(s) => s.len(),
+                Document::Tokens(_) => 0,
+            })
+            .sum()
+    }
+    /// True when every document is pre-tokenised (SAELens's `is_dataset_tokenized`).
+    pub fn is_tokenized(&self) -> bool {
+        matches!(self.docs.first(), Some(Document::Tokens(_)))
+    }
+}

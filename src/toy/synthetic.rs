@@ -1,0 +1,139 @@
+//! Synthetic activations with known ground-truth features, and the recovery score.
+use super::rng::ToyRng;
+use crate::error::{Error, Result};
+use candle_core::{DType, Device, Tensor, D};
+
+/// Activations `x = Σ_i a_i f_i (+ noise)` over unit-norm ground-truth directions `f_i`
+/// (random Gaussian directions): feature `i` is present with probability `p_i`, with a
+/// magnitude uniform in `[min_magnitude, max_magnitude)`.
+pub struct SyntheticActivations {
+    /// `[n_features, d]`, unit rows.
+    features: Tensor,
+    feats: Vec<f32>,
+    pub feature_probability: Vec<f32>,
+    pub min_magnitude: f32,
+    pub max_magnitude: f32,
+    /// Standard deviation of isotropic Gaussian noise added to every row.
+    pub noise_std: f32,
+    n_features: usize,
+    d: usize,
+    rng: ToyRng,
+}
+
+impl SyntheticActivations {
+    /// `n_features` random unit directions in `d` dimensions, each present with probability
+    /// `p`, magnitudes uniform in `[0, 1)`.
+    pub fn new(n_features: usize, d: usize, p: f32, seed: u64) -> Result<Self> {
+        if n_features == 0 || d == 0 {
+            return Err(Error::Invalid("synthetic activations: empty dims".into()));
+        }
+        let mut rng = ToyRng::new(seed);
+        let mut feats = Vec::with_capacity(n_features * d);
+        for _ in 0..n_features {
+            let v = rng.normal_vec(d, 1.0);
+            let n = v.iter().map(|x| x * x).sum::<f32>().sqrt().max(1e-12);
+            feats.extend(v.iter().map(|x| x / n));
+        }
+        Self::from_features(
+            &Tensor::from_vec(feats, (n_features, d), &Device::Cpu)?,
+            &vec![p; n_features],
+            seed.wrapping_add(1),
+        )
+    }
+
+    /// Given directions `[n_features, d]` (normalised here) and per-feature probabilities.
+    pub fn from_features(features: &Tensor, probs: &[f32], seed: u64) -> Result<Self> {
+        let f = features.to_dtype(DType::F32)?.to_device(&Device::Cpu)?;
+        let (n, d) = f.dims2()?;
+        if probs.len() != n {
+            return Err(Error::Invalid(format!(
+                "synthetic activations: {} probabilities for {n} features",
+                probs.len()
+            )));
+        }
+        let norm = f.sqr()?.sum_keepdim(D::Minus1)?.sqrt()?.maximum(1e-12f64)?;
+        let f = f.broadcast_div(&norm)?;
+        Ok(SyntheticActivations {
+            feats: f.flatten_all()?.to_vec1::<f32>()?,
+            features: f,
+            feature_probability: probs.to_vec(),
+            min_magnitude: 0.0,
+            max_magnitude: 1.0,
+            noise_std: 0.0,
+            n_features: n,
+            d,
+            rng: ToyRng::new(seed),
+        })
+    }
+
+    /// The ground-truth directions `[n_features, d]` (unit rows).
+    pub fn features(&self) -> &Tensor {
+        &self.features
+    }
+    pub fn d(&self) -> usize {
+        self.d
+    }
+    pub fn n_features(&self) -> usize {
+        self.n_features
+    }
+
+    /// `(x [batch, d], coefficients [batch, n_features])`.
+    pub fn generate_with_coefficients(&mut self, batch: usize) -> Result<(Tensor, Tensor)> {
+        let (n, d) = (self.n_features, self.d);
+        let mut x = vec![0f32; batch * d];
+        let mut a = vec![0f32; batch * n];
+        let span = self.max_magnitude - self.min_magnitude;
+        for b in 0..batch {
+            for i in 0..n {
+                if self.rng.uniform() < self.feature_probability[i] {
+                    let m = self.min_magnitude + span * self.rng.uniform();
+                    a[b * n + i] = m;
+                    let row = &self.feats[i * d..(i + 1) * d];
+                    for (k, f) in row.iter().enumerate() {
+                        x[b * d + k] += m * f;
+                    }
+                }
+            }
+            if self.noise_std > 0.0 {
+                for k in 0..d {
+                    x[b * d + k] += self.noise_std * self.rng.normal();
+                }
+            }
+        }
+        Ok((
+            Tensor::from_vec(x, (batch, d), &Device::Cpu)?,
+            Tensor::from_vec(a, (batch, n), &Device::Cpu)?,
+        ))
+    }
+
+    /// A batch `[batch, d]`.
+    pub fn generate(&mut self, batch: usize) -> Result<Tensor> {
+        Ok(self.generate_with_coefficients(batch)?.0)
+    }
+
+    /// A batch for a toy SAE with `n_inst` instances: `[batch, n_inst, d]` (independent rows).
+    pub fn generate_instances(&mut self, batch: usize, n_inst: usize) -> Result<Tensor> {
+        Ok(self
+            .generate(batch * n_inst)?
+            .reshape((batch, n_inst, self.d))?)
+    }
+}
+
+/// Mean over the true features (`[n_true, d]`) of the best cosine similarity with a row of
+/// `w_dec` (`[d_sae, d]`).
+pub fn recovery_score(true_features: &Tensor, w_dec: &Tensor) -> Result<f64> {
+    let t = true_features.to_dtype(DType::F32)?;
+    let w = w_dec.to_dtype(DType::F32)?.to_device(t.device())?;
+    let (_, d) = t.dims2()?;
+    if w.dims2()?.1 != d {
+        return Err(Error::Invalid(format!(
+            "recovery_score: features have width {d}, decoder rows {:?}",
+            w.dims()
+        )));
+    }
+    let nt = t.broadcast_div(&t.sqr()?.sum_keepdim(1)?.sqrt()?.maximum(1e-12f64)?)?;
+    let nw = w.broadcast_div(&w.sqr()?.sum_keepdim(1)?.sqrt()?.maximum(1e-12f64)?)?;
+    let cos = nt.matmul(&nw.t()?)?; // [n_true, d_sae]
+    let best = cos.max(1)?.to_vec1::<f32>()?;
+    Ok(best.iter().map(|x| *x as f64).sum::<f64>() / best.len().max(1) as f64)
+}

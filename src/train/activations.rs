@@ -1,0 +1,696 @@
+//! The activation store (SAELens's `ActivationsStore` + `mixing_buffer`): packed token rows
+//! from a dataset → the hooked model with `stop_at_layer` → the hook's activations (head dims
+//! flattened or one head indexed, `seqpos_slice`, special tokens dropped) → a shuffling mixing
+//! buffer → `[n, d_in]` training batches.
+//!
+//! Everything is deterministic: the mixing buffer's `k`-th permutation is drawn from a seeded
+//! RNG keyed by `(seed, k)`, so [`ActivationSource::state`] (buffer contents, counters and the
+//! corpus position) and [`ActivationSource::restore`] continue the identical stream.
+//!
+//! ```no_run
+//! use saescope::train::activations::{ActivationStore, ActivationStoreConfig};
+//! use saescope::train::ActivationSource;
+//! use std::sync::Arc;
+//! # fn main() -> saescope::Result<()> {
+//! let model = Arc::new(saescope::HookedModel::from_pretrained("smollm2")?);
+//! let cfg = ActivationStoreConfig {
+//!     hook_name: "blocks.15.hook_resid_post".into(),
+//!     dataset_path: "default".into(), // data/corpus/ (scripts/setup_corpus.sh)
+//!     n_batches_in_buffer: 64,        // buffer 64 × 128 tokens ≥ the 4096-token batch
+//!     store_batch_size_prompts: 16,
+//!     ..Default::default()
+//! };
+//! let mut store = ActivationStore::new(model, cfg)?;
+//! let x = store.next_batch(4096)?; // [4096, 576] f32
+//! let state = store.state()?;      // save with the checkpoint; `restore` continues exactly
+//! # Ok(()) }
+//! ```
+use super::ActivationSource;
+use crate::data::rng::{derive_seed, permutation};
+use crate::data::{PackOptions, RowStream, RowStreamState, SeparatorToken, TextDataset};
+use crate::error::{Error, Result};
+use crate::hooks::nearest_names;
+use crate::model::{HookedModel, LoadOptions};
+use candle_core::{DType, Device, Tensor};
+use serde::{Deserialize, Serialize};
+use std::collections::HashMap;
+use std::sync::Arc;
+
+/// SAELens's `exclude_special_tokens`: `false`, `true` (the tokenizer's special ids) or a list.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(untagged)]
+pub enum ExcludeSpecialTokens {
+    All(bool),
+    Ids(Vec<u32>),
+}
+
+impl Default for ExcludeSpecialTokens {
+    fn default() -> Self {
+        ExcludeSpecialTokens::All(false)
+    }
+}
+
+/// The store's settings, with SAELens's `LanguageModelSAERunnerConfig` field names and defaults
+/// (plus `dataset_text_field` and `dataset_shuffle_seed`, saescope extensions).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct ActivationStoreConfig {
+    pub hook_name: String,
+    pub hook_head_index: Option<usize>,
+    /// `""` / `default` → the default corpus; `hub:ORG/NAME[:FILES]`; a directory or a file.
+    pub dataset_path: String,
+    /// JSONL field holding the text (None → SAELens's detection: tokens, input_ids, text, problem).
+    pub dataset_text_field: Option<String>,
+    /// Shuffle the documents (a new seeded order each epoch); None → dataset order (SAELens).
+    pub dataset_shuffle_seed: Option<u64>,
+    pub context_size: usize,
+    pub n_batches_in_buffer: usize,
+    pub store_batch_size_prompts: usize,
+    pub train_batch_size_tokens: usize,
+    pub prepend_bos: bool,
+    /// Python `slice(*seqpos_slice)` over positions: `[null]` = all, `[a]` = `:a`, `[a, b]`, `[a, b, step]`.
+    pub seqpos_slice: Vec<Option<i64>>,
+    pub exclude_special_tokens: ExcludeSpecialTokens,
+    pub disable_concat_sequences: bool,
+    pub sequence_separator_token: Option<SeparatorToken>,
+    pub activations_mixing_fraction: f64,
+    pub seed: u64,
+}
+
+impl Default for ActivationStoreConfig {
+    fn default() -> Self {
+        ActivationStoreConfig {
+            hook_name: "blocks.0.hook_mlp_out".into(),
+            hook_head_index: None,
+            dataset_path: String::new(),
+            dataset_text_field: None,
+            dataset_shuffle_seed: None,
+            context_size: 128,
+            n_batches_in_buffer: 20,
+            store_batch_size_prompts: 32,
+            train_batch_size_tokens: 4096,
+            prepend_bos: true,
+            seqpos_slice: vec![None],
+            exclude_special_tokens: ExcludeSpecialTokens::default(),
+            disable_concat_sequences: false,
+            sequence_separator_token: Some(SeparatorToken::Bos),
+            activations_mixing_fraction: 0.5,
+            seed: 42,
+        }
+    }
+}
+
+impl ActivationStoreConfig {
+    /// The positions `slice(*seqpos_slice)` keeps out of `0..context_size` (Python semantics).
+    pub fn seqpos_indices(&self) -> Result<Vec<usize>> {
+        slice_indices(&self.seqpos_slice, self.context_size)
+    }
+    /// SAELens's `training_context_size`.
+    pub fn training_context_size(&self) -> Result<usize> {
+        Ok(self.seqpos_indices()?.len())
+    }
+}
+
+/// Python's `range(n)[slice(*spec)]`.
+pub fn slice_indices(spec: &[Option<i64>], n: usize) -> Result<Vec<usize>> {
+    let (start, stop, step) = match spec {
+        [] => (None, None, None),
+        [stop] => (None, *stop, None),
+        [a, b] => (*a, *b, None),
+        [a, b, c] => (*a, *b, *c),
+        _ => {
+            return Err(Error::Invalid(format!(
+                "seqpos_slice has {} entries; expected 1 to 3 (Python slice arguments)",
+                spec.len()
+            )))
+        }
+    };
+    let step = step.unwrap_or(1);
+    if step == 0 {
+        return Err(Error::Invalid("seqpos_slice step cannot be zero".into()));
+    }
+    let n = n as i64;
+    let norm = |v: i64, lo: i64, hi: i64| -> i64 {
+        let v = if v < 0 { v + n } else { v };
+        v.clamp(lo, hi)
+    };
+    let mut out = Vec::new();
+    if step > 0 {
+        let s = start.map_or(0, |v| norm(v, 0, n));
+        let e = stop.map_or(n, |v| norm(v, 0, n));
+        let mut i = s;
+        while i < e {
+            out.push(i as usize);
+            i += step;
+        }
+    } else {
+        let s = start.map_or(n - 1, |v| norm(v, -1, n - 1));
+        let e = stop.map_or(-1, |v| norm(v, -1, n - 1));
+        let mut i = s;
+        while i > e {
+            out.push(i as usize);
+            i += step;
+        }
+    }
+    Ok(out)
+}
+
+/// SAELens's `get_special_token_ids` (what `exclude_special_tokens = true` drops): the
+/// structural ids only — BOS, EOS, PAD (no SEP / decoder-start in these tokenizers) — not the
+/// tokenizer's other added special tokens (chat-template tokens stay).
+pub fn saelens_special_token_ids(tok: &crate::tokenizer::Tok) -> Vec<u32> {
+    let mut v: Vec<u32> = [tok.bos_id, tok.eos_id, tok.pad_id]
+        .into_iter()
+        .flatten()
+        .collect();
+    v.sort_unstable();
+    v.dedup();
+    v
+}
+
+/// SAELens's `extract_stop_at_layer_from_tlens_hook_name`: 1 + the first `.<int>` segment.
+pub fn stop_at_layer_for(hook_name: &str) -> Option<usize> {
+    hook_name
+        .split('.')
+        .skip(1)
+        .find_map(|p| p.parse::<usize>().ok())
+        .map(|l| l + 1)
+}
+
+/// A hook whose activations are extracted, and how.
+#[derive(Clone, Debug)]
+pub struct HookSpec {
+    pub name: String,
+    pub head_index: Option<usize>,
+    pub d_in: usize,
+}
+
+/// Token rows → the model → per-hook `[tokens, d_in]` activations (no mixing). Shared by the
+/// live store and `saescope cache-activations` (several hooks from one pass).
+pub struct LlmBatcher {
+    model: Arc<HookedModel>,
+    rows: RowStream,
+    hooks: Vec<HookSpec>,
+    stop_at_layer: Option<usize>,
+    positions: Vec<usize>,
+    context_size: usize,
+    batch_prompts: usize,
+    exclude: Vec<u32>,
+    /// LLM batches run so far.
+    pub n_batches: u64,
+}
+
+/// One LLM batch: activations per hook (row-major `[n, d_in]`) and the tokens they belong to.
+pub struct RawBatch {
+    pub acts: Vec<Vec<f32>>,
+    pub tokens: Vec<u32>,
+}
+
+impl LlmBatcher {
+    /// Check the hooks, open the dataset, and probe each hook's width.
+    pub fn new(
+        model: Arc<HookedModel>,
+        cfg: &ActivationStoreConfig,
+        hooks: &[(String, Option<usize>)],
+        opts: &LoadOptions,
+    ) -> Result<Self> {
+        if hooks.is_empty() {
+            return Err(Error::Invalid("no hook given".into()));
+        }
+        for (h, _) in hooks {
+            if !model.hook_names().iter().any(|n| n == h) {
+                return Err(Error::UnknownHook {
+                    name: h.clone(),
+                    suggestions: nearest_names(h, model.hook_names().iter().map(|s| s.as_str()), 5),
+                });
+            }
+        }
+        if cfg.store_batch_size_prompts == 0 {
+            return Err(Error::Invalid(
+                "store_batch_size_prompts must be positive".into(),
+            ));
+        }
+        let positions = cfg.seqpos_indices()?;
+        if positions.is_empty() {
+            return Err(Error::Invalid(format!(
+                "seqpos_slice {:?} keeps no position of context_size {}",
+                cfg.seqpos_slice, cfg.context_size
+            )));
+        }
+        let max_ctx = model.cfg().n_ctx;
+        if cfg.context_size > max_ctx {
+            return Err(Error::Invalid(format!(
+                "context_size {} exceeds the model's n_ctx {max_ctx}",
+                cfg.context_size
+            )));
+        }
+        let tok = model.tokenizer()?.clone();
+        let exclude = match &cfg.exclude_special_tokens {
+            ExcludeSpecialTokens::All(false) => Vec::new(),
+            ExcludeSpecialTokens::All(true) => saelens_special_token_ids(&tok),
+            ExcludeSpecialTokens::Ids(v) => {
+                let mut v = v.clone();
+                v.sort_unstable();
+                v.dedup();
+                v
+            }
+        };
+        let ds = TextDataset::load(&cfg.dataset_path, cfg.dataset_text_field.as_deref(), opts)?;
+        let pack = PackOptions::saelens(
+            &tok,
+            cfg.context_size,
+            cfg.prepend_bos,
+            cfg.sequence_separator_token,
+            cfg.disable_concat_sequences,
+        )?;
+        let rows = RowStream::new(
+            Arc::new(ds),
+            Some(tok.clone()),
+            pack,
+            cfg.dataset_shuffle_seed,
+        )?;
+        let stops: Vec<Option<usize>> = hooks.iter().map(|(h, _)| stop_at_layer_for(h)).collect();
+        let stop_at_layer = if stops.iter().any(|s| s.is_none()) {
+            None
+        } else {
+            stops.iter().flatten().max().copied()
+        };
+        let mut b = LlmBatcher {
+            model,
+            rows,
+            hooks: Vec::new(),
+            stop_at_layer,
+            positions,
+            context_size: cfg.context_size,
+            batch_prompts: cfg.store_batch_size_prompts,
+            exclude,
+            n_batches: 0,
+        };
+        // Probe the widths on a two-token input.
+        let probe_tok = tok.bos_id.or(tok.eos_id).unwrap_or(0);
+        let probe = Tensor::from_vec(vec![probe_tok; 2], (1, 2), b.model.device())?;
+        let names: Vec<String> = hooks.iter().map(|(h, _)| h.clone()).collect();
+        let (_, cache) = b.model.run_with_cache(&probe, names, b.stop_at_layer)?;
+        for (h, head) in hooks {
+            let a = cache.get(h.as_str())?;
+            let dims = a.dims().to_vec();
+            let d_in = match (dims.len(), head) {
+                (3, None) => dims[2],
+                (4, None) => dims[2] * dims[3],
+                (4, Some(i)) if *i < dims[2] => dims[3],
+                (4, Some(i)) => {
+                    return Err(Error::Invalid(format!(
+                        "hook_head_index {i} out of range: `{h}` has {} heads",
+                        dims[2]
+                    )))
+                }
+                (_, Some(_)) => {
+                    return Err(Error::Invalid(format!(
+                        "hook_head_index given but `{h}` has no head dimension (shape {dims:?})"
+                    )))
+                }
+                _ => {
+                    return Err(Error::Invalid(format!(
+                        "`{h}` has shape {dims:?}; expected [batch, pos, d] or [batch, pos, head, d_head]"
+                    )))
+                }
+            };
+            b.hooks.push(HookSpec {
+                name: h.clone(),
+                head_index: *head,
+                d_in,
+            });
+        }
+        Ok(b)
+    }
+
+    pub fn hooks(&self) -> &[HookSpec] {
+        &self.hooks
+    }
+    pub fn model(&self) -> &Arc<HookedModel> {
+        &self.model
+    }
+    pub fn rows(&self) -> &RowStream {
+        &self.rows
+    }
+    /// Tokens per LLM batch before special-token exclusion.
+    pub fn tokens_per_batch(&self) -> usize {
+        self.batch_prompts * self.positions.len()
+    }
+
+    /// Run the model on the next `store_batch_size_prompts` rows.
+    pub fn next_raw(&mut self) -> Result<RawBatch> {
+        let b = self.batch_prompts;
+        let ctx = self.context_size;
+        let toks = self.rows.next_rows(b)?;
+        let t = Tensor::from_vec(toks.clone(), (b, ctx), self.model.device())?;
+        let names: Vec<String> = self.hooks.iter().map(|h| h.name.clone()).collect();
+        let (_, cache) = self.model.run_with_cache(&t, names, self.stop_at_layer)?;
+        self.n_batches += 1;
+        let all_pos = self.positions.len() == ctx;
+        let contiguous = self.positions.windows(2).all(|w| w[1] == w[0] + 1);
+        // Token ids at the kept positions, and the keep mask.
+        let mut tokens = Vec::with_capacity(b * self.positions.len());
+        for r in 0..b {
+            for &p in &self.positions {
+                tokens.push(toks[r * ctx + p]);
+            }
+        }
+        let keep: Option<Vec<bool>> = if self.exclude.is_empty() {
+            None
+        } else {
+            Some(
+                tokens
+                    .iter()
+                    .map(|t| self.exclude.binary_search(t).is_err())
+                    .collect(),
+            )
+        };
+        let mut acts = Vec::with_capacity(self.hooks.len());
+        for h in &self.hooks {
+            let mut a = cache.get(h.name.as_str())?.clone();
+            if !all_pos {
+                a = if contiguous {
+                    a.narrow(1, self.positions[0], self.positions.len())?
+                } else {
+                    let idx = Tensor::from_vec(
+                        self.positions.iter().map(|&p| p as u32).collect::<Vec<_>>(),
+                        self.positions.len(),
+                        a.device(),
+                    )?;
+                    a.index_select(&idx, 1)?
+                };
+            }
+            if let Some(i) = h.head_index {
+                a = a.narrow(2, i, 1)?.squeeze(2)?;
+            }
+            let n = b * self.positions.len();
+            let a = a
+                .to_dtype(DType::F32)?
+                .to_device(&Device::Cpu)?
+                .reshape((n, h.d_in))?
+                .contiguous()?;
+            let mut v: Vec<f32> = a.flatten_all()?.to_vec1()?;
+            if let Some(keep) = &keep {
+                let d = h.d_in;
+                let mut w = 0;
+                for (i, &k) in keep.iter().enumerate() {
+                    if k {
+                        if w != i {
+                            v.copy_within(i * d..(i + 1) * d, w * d);
+                        }
+                        w += 1;
+                    }
+                }
+                v.truncate(w * d);
+            }
+            acts.push(v);
+        }
+        if let Some(keep) = &keep {
+            let mut k = keep.iter();
+            tokens.retain(|_| *k.next().unwrap());
+        }
+        Ok(RawBatch { acts, tokens })
+    }
+
+    /// The next `n` packed rows `[n, context_size]` (u32, on the model's device).
+    pub fn next_token_batch(&mut self, n: usize) -> Result<Tensor> {
+        let toks = self.rows.next_rows(n)?;
+        Ok(Tensor::from_vec(
+            toks,
+            (n, self.context_size),
+            self.model.device(),
+        )?)
+    }
+
+    pub fn stream_state(&self) -> RowStreamState {
+        self.rows.state()
+    }
+    pub fn restore_stream(&mut self, s: RowStreamState) -> Result<()> {
+        self.rows.restore(s)
+    }
+}
+
+/// SAELens's `ActivationsStore` over a live model: an [`ActivationSource`] with the mixing buffer.
+pub struct ActivationStore {
+    cfg: ActivationStoreConfig,
+    llm: LlmBatcher,
+    d_in: usize,
+    buffer_size: usize,
+    /// Rows waiting in the mixing buffer (row-major `[n, d_in]`).
+    storage: Vec<f32>,
+    /// Rows cut from the last shuffled buffer and not yet served.
+    serving: Vec<f32>,
+    serving_pos: usize,
+    /// Buffer shuffles so far (keys the RNG of the next one).
+    refills: u64,
+    served_tokens: u64,
+}
+
+const STATE_VERSION: i64 = 1;
+
+fn bytes_tensor(b: &[u8]) -> Result<Tensor> {
+    Ok(Tensor::from_vec(b.to_vec(), b.len(), &Device::Cpu)?)
+}
+
+fn tensor_bytes(t: &Tensor) -> Result<Vec<u8>> {
+    Ok(t.to_dtype(DType::U8)?.flatten_all()?.to_vec1()?)
+}
+
+fn rows_tensor(v: &[f32], d: usize) -> Result<Tensor> {
+    Ok(Tensor::from_vec(
+        v.to_vec(),
+        (v.len() / d, d),
+        &Device::Cpu,
+    )?)
+}
+
+fn get_state<'a>(state: &'a HashMap<String, Tensor>, k: &str) -> Result<&'a Tensor> {
+    state.get(k).ok_or_else(|| {
+        Error::Invalid(format!(
+            "activation store state lacks `{k}` (a checkpoint from another source?)"
+        ))
+    })
+}
+
+impl ActivationStore {
+    /// Open the dataset and check the hook (an unknown hook name is an error listing the
+    /// nearest valid names).
+    pub fn new(model: Arc<HookedModel>, cfg: ActivationStoreConfig) -> Result<Self> {
+        Self::with_options(model, cfg, &LoadOptions::default())
+    }
+
+    /// As [`ActivationStore::new`], with hub settings for `hub:` datasets.
+    pub fn with_options(
+        model: Arc<HookedModel>,
+        cfg: ActivationStoreConfig,
+        opts: &LoadOptions,
+    ) -> Result<Self> {
+        if !(0.0..=1.0).contains(&cfg.activations_mixing_fraction) {
+            return Err(Error::Invalid(format!(
+                "activations_mixing_fraction must be in [0, 1], got {}",
+                cfg.activations_mixing_fraction
+            )));
+        }
+        let llm = LlmBatcher::new(
+            model,
+            &cfg,
+            &[(cfg.hook_name.clone(), cfg.hook_head_index)],
+            opts,
+        )?;
+        let d_in = llm.hooks()[0].d_in;
+        let buffer_size = cfg.n_batches_in_buffer * cfg.training_context_size()?;
+        Ok(ActivationStore {
+            cfg,
+            llm,
+            d_in,
+            buffer_size,
+            storage: Vec::new(),
+            serving: Vec::new(),
+            serving_pos: 0,
+            refills: 0,
+            served_tokens: 0,
+        })
+    }
+
+    pub fn config(&self) -> &ActivationStoreConfig {
+        &self.cfg
+    }
+    /// SAELens's mixing `buffer_size` in tokens (`n_batches_in_buffer × training_context_size`).
+    pub fn buffer_size(&self) -> usize {
+        self.buffer_size
+    }
+    /// Tokens served so far.
+    pub fn served_tokens(&self) -> u64 {
+        self.served_tokens
+    }
+    /// LLM batches run so far.
+    pub fn llm_batches(&self) -> u64 {
+        self.llm.n_batches
+    }
+    pub fn batcher(&self) -> &LlmBatcher {
+        &self.llm
+    }
+
+    /// SAELens's `get_batch_tokens`: the next `n` packed rows `[n, context_size]` (u32, on the
+    /// model's device) from the store's own row stream (used by evals; it advances the stream).
+    pub fn get_batch_tokens(&mut self, n: usize) -> Result<Tensor> {
+        self.llm.next_token_batch(n)
+    }
+
+    /// One filtered LLM batch `[n, d_in]` without mixing (SAELens's `get_filtered_llm_batch`).
+    pub fn get_filtered_llm_batch(&mut self) -> Result<(Vec<f32>, Vec<u32>)> {
+        let mut r = self.llm.next_raw()?;
+        Ok((r.acts.remove(0), r.tokens))
+    }
+
+    /// SAELens's `mixing_buffer` step: fill to `buffer_size`, permute, keep
+    /// `int(buffer_size · mix_fraction)` rows, cut the rest into whole batches to serve.
+    fn refill(&mut self, batch: usize) -> Result<()> {
+        if self.buffer_size < batch {
+            return Err(Error::Invalid(format!(
+                "Buffer size must be greater than or equal to batch size: n_batches_in_buffer × training_context_size = {} tokens < batch {batch} (raise n_batches_in_buffer)",
+                self.buffer_size
+            )));
+        }
+        let d = self.d_in;
+        // Rows cut for a different batch size and not served go back to the buffer front.
+        if self.serving_pos * d < self.serving.len() {
+            let mut rest = self.serving.split_off(self.serving_pos * d);
+            rest.extend_from_slice(&self.storage);
+            self.storage = rest;
+        }
+        self.serving.clear();
+        self.serving_pos = 0;
+        while self.storage.len() / d < self.buffer_size {
+            let (acts, _) = self.get_filtered_llm_batch()?;
+            self.storage.extend_from_slice(&acts);
+        }
+        let n = self.storage.len() / d;
+        let mix = self.cfg.activations_mixing_fraction;
+        if mix > 0.0 {
+            let perm = permutation(n, derive_seed(self.cfg.seed, &[0x4D49_5842, self.refills]));
+            let mut shuffled = Vec::with_capacity(self.storage.len());
+            for &i in &perm {
+                let i = i as usize;
+                shuffled.extend_from_slice(&self.storage[i * d..(i + 1) * d]);
+            }
+            self.storage = shuffled;
+        }
+        self.refills += 1;
+        let keep = (self.buffer_size as f64 * mix) as usize;
+        let num_to_serve = n.saturating_sub(keep);
+        let nb = (num_to_serve / batch).max(1);
+        let cutoff = nb * batch;
+        let rest = self.storage.split_off(cutoff * d);
+        self.serving = std::mem::replace(&mut self.storage, rest);
+        Ok(())
+    }
+}
+
+impl ActivationSource for ActivationStore {
+    fn d_in(&self) -> usize {
+        self.d_in
+    }
+
+    fn next_batch(&mut self, n: usize) -> Result<Tensor> {
+        if n == 0 {
+            return Err(Error::Invalid("batch size must be positive".into()));
+        }
+        let d = self.d_in;
+        if self.serving.len() / d - self.serving_pos < n {
+            self.refill(n)?;
+        }
+        let s = self.serving_pos * d;
+        let out = Tensor::from_vec(self.serving[s..s + n * d].to_vec(), (n, d), &Device::Cpu)?;
+        self.serving_pos += n;
+        self.served_tokens += n as u64;
+        Ok(out)
+    }
+
+    fn state(&self) -> Result<HashMap<String, Tensor>> {
+        let d = self.d_in;
+        let mut m = HashMap::new();
+        let meta = serde_json::json!({
+            "hook_name": self.cfg.hook_name,
+            "d_in": d,
+            "seed": self.cfg.seed,
+            "stream": self.llm.stream_state(),
+        });
+        m.insert(
+            "act_store.meta".into(),
+            bytes_tensor(meta.to_string().as_bytes())?,
+        );
+        m.insert(
+            "act_store.counters".into(),
+            Tensor::from_vec(
+                vec![
+                    STATE_VERSION,
+                    self.refills as i64,
+                    self.served_tokens as i64,
+                    self.llm.n_batches as i64,
+                    (self.storage.len() / d) as i64,
+                    (self.serving.len() / d - self.serving_pos) as i64,
+                ],
+                6,
+                &Device::Cpu,
+            )?,
+        );
+        // Zero-row tensors are avoided (one padding row, counted out by `counters`).
+        let pad = |v: &[f32]| -> Result<Tensor> {
+            if v.is_empty() {
+                rows_tensor(&vec![0f32; d], d)
+            } else {
+                rows_tensor(v, d)
+            }
+        };
+        m.insert("act_store.storage".into(), pad(&self.storage)?);
+        m.insert(
+            "act_store.serving".into(),
+            pad(&self.serving[self.serving_pos * d..])?,
+        );
+        Ok(m)
+    }
+
+    fn restore(&mut self, state: &HashMap<String, Tensor>) -> Result<()> {
+        let meta: serde_json::Value =
+            serde_json::from_slice(&tensor_bytes(get_state(state, "act_store.meta")?)?)
+                .map_err(|e| Error::Invalid(format!("activation store state: bad meta ({e})")))?;
+        let d = self.d_in;
+        if meta["hook_name"] != self.cfg.hook_name.as_str() || meta["d_in"] != d {
+            return Err(Error::Invalid(format!(
+                "activation store state is for hook {} (d_in {}), this store reads {} (d_in {d})",
+                meta["hook_name"], meta["d_in"], self.cfg.hook_name
+            )));
+        }
+        let stream: RowStreamState = serde_json::from_value(meta["stream"].clone())
+            .map_err(|e| Error::Invalid(format!("activation store state: bad stream ({e})")))?;
+        let c: Vec<i64> = get_state(state, "act_store.counters")?
+            .to_dtype(DType::I64)?
+            .to_vec1()?;
+        if c.len() != 6 || c[0] != STATE_VERSION {
+            return Err(Error::Invalid(
+                "activation store state: unknown counters layout".into(),
+            ));
+        }
+        let rows = |k: &str, n: i64| -> Result<Vec<f32>> {
+            let t = get_state(state, k)?.to_dtype(DType::F32)?;
+            let mut v: Vec<f32> = t.flatten_all()?.to_vec1()?;
+            v.truncate(n as usize * d);
+            if v.len() != n as usize * d {
+                return Err(Error::Invalid(format!(
+                    "activation store state: `{k}` too short"
+                )));
+            }
+            Ok(v)
+        };
+        self.storage = rows("act_store.storage", c[4])?;
+        self.serving = rows("act_store.serving", c[5])?;
+        self.serving_pos = 0;
+        self.refills = c[1] as u64;
+        self.served_tokens = c[2] as u64;
+        self.llm.n_batches = c[3] as u64;
+        self.llm.restore_stream(stream)?;
+        Ok(())
+    }
+}

@@ -1,0 +1,180 @@
+//! Synthetic activations with known ground-truth sparse features, and the recovery score.
+//!
+//! Each sample is `x = offset + Σ_i a_i F_i + noise`, where the `F_i` are random unit vectors
+//! in `d_in` dimensions, feature `i` is active independently with probability `feature_prob`
+//! and active magnitudes are uniform in `[min_magnitude, max_magnitude]`. The stream is a pure
+//! function of the seed and the number of samples drawn, so its [`ActivationSource::state`] is
+//! just the generator state.
+use super::config::SyntheticConfig;
+use super::rng::Rng;
+use super::ActivationSource;
+use crate::error::{Error, Result};
+use candle_core::{DType, Device, Tensor};
+use std::collections::HashMap;
+
+/// A deterministic synthetic [`ActivationSource`].
+#[derive(Clone, Debug)]
+pub struct SyntheticSource {
+    pub cfg: SyntheticConfig,
+    d_in: usize,
+    /// `[n_features, d_in]`, unit rows (row-major).
+    features: Vec<f32>,
+    offset: Vec<f32>,
+    rng: Rng,
+}
+
+impl SyntheticSource {
+    pub fn new(cfg: &SyntheticConfig, d_in: usize) -> Result<Self> {
+        if d_in == 0 || cfg.n_features == 0 {
+            return Err(Error::Config(
+                "synthetic: d_in and n_features must be positive".into(),
+            ));
+        }
+        let mut frng = Rng::new(cfg.seed ^ 0x5EED_FEA7);
+        let mut features = vec![0f32; cfg.n_features * d_in];
+        for row in features.chunks_mut(d_in) {
+            let v: Vec<f64> = (0..d_in).map(|_| frng.normal()).collect();
+            let n = v.iter().map(|x| x * x).sum::<f64>().sqrt();
+            for (r, x) in row.iter_mut().zip(v) {
+                *r = (x / n) as f32;
+            }
+        }
+        let offset = if cfg.offset_norm > 0.0 {
+            let v: Vec<f64> = (0..d_in).map(|_| frng.normal()).collect();
+            let n = v.iter().map(|x| x * x).sum::<f64>().sqrt();
+            v.iter().map(|x| (x / n * cfg.offset_norm) as f32).collect()
+        } else {
+            vec![0f32; d_in]
+        };
+        Ok(SyntheticSource {
+            cfg: cfg.clone(),
+            d_in,
+            features,
+            offset,
+            rng: Rng::new(cfg.seed),
+        })
+    }
+
+    /// The true feature directions `[n_features, d_in]`.
+    pub fn features(&self) -> Result<Tensor> {
+        Ok(Tensor::from_vec(
+            self.features.clone(),
+            (self.cfg.n_features, self.d_in),
+            &Device::Cpu,
+        )?)
+    }
+}
+
+impl ActivationSource for SyntheticSource {
+    fn d_in(&self) -> usize {
+        self.d_in
+    }
+    fn next_batch(&mut self, n: usize) -> Result<Tensor> {
+        let d = self.d_in;
+        let mut out = vec![0f32; n * d];
+        let c = &self.cfg;
+        for row in out.chunks_mut(d) {
+            row.copy_from_slice(&self.offset);
+            for i in 0..c.n_features {
+                if self.rng.uniform() < c.feature_prob {
+                    let a = self.rng.uniform_range(c.min_magnitude, c.max_magnitude) as f32;
+                    for (r, f) in row.iter_mut().zip(&self.features[i * d..(i + 1) * d]) {
+                        *r += a * f;
+                    }
+                }
+            }
+            if c.noise_std > 0.0 {
+                for r in row.iter_mut() {
+                    *r += (self.rng.normal() * c.noise_std) as f32;
+                }
+            }
+        }
+        Ok(Tensor::from_vec(out, (n, d), &Device::Cpu)?)
+    }
+    fn state(&self) -> Result<HashMap<String, Tensor>> {
+        let s = self.rng.state_u32();
+        Ok([("rng".to_string(), Tensor::from_vec(s, 8, &Device::Cpu)?)].into())
+    }
+    fn restore(&mut self, state: &HashMap<String, Tensor>) -> Result<()> {
+        let t = state
+            .get("rng")
+            .ok_or_else(|| Error::Invalid("synthetic source state has no `rng`".into()))?;
+        let v = t.to_dtype(DType::U32)?.to_vec1::<u32>()?;
+        self.rng = Rng::from_state_u32(&v)
+            .ok_or_else(|| Error::Invalid("synthetic source state: bad `rng`".into()))?;
+        Ok(())
+    }
+}
+
+/// Mean over true features of the best cosine similarity with a decoder row:
+/// `mean_i max_j cos(F_i, W_dec[j])`. `w_dec` `[d_sae, d_in]`, `true_features`
+/// `[n_features, d_in]`.
+pub fn recovery_score(w_dec: &Tensor, true_features: &Tensor) -> Result<f64> {
+    let norm = |t: &Tensor| -> Result<Tensor> {
+        let t = t.to_dtype(DType::F32)?;
+        let n = t
+            .sqr()?
+            .sum_keepdim(1)?
+            .sqrt()?
+            .clamp(1e-12f64, f64::INFINITY)?;
+        Ok(t.broadcast_div(&n)?)
+    };
+    let cos = norm(true_features)?.matmul(&norm(w_dec)?.t()?)?; // [n_feat, d_sae]
+    let best = cos.max(1)?;
+    Ok(best.mean_all()?.to_dtype(DType::F64)?.to_scalar::<f64>()?)
+}
+
+/// An in-memory [`ActivationSource`]: serves consecutive rows of a fixed `[N, d_in]` tensor,
+/// wrapping around at the end. Its state is the read position.
+#[derive(Clone, Debug)]
+pub struct InMemorySource {
+    data: Tensor,
+    pos: usize,
+}
+
+impl InMemorySource {
+    pub fn new(data: Tensor) -> Result<Self> {
+        if data.rank() != 2 || data.dim(0)? == 0 {
+            return Err(Error::Invalid(format!(
+                "InMemorySource needs a non-empty [N, d_in] tensor, got {:?}",
+                data.dims()
+            )));
+        }
+        Ok(InMemorySource {
+            data: data.to_dtype(DType::F32)?.to_device(&Device::Cpu)?,
+            pos: 0,
+        })
+    }
+}
+
+impl ActivationSource for InMemorySource {
+    fn d_in(&self) -> usize {
+        self.data.dim(1).unwrap_or(0)
+    }
+    fn next_batch(&mut self, n: usize) -> Result<Tensor> {
+        let total = self.data.dim(0)?;
+        let mut parts = vec![];
+        let mut left = n;
+        while left > 0 {
+            let take = left.min(total - self.pos);
+            parts.push(self.data.narrow(0, self.pos, take)?);
+            self.pos = (self.pos + take) % total;
+            left -= take;
+        }
+        Ok(Tensor::cat(&parts, 0)?.contiguous()?)
+    }
+    fn state(&self) -> Result<HashMap<String, Tensor>> {
+        Ok([(
+            "pos".to_string(),
+            Tensor::new(&[self.pos as i64], &Device::Cpu)?,
+        )]
+        .into())
+    }
+    fn restore(&mut self, state: &HashMap<String, Tensor>) -> Result<()> {
+        let p = state
+            .get("pos")
+            .ok_or_else(|| Error::Invalid("in-memory source state has no `pos`".into()))?;
+        self.pos = p.to_vec1::<i64>()?[0] as usize;
+        Ok(())
+    }
+}
