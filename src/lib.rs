@@ -5,15 +5,15 @@
 //!
 //! The README follows (its quickstart is compiled and run as a doctest).
 #![doc = include_str!("../README.md")]
+pub mod data;
 pub mod error;
+pub mod eval;
 pub mod hooks;
 pub mod model;
-pub mod data;
-pub mod eval;
 pub mod sae;
+pub mod tokenizer;
 pub mod toy;
 pub mod train;
-pub mod tokenizer;
 pub mod viz;
 
 pub use candle_core::{DType, Device, IndexOp, Tensor, D};

@@ -16,8 +16,8 @@ pub trait ActivationSource {
     /// Continue from a saved `state`.
     fn restore(&mut self, state: &HashMap<String, Tensor>) -> Result<()>;
 }
-pub mod activations;
 pub mod act_cache;
+pub mod activations;
 
 // The trainer (SAELens's SAETrainer and training SAEs).
 pub mod arch;
