@@ -50,25 +50,7 @@ pub(crate) fn config(hf: &Value, model_name: &str) -> Result<ModelConfig> {
             "gemma2 with `attention_bias: true` is not supported".into(),
         ));
     }
-    let rope = hf.get("rope_parameters").filter(|v| v.is_object());
-    let rope_type = rope
-        .and_then(|r| r.get("rope_type"))
-        .or_else(|| {
-            hf.get("rope_scaling")
-                .and_then(|s| s.get("rope_type").or_else(|| s.get("type")))
-        })
-        .and_then(|v| v.as_str())
-        .unwrap_or("default");
-    if rope_type != "default" {
-        return Err(Error::Config(format!(
-            "gemma2 rope type `{rope_type}` is not supported (only default RoPE)"
-        )));
-    }
-    let rope_theta = rope
-        .and_then(|r| r.get("rope_theta"))
-        .and_then(|v| v.as_f64())
-        .or_else(|| f("rope_theta"))
-        .unwrap_or(10000.0);
+    let rope_theta = super::llama::default_rope_theta(hf, "gemma2")?;
     // Sliding-window layers: `layer_types` (newer configs), else HF's and TL's default of
     // even layers local, odd layers global.
     let window_size = u("sliding_window");

@@ -29,27 +29,7 @@ pub(crate) fn config(hf: &Value, model_name: &str) -> Result<ModelConfig> {
             )));
         }
     }
-    // transformers >= 5 writes `rope_parameters: {rope_type, rope_theta}`; older configs have
-    // `rope_theta` and `rope_scaling` at the top level.
-    let rope = hf.get("rope_parameters").filter(|v| v.is_object());
-    let rope_type = rope
-        .and_then(|r| r.get("rope_type"))
-        .or_else(|| {
-            hf.get("rope_scaling")
-                .and_then(|s| s.get("rope_type").or_else(|| s.get("type")))
-        })
-        .and_then(|v| v.as_str())
-        .unwrap_or("default");
-    if rope_type != "default" {
-        return Err(Error::Config(format!(
-            "llama rope type `{rope_type}` is not supported yet (only default RoPE)"
-        )));
-    }
-    let rope_theta = rope
-        .and_then(|r| r.get("rope_theta"))
-        .or_else(|| hf.get("rope_theta"))
-        .and_then(|v| v.as_f64())
-        .unwrap_or(10000.0);
+    let rope_theta = default_rope_theta(hf, "llama")?;
     let cfg = ModelConfig {
         model_name: model_name.to_string(),
         architecture: Architecture::Llama,
@@ -81,6 +61,31 @@ pub(crate) fn config(hf: &Value, model_name: &str) -> Result<ModelConfig> {
     };
     cfg.validate()?;
     Ok(cfg)
+}
+
+/// The RoPE base of an HF config; only default RoPE is supported. transformers >= 5 writes
+/// `rope_parameters: {rope_type, rope_theta}`; older configs have `rope_theta` and
+/// `rope_scaling` at the top level.
+pub(crate) fn default_rope_theta(hf: &Value, arch: &str) -> Result<f64> {
+    let rope = hf.get("rope_parameters").filter(|v| v.is_object());
+    let rope_type = rope
+        .and_then(|r| r.get("rope_type"))
+        .or_else(|| {
+            hf.get("rope_scaling")
+                .and_then(|s| s.get("rope_type").or_else(|| s.get("type")))
+        })
+        .and_then(|v| v.as_str())
+        .unwrap_or("default");
+    if rope_type != "default" {
+        return Err(Error::Config(format!(
+            "{arch} rope type `{rope_type}` is not supported yet (only default RoPE)"
+        )));
+    }
+    Ok(rope
+        .and_then(|r| r.get("rope_theta"))
+        .or_else(|| hf.get("rope_theta"))
+        .and_then(|v| v.as_f64())
+        .unwrap_or(10000.0))
 }
 
 /// HF-layout llama tensors → TL state dict. The TL-shaped tensors are strided views of the

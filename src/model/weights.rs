@@ -99,47 +99,40 @@ impl TensorSource for SafetensorsSource {
 /// Validate a safetensors header and that the file is as long as the header says, so a
 /// truncated file gives a clear error instead of a fault while mapped.
 fn check_safetensors_header(path: &Path) -> Result<()> {
+    safetensors_layout_problem(path).map_err(|reason| Error::model_file(path, reason))
+}
+
+/// Why `path` is not a complete safetensors file (unreadable, truncated, corrupt header), if it
+/// is not; used before memory-mapping so that a bad file gives a message, not a fault.
+pub(crate) fn safetensors_layout_problem(path: &Path) -> std::result::Result<(), String> {
     use std::io::Read;
-    let mut f = std::fs::File::open(path).map_err(|e| Error::model_file(path, e))?;
-    let len = f.metadata().map_err(|e| Error::model_file(path, e))?.len();
+    let mut f = std::fs::File::open(path).map_err(|e| e.to_string())?;
+    let len = f.metadata().map_err(|e| e.to_string())?.len();
     let mut n = [0u8; 8];
-    f.read_exact(&mut n).map_err(|_| {
-        Error::model_file(
-            path,
-            "file is shorter than a safetensors header (truncated?)",
-        )
-    })?;
+    f.read_exact(&mut n)
+        .map_err(|_| format!("truncated: {len} bytes is shorter than a safetensors header"))?;
     let n = u64::from_le_bytes(n);
     if n > len.saturating_sub(8) || n > 100 << 20 {
-        return Err(Error::model_file(
-            path,
-            format!("corrupt safetensors header (header length {n}, file length {len})"),
+        return Err(format!(
+            "not a safetensors file, or truncated (header length {n}, file length {len})"
         ));
     }
     let mut buf = vec![0u8; n as usize];
-    f.read_exact(&mut buf)
-        .map_err(|e| Error::model_file(path, e))?;
-    let header: serde_json::Value = serde_json::from_slice(&buf)
-        .map_err(|e| Error::model_file(path, format!("corrupt safetensors header: {e}")))?;
-    let mut end = 0u64;
-    if let Some(obj) = header.as_object() {
-        for (k, v) in obj {
-            if k == "__metadata__" {
-                continue;
-            }
-            if let Some(off) = v.get("data_offsets").and_then(|o| o.as_array()) {
-                end = end.max(off.get(1).and_then(|x| x.as_u64()).unwrap_or(0));
-            }
-        }
-    }
+    f.read_exact(&mut buf).map_err(|e| e.to_string())?;
+    let header: serde_json::Value =
+        serde_json::from_slice(&buf).map_err(|e| format!("corrupt safetensors header: {e}"))?;
+    let end = header
+        .as_object()
+        .into_iter()
+        .flatten()
+        .filter(|(k, _)| *k != "__metadata__")
+        .filter_map(|(_, v)| v.get("data_offsets")?.as_array()?.get(1)?.as_u64())
+        .max()
+        .unwrap_or(0);
     if 8 + n + end > len {
-        return Err(Error::model_file(
-            path,
-            format!(
-                "truncated: the header describes {} bytes of data but the file has {}",
-                end,
-                len - 8 - n
-            ),
+        return Err(format!(
+            "truncated: the header describes {end} bytes of tensor data but the file has {}",
+            len - 8 - n
         ));
     }
     Ok(())

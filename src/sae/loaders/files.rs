@@ -41,50 +41,9 @@ fn file_len(path: &Path) -> Result<u64> {
 
 /// All tensors of a safetensors file, on `device`, dtype unchanged.
 pub(crate) fn read_safetensors(path: &Path, device: &Device) -> Result<TensorMap> {
-    use std::io::Read;
-    let len = file_len(path)?;
-    // Header sanity first, for a precise message on truncated files.
-    let mut f = std::fs::File::open(path).map_err(|e| Error::sae_file(path, e))?;
-    let mut n = [0u8; 8];
-    f.read_exact(&mut n).map_err(|_| {
-        Error::sae_file(
-            path,
-            format!("truncated: {len} bytes is shorter than a safetensors header"),
-        )
-    })?;
-    let n = u64::from_le_bytes(n);
-    if n > len.saturating_sub(8) || n > 100 << 20 {
-        return Err(Error::sae_file(
-            path,
-            format!("not a safetensors file, or truncated (header length {n}, file length {len})"),
-        ));
-    }
-    let mut buf = vec![0u8; n as usize];
-    f.read_exact(&mut buf)
-        .map_err(|e| Error::sae_file(path, e))?;
-    let header: serde_json::Value = serde_json::from_slice(&buf)
-        .map_err(|e| Error::sae_file(path, format!("corrupt safetensors header: {e}")))?;
-    let mut end = 0u64;
-    if let Some(obj) = header.as_object() {
-        for (k, v) in obj {
-            if k == "__metadata__" {
-                continue;
-            }
-            if let Some(off) = v.get("data_offsets").and_then(|o| o.as_array()) {
-                end = end.max(off.get(1).and_then(|x| x.as_u64()).unwrap_or(0));
-            }
-        }
-    }
-    if 8 + n + end > len {
-        return Err(Error::sae_file(
-            path,
-            format!(
-                "truncated: the header describes {end} bytes of tensor data but the file has {}",
-                len - 8 - n
-            ),
-        ));
-    }
-    drop(f);
+    file_len(path)?;
+    crate::model::weights::safetensors_layout_problem(path)
+        .map_err(|reason| Error::sae_file(path, reason))?;
     guard(path, "safetensors", || {
         // SAFETY: read-only mapping of a file we do not modify while it is mapped.
         let st = unsafe { candle_core::safetensors::MmapedSafetensors::new(path) }
