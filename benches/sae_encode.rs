@@ -6,14 +6,8 @@
 use saescope::{Device, Sae, SaeConfig, Tensor};
 use std::collections::HashMap;
 use std::time::Instant;
-
-fn arg<T: std::str::FromStr>(args: &[String], name: &str, default: T) -> T {
-    args.iter()
-        .position(|a| a == name)
-        .and_then(|i| args.get(i + 1))
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(default)
-}
+mod common;
+use common::arg;
 
 fn main() {
     let args: Vec<String> = std::env::args().collect();

@@ -240,40 +240,63 @@ impl Trainer {
         let x = self.scale(batch.to_dtype(DType::F32)?)?;
         let dead = self.dead_mask();
         let coefs = self.coefficient_values();
-        let out = self.sae.training_forward(&x, &dead, &coefs)?;
-
-        // Dead-latent and sparsity statistics.
-        let counts = ops::fire_counts(&out.feature_acts)?;
-        for ((nf, af), c) in self
-            .n_forward_passes_since_fired
-            .iter_mut()
-            .zip(self.act_freq_scores.iter_mut())
-            .zip(&counts)
-        {
-            *nf += 1.0;
-            if *c > 0.0 {
-                *nf = 0.0;
+        let (g, metrics) = match self.sae.fused_topk_step(&x, &dead)? {
+            Some(f) => {
+                self.record_firing(&f.fire_counts);
+                let metrics = if want_metrics {
+                    self.step_metrics(
+                        f.loss,
+                        &f.losses,
+                        &[],
+                        &f.sae_out,
+                        &x,
+                        &f.fire_counts,
+                        &dead,
+                        n,
+                    )?
+                } else {
+                    vec![]
+                };
+                (f.grads, metrics)
             }
-            *af += *c;
-        }
-        self.n_frac_active_samples += self.cfg.train_batch_size_tokens as u64;
-
-        let metrics = if want_metrics {
-            self.step_metrics(&out, &x, &counts, &dead, n)?
-        } else {
-            vec![]
+            None => {
+                let out = self.sae.training_forward(&x, &dead, &coefs)?;
+                let counts = ops::fire_counts(&out.feature_acts)?;
+                self.record_firing(&counts);
+                let metrics = if want_metrics {
+                    let s = |t: &Tensor| -> Result<f64> {
+                        Ok(t.to_dtype(DType::F64)?.to_scalar::<f64>()?)
+                    };
+                    let losses = out
+                        .losses
+                        .iter()
+                        .map(|(k, l)| Ok((k.clone(), s(l)?)))
+                        .collect::<Result<Vec<_>>>()?;
+                    let sae_out = out.sae_out.detach();
+                    self.step_metrics(
+                        s(&out.loss)?,
+                        &losses,
+                        &out.metrics,
+                        &sae_out,
+                        &x,
+                        &counts,
+                        &dead,
+                        n,
+                    )?
+                } else {
+                    vec![]
+                };
+                let grads = out.loss.backward()?;
+                let g: Vec<Option<Tensor>> = self
+                    .sae
+                    .params
+                    .vars
+                    .iter()
+                    .map(|v| grads.get(v.as_tensor()).cloned())
+                    .collect();
+                (g, metrics)
+            }
         };
-
-        // Backward, clip, Adam, schedulers.
-        let grads = out.loss.backward()?;
-        let g: Vec<Option<Tensor>> = self
-            .sae
-            .params
-            .vars
-            .iter()
-            .map(|v| grads.get(v.as_tensor()).cloned())
-            .collect();
-        drop(grads);
         let scale = match self.cfg.max_grad_norm {
             Some(m) => clip_grad_norm_coef(&g, m)?.1,
             None => 1.0,
@@ -287,17 +310,37 @@ impl Trainer {
         Ok(metrics)
     }
 
+    /// Firing bookkeeping (SAELens's `n_forward_passes_since_fired`, `act_freq_scores`).
+    fn record_firing(&mut self, counts: &[f32]) {
+        for ((nf, af), c) in self
+            .n_forward_passes_since_fired
+            .iter_mut()
+            .zip(self.act_freq_scores.iter_mut())
+            .zip(counts)
+        {
+            *nf += 1.0;
+            if *c > 0.0 {
+                *nf = 0.0;
+            }
+            *af += *c;
+        }
+        self.n_frac_active_samples += self.cfg.train_batch_size_tokens as u64;
+    }
+
+    #[allow(clippy::too_many_arguments)]
     fn step_metrics(
         &self,
-        out: &super::arch::StepOutput,
+        loss: f64,
+        losses: &[(String, f64)],
+        extra: &[(String, f64)],
+        sae_out: &Tensor,
         x: &Tensor,
         counts: &[f32],
         dead: &[bool],
         n: usize,
     ) -> Result<Metrics> {
         let s = |t: &Tensor| -> Result<f64> { Ok(t.to_dtype(DType::F64)?.to_scalar::<f64>()?) };
-        let sae_out = out.sae_out.detach();
-        let per_tok = (&sae_out - x)?.sqr()?.sum(D::Minus1)?;
+        let per_tok = (sae_out - x)?.sqr()?.sum(D::Minus1)?;
         let mean_x = x.mean_keepdim(0)?;
         let total_var = x.broadcast_sub(&mean_x)?.sqr()?.sum(D::Minus1)?;
         let ev = 1.0 - s(&per_tok.mean(0)?)? / s(&total_var.mean(0)?)?;
@@ -310,7 +353,7 @@ impl Trainer {
             .sqrt();
         let l0 = counts.iter().map(|c| *c as f64).sum::<f64>() / n as f64;
         let mut m: Metrics = vec![
-            ("losses/overall_loss".into(), s(&out.loss)?),
+            ("losses/overall_loss".into(), loss),
             ("metrics/explained_variance".into(), ev),
             ("metrics/explained_variance_legacy".into(), lm),
             ("metrics/explained_variance_legacy_std".into(), lstd),
@@ -339,10 +382,10 @@ impl Trainer {
         for (name, c) in &self.coefficients {
             m.push((format!("details/{name}_coefficient"), c.value()));
         }
-        for (name, l) in &out.losses {
-            m.push((format!("losses/{name}"), s(l)?));
+        for (name, l) in losses {
+            m.push((format!("losses/{name}"), *l));
         }
-        for (name, v) in &out.metrics {
+        for (name, v) in extra {
             m.push((format!("metrics/{name}"), *v));
         }
         Ok(m)

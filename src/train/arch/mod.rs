@@ -14,6 +14,7 @@ pub mod gated;
 pub mod jumprelu;
 pub mod standard;
 pub mod topk;
+pub mod topk_fused;
 
 /// Named trainable parameters, in a fixed order (the order of the optimiser state).
 #[derive(Clone, Debug)]
@@ -184,6 +185,9 @@ pub struct TrainingSae {
     pub cfg: TrainSaeConfig,
     pub params: Params,
     pub arch: Box<dyn TrainArch>,
+    /// Use the fused CPU step where one exists ([`topk_fused`]; default `true`). `false` forces
+    /// the autograd graph (same maths; used to check the kernels).
+    pub use_fused_kernels: bool,
 }
 
 /// `‖W_dec[i]‖` per latent (graph-tracked).
@@ -228,6 +232,7 @@ impl TrainingSae {
             cfg: cfg.clone(),
             params,
             arch,
+            use_fused_kernels: true,
         })
     }
 

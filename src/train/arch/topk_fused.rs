@@ -1,0 +1,391 @@
+//! A fused CPU training step for `topk` SAEs: forward, MSE + AuxK losses and every parameter
+//! gradient, computed from the selected `(latent, value)` pairs only — no dense
+//! `[batch, d_sae]` activation, mask or gradient tensor is ever built. The only dense work is
+//! the encoder product `x̃ W_enc` (one matmul), the per-row top-`k` scan over it, and the
+//! dense `[d_in, d_sae]` parameter gradients Adam needs anyway.
+//!
+//! The maths is the graph path's ([`super::topk`]): with `r = ‖W_dec‖` rescaling, latents are
+//! ranked by `h · r` but decode with `(h·r / r) W_dec = h W_dec`, so the gradient through `r`
+//! cancels exactly (the autograd graph computes the same two terms and they sum to 0). For
+//! each row `n`, with `S` its top-`k` (value > 0) and `A` its AuxK selection among dead
+//! latents:
+//!
+//! - `x̂ = Σ_{j∈S} h_j W_dec[j] + b_dec`, `e = x̂ − x`, `mse = mean_n ‖e‖²`, `g = 2e / N`;
+//! - `a = Σ_{j∈A} h_j W_dec[j] + e`, `aux = c · scale · mean_n ‖a‖²`, `g_a = 2 c scale a / N`;
+//! - `∂W_dec[j] = Σ_{n: j∈S} h_j g + Σ_{n: j∈A} h_j g_a`, `∂h_j = g·W_dec[j] (+ g_a·W_dec[j])`;
+//! - `∂W_enc[:, j] = Σ_n x̃ ∂h_j`, `∂b_enc = Σ_n ∂h`, `∂b_dec = Σ_n g − W_enc ∂b_enc` (the last
+//!   term only when `b_dec` is subtracted from the input).
+//!
+//! Every reduction runs in a fixed order, so results do not depend on thread scheduling
+//! (resumed runs stay bit-identical).
+use super::TrainingSae;
+use crate::error::Result;
+use crate::sae::Architecture;
+use crate::train::ops::with_f32;
+use candle_core::{DType, Tensor};
+use rayon::prelude::*;
+
+/// What a fused step returns: the losses, the reconstruction, per-latent firing counts and
+/// the gradients (in parameter order).
+pub struct FusedStep {
+    pub loss: f64,
+    pub losses: Vec<(String, f64)>,
+    pub sae_out: Tensor,
+    pub fire_counts: Vec<f32>,
+    pub grads: Vec<Option<Tensor>>,
+}
+
+/// Rows per parallel work item.
+const ROWS: usize = 64;
+
+/// The `k` best indices by `keys` (descending, ties to the lower index, as
+/// [`crate::train::ops::topk_mask`]; NaN keys never selected), among `cols` if given. Small
+/// `k`: one pass keeping the current best `k`; large `k`: a linear-time selection.
+fn top_k(k: usize, keys: &[f32], cols: Option<&[u32]>) -> Vec<u32> {
+    let n = cols.map_or(keys.len(), |c| c.len());
+    let col = |i: usize| cols.map_or(i as u32, |c| c[i]);
+    if k > 64 || k >= n {
+        let mut all: Vec<(u32, f32)> = (0..n)
+            .map(|i| (col(i), keys[col(i) as usize]))
+            .filter(|p| !p.1.is_nan())
+            .collect();
+        if k < all.len() {
+            all.select_nth_unstable_by(k.max(1) - 1, |a, b| {
+                b.1.total_cmp(&a.1).then(a.0.cmp(&b.0))
+            });
+        }
+        all.truncate(k);
+        return all.into_iter().map(|(j, _)| j).collect();
+    }
+    let mut best: Vec<(u32, f32)> = Vec::with_capacity(k);
+    let mut i = 0;
+    while best.len() < k && i < n {
+        let v = keys[col(i) as usize];
+        if !v.is_nan() {
+            best.push((col(i), v));
+        }
+        i += 1;
+    }
+    if best.len() < k {
+        return best.into_iter().map(|(j, _)| j).collect();
+    }
+    /// The position and key of the current k-th entry.
+    fn kth(best: &[(u32, f32)]) -> (usize, f32) {
+        let beats = |a: (u32, f32), b: (u32, f32)| a.1 > b.1 || (a.1 == b.1 && a.0 < b.0);
+        let w = (0..best.len()).fold(0, |w, i| if beats(best[w], best[i]) { i } else { w });
+        (w, best[w].1)
+    }
+    fn replace(best: &mut [(u32, f32)], worst: usize, j: u32, v: f32) -> (usize, f32) {
+        best[worst] = (j, v);
+        kth(best)
+    }
+    let (mut worst, mut cut) = kth(&best);
+    match cols {
+        None => {
+            for (j, &v) in keys.iter().enumerate().skip(i) {
+                if v > cut {
+                    (worst, cut) = replace(&mut best, worst, j as u32, v);
+                }
+            }
+        }
+        Some(c) => {
+            for &j in &c[i..] {
+                let v = keys[j as usize];
+                if v > cut {
+                    (worst, cut) = replace(&mut best, worst, j, v);
+                }
+            }
+        }
+    }
+    best.into_iter().map(|(j, _)| j).collect()
+}
+
+/// `Σ_i c_i · rows[i]` added into `out`.
+fn axpy(out: &mut [f32], c: f32, row: &[f32]) {
+    for (o, r) in out.iter_mut().zip(row) {
+        *o += c * r;
+    }
+}
+
+/// `a · b` with 16 independent accumulators (a plain `sum()` is one serial chain of adds that
+/// the compiler may not reorder, hence not vectorise).
+fn dot(a: &[f32], b: &[f32]) -> f32 {
+    let mut acc = [0f32; 16];
+    let (ca, cb) = (a.chunks_exact(16), b.chunks_exact(16));
+    let tail: f32 = ca
+        .remainder()
+        .iter()
+        .zip(cb.remainder())
+        .map(|(x, y)| x * y)
+        .sum();
+    for (x, y) in ca.zip(cb) {
+        for i in 0..16 {
+            acc[i] += x[i] * y[i];
+        }
+    }
+    acc.iter().sum::<f32>() + tail
+}
+
+/// One selected pair in the backward pass, grouped by latent.
+#[derive(Clone, Copy)]
+struct Entry {
+    row: u32,
+    /// The activation `h` (coefficient of `W_dec[j]` in the decode).
+    value: f32,
+    /// `∂loss/∂h`.
+    dh: f32,
+    aux: bool,
+}
+
+impl TrainingSae {
+    /// The fused step when it applies (per-row `topk`, CPU, f32), else `None` (use the graph).
+    pub fn fused_topk_step(&self, x: &Tensor, dead: &[bool]) -> Result<Option<FusedStep>> {
+        if !self.use_fused_kernels
+            || self.cfg.architecture != Architecture::TopK
+            || !x.device().is_cpu()
+            || x.dtype() != DType::F32
+        {
+            return Ok(None);
+        }
+        Ok(Some(self.topk_step(x, dead)?))
+    }
+
+    fn topk_step(&self, x: &Tensor, dead: &[bool]) -> Result<FusedStep> {
+        let p = &self.params;
+        let cfg = &self.cfg;
+        let (n, d) = x.dims2()?;
+        let s = cfg.d_sae;
+        let k = (cfg.k as usize).min(s);
+        let get =
+            |name: &str| -> Result<Vec<f32>> { with_f32(&p.get(name)?.detach(), |v| v.to_vec()) };
+        let (w_dec, b_dec, b_enc) = (get("W_dec")?, get("b_dec")?, get("b_enc")?);
+        let w_enc_t = with_f32(&p.get("W_enc")?.detach().t()?.contiguous()?, |v| v.to_vec())?;
+        let xv = with_f32(x, |v| v.to_vec())?;
+        let xc: Vec<f32> = if cfg.apply_b_dec_to_input {
+            xv.par_chunks(d)
+                .flat_map_iter(|r| r.iter().zip(&b_dec).map(|(a, b)| a - b))
+                .collect()
+        } else {
+            xv.clone()
+        };
+        let key_scale: Option<Vec<f32>> = cfg
+            .rescale_acts_by_decoder_norm
+            .then(|| w_dec.par_chunks(d).map(|r| dot(r, r).sqrt()).collect());
+        // Dense pre-activations (without b_enc), one matmul.
+        let xc_t = Tensor::from_slice(&xc, (n, d), x.device())?;
+        let h = xc_t.matmul(&p.get("W_enc")?.detach())?;
+        drop(xc_t);
+        let dead_cols: Vec<u32> = (0..s as u32).filter(|&j| dead[j as usize]).collect();
+        let n_dead = dead_cols.len();
+        let k_aux_full = d / 2;
+        let k_aux = k_aux_full.min(n_dead);
+        let aux_scale = (n_dead as f64 / k_aux_full as f64).min(1.0);
+        let aux_coef = cfg.aux_loss_coefficient * aux_scale;
+
+        // Selection: per row, top-k (positive values fire) and AuxK among dead latents.
+        type Sel = (Vec<(u32, f32)>, Vec<(u32, f32)>);
+        let sel: Vec<Sel> = with_f32(&h, |hv| {
+            hv.par_chunks(s)
+                .map_init(
+                    || vec![0f32; s],
+                    |keys, hr| {
+                        // keys = (h + b_enc) (· ‖W_dec‖), the values decode uses are h + b_enc
+                        match &key_scale {
+                            Some(r) => {
+                                for (((kj, h), b), r) in keys.iter_mut().zip(hr).zip(&b_enc).zip(r)
+                                {
+                                    *kj = (h + b) * r;
+                                }
+                            }
+                            None => {
+                                for ((kj, h), b) in keys.iter_mut().zip(hr).zip(&b_enc) {
+                                    *kj = h + b;
+                                }
+                            }
+                        }
+                        let pair = |j: u32| (j, hr[j as usize] + b_enc[j as usize]);
+                        let top: Vec<(u32, f32)> = top_k(k, keys, None)
+                            .into_iter()
+                            .filter(|&j| keys[j as usize] > 0.0)
+                            .map(pair)
+                            .collect();
+                        let aux = if k_aux > 0 {
+                            top_k(k_aux, keys, Some(&dead_cols))
+                                .into_iter()
+                                .map(pair)
+                                .collect()
+                        } else {
+                            vec![]
+                        };
+                        (top, aux)
+                    },
+                )
+                .collect()
+        })?;
+        drop(h);
+
+        // Forward: reconstruction, losses, and the output gradients per row.
+        let scale_mse = 2.0 / n as f32;
+        let scale_aux = (2.0 * aux_coef / n as f64) as f32;
+        let mut out = vec![0f32; n * d];
+        let mut g_out = vec![0f32; n * d];
+        let mut g_aux = vec![0f32; n * d];
+        let mut sums: Vec<(f64, f64)> = vec![(0.0, 0.0); n.div_ceil(ROWS)];
+        let wrow = |j: u32| &w_dec[j as usize * d..(j as usize + 1) * d];
+        out.par_chunks_mut(ROWS * d)
+            .zip(g_out.par_chunks_mut(ROWS * d))
+            .zip(g_aux.par_chunks_mut(ROWS * d))
+            .zip(sums.par_iter_mut())
+            .enumerate()
+            .for_each(|(c, (((o, g), ga), sum))| {
+                let rows = o.chunks_mut(d).zip(g.chunks_mut(d)).zip(ga.chunks_mut(d));
+                for (i, ((orow, grow), garow)) in rows.enumerate() {
+                    let r = c * ROWS + i;
+                    let (top, aux) = &sel[r];
+                    orow.copy_from_slice(&b_dec);
+                    for &(j, v) in top {
+                        axpy(orow, v, wrow(j));
+                    }
+                    let xr = &xv[r * d..(r + 1) * d];
+                    for ((gj, oj), xj) in grow.iter_mut().zip(orow.iter()).zip(xr) {
+                        let e = oj - xj;
+                        sum.0 += (e as f64) * (e as f64);
+                        *gj = e;
+                    }
+                    if k_aux > 0 {
+                        // a = Σ_A h W_dec[j] − sg(x − x̂) = Σ_A h W_dec[j] + e
+                        garow.copy_from_slice(grow);
+                        for &(j, v) in aux {
+                            axpy(garow, v, wrow(j));
+                        }
+                        for a in garow.iter_mut() {
+                            sum.1 += (*a as f64) * (*a as f64);
+                            *a *= scale_aux;
+                        }
+                    }
+                    grow.iter_mut().for_each(|gj| *gj *= scale_mse);
+                }
+            });
+        let (se, sa): (f64, f64) = sums
+            .iter()
+            .fold((0.0, 0.0), |acc, s| (acc.0 + s.0, acc.1 + s.1));
+        let mse = se / n as f64;
+        let aux_loss = aux_coef * sa / n as f64;
+
+        // Backward: ∂h for every selected pair, grouped by latent.
+        let mut counts = vec![0usize; s];
+        for (top, aux) in &sel {
+            for &(j, _) in top.iter().chain(aux) {
+                counts[j as usize] += 1;
+            }
+        }
+        let mut start = vec![0usize; s + 1];
+        for j in 0..s {
+            start[j + 1] = start[j] + counts[j];
+        }
+        let dh_rows: Vec<Vec<f32>> = sel
+            .par_iter()
+            .enumerate()
+            .map(|(r, (top, aux))| {
+                let g = &g_out[r * d..(r + 1) * d];
+                let mut v: Vec<f32> = top.iter().map(|&(j, _)| dot(g, wrow(j))).collect();
+                if k_aux > 0 {
+                    let ga = &g_aux[r * d..(r + 1) * d];
+                    v.extend(aux.iter().map(|&(j, _)| dot(ga, wrow(j))));
+                }
+                v
+            })
+            .collect();
+        let mut entries = vec![
+            Entry {
+                row: 0,
+                value: 0.0,
+                dh: 0.0,
+                aux: false
+            };
+            start[s]
+        ];
+        let mut fill = start.clone();
+        for (r, ((top, aux), dh)) in sel.iter().zip(&dh_rows).enumerate() {
+            let tagged = top
+                .iter()
+                .map(|p| (p, false))
+                .chain(aux.iter().map(|p| (p, true)));
+            for ((&(j, value), is_aux), &dh) in tagged.zip(dh) {
+                entries[fill[j as usize]] = Entry {
+                    row: r as u32,
+                    value,
+                    dh,
+                    aux: is_aux,
+                };
+                fill[j as usize] += 1;
+            }
+        }
+        drop(dh_rows);
+        let mut gw_dec = vec![0f32; s * d];
+        let mut gw_enc_t = vec![0f32; s * d];
+        let mut gb_enc = vec![0f32; s];
+        gw_dec
+            .par_chunks_mut(d)
+            .zip(gw_enc_t.par_chunks_mut(d))
+            .zip(gb_enc.par_iter_mut())
+            .enumerate()
+            .for_each(|(j, ((gd, ge), gb))| {
+                for e in &entries[start[j]..start[j + 1]] {
+                    let r = e.row as usize;
+                    let g = if e.aux { &g_aux } else { &g_out };
+                    axpy(gd, e.value, &g[r * d..(r + 1) * d]);
+                    axpy(ge, e.dh, &xc[r * d..(r + 1) * d]);
+                    *gb += e.dh;
+                }
+            });
+        drop(entries);
+        // ∂b_dec = Σ_n g − W_enc ∂b_enc (when b_dec is subtracted from the input).
+        let mut gb_dec: Vec<f64> = vec![0.0; d];
+        for row in g_out.chunks(d) {
+            for (a, b) in gb_dec.iter_mut().zip(row) {
+                *a += *b as f64;
+            }
+        }
+        if cfg.apply_b_dec_to_input {
+            for (j, &gb) in gb_enc.iter().enumerate() {
+                let wr = &w_enc_t[j * d..(j + 1) * d];
+                for (a, w) in gb_dec.iter_mut().zip(wr) {
+                    *a -= (gb * w) as f64;
+                }
+            }
+        }
+        let dev = x.device();
+        let gw_enc = Tensor::from_vec(gw_enc_t, (s, d), dev)?.t()?.contiguous()?;
+        let gw_dec = Tensor::from_vec(gw_dec, (s, d), dev)?;
+        let gb_dec = Tensor::from_vec(gb_dec.iter().map(|v| *v as f32).collect(), d, dev)?;
+        let gb_enc = Tensor::from_vec(gb_enc, s, dev)?;
+        let grads = p
+            .names
+            .iter()
+            .map(|name| match name.as_str() {
+                "W_enc" => Some(gw_enc.clone()),
+                "W_dec" => Some(gw_dec.clone()),
+                "b_dec" => Some(gb_dec.clone()),
+                "b_enc" => Some(gb_enc.clone()),
+                _ => None,
+            })
+            .collect();
+        let mut fire = vec![0f32; s];
+        for (top, _) in &sel {
+            for &(j, _) in top {
+                fire[j as usize] += 1.0;
+            }
+        }
+        Ok(FusedStep {
+            loss: mse + aux_loss,
+            losses: vec![
+                ("mse_loss".into(), mse),
+                ("auxiliary_reconstruction_loss".into(), aux_loss),
+            ],
+            sae_out: Tensor::from_vec(out, (n, d), dev)?,
+            fire_counts: fire,
+            grads,
+        })
+    }
+}

@@ -1,0 +1,133 @@
+//! The fused top-k training step (`src/train/arch/topk_fused.rs`) against the autograd graph
+//! (whose losses and gradients are checked against SAELens in `tests/train.rs`): same losses,
+//! reconstruction, firing counts and gradients, with and without decoder-norm rescaling and
+//! `b_dec` centring, with no / few / many dead latents (AuxK off / partial / full).
+use saescope::train::arch::TrainingSae;
+use saescope::train::config::TrainSaeConfig;
+use saescope::train::ops::fire_counts;
+use saescope::train::rng::Rng;
+use saescope::{Device, Tensor};
+use std::collections::HashMap;
+
+fn randn(rng: &mut Rng, shape: (usize, usize), scale: f64) -> Tensor {
+    let v: Vec<f32> = (0..shape.0 * shape.1)
+        .map(|_| (rng.normal() * scale) as f32)
+        .collect();
+    Tensor::from_vec(v, shape, &Device::Cpu).unwrap()
+}
+
+fn max_rel(a: &Tensor, b: &Tensor) -> f64 {
+    let a: Vec<f32> = a.flatten_all().unwrap().to_vec1().unwrap();
+    let b: Vec<f32> = b.flatten_all().unwrap().to_vec1().unwrap();
+    assert_eq!(a.len(), b.len());
+    let scale = b.iter().fold(0f32, |m, v| m.max(v.abs())).max(1e-12);
+    a.iter()
+        .zip(&b)
+        .map(|(x, y)| ((x - y).abs() / scale) as f64)
+        .fold(0.0, f64::max)
+}
+
+fn check(rescale: bool, centre: bool, n_dead: usize, k: usize) {
+    let (d_in, d_sae, n) = (24, 200, 70);
+    let cfg: TrainSaeConfig = serde_json::from_value(serde_json::json!({
+        "architecture": "topk", "d_in": d_in, "d_sae": d_sae, "k": k,
+        "rescale_acts_by_decoder_norm": rescale, "apply_b_dec_to_input": centre,
+        "aux_loss_coefficient": 0.7,
+    }))
+    .unwrap();
+    let mut rng = Rng::new(7 + n_dead as u64);
+    let mut sae = TrainingSae::new(&cfg, &mut rng, &Device::Cpu).unwrap();
+    // Non-trivial parameters: random decoder norms, biases.
+    let mut p: HashMap<String, Tensor> = HashMap::new();
+    p.insert("W_dec".into(), randn(&mut rng, (d_sae, d_in), 0.3));
+    p.insert("W_enc".into(), randn(&mut rng, (d_in, d_sae), 0.3));
+    p.insert(
+        "b_enc".into(),
+        randn(&mut rng, (1, d_sae), 0.2).flatten_all().unwrap(),
+    );
+    p.insert(
+        "b_dec".into(),
+        randn(&mut rng, (1, d_in), 0.5).flatten_all().unwrap(),
+    );
+    sae.set_params(&p).unwrap();
+    let x = randn(&mut rng, (n, d_in), 1.0);
+    let dead: Vec<bool> = (0..d_sae).map(|j| (j * 7919) % d_sae < n_dead).collect();
+    assert_eq!(dead.iter().filter(|d| **d).count(), n_dead);
+    let what = format!("rescale {rescale}, centre {centre}, {n_dead} dead, k {k}");
+
+    let fused = sae.fused_topk_step(&x, &dead).unwrap().expect("fused path");
+    sae.use_fused_kernels = false;
+    assert!(sae.fused_topk_step(&x, &dead).unwrap().is_none());
+    let out = sae.training_forward(&x, &dead, &HashMap::new()).unwrap();
+    let grads = out.loss.backward().unwrap();
+
+    let scalar = |t: &Tensor| t.to_scalar::<f32>().unwrap() as f64;
+    let want_loss = scalar(&out.loss);
+    assert!(
+        (fused.loss - want_loss).abs() <= 1e-5 * want_loss.abs(),
+        "{what}: loss {} vs {want_loss}",
+        fused.loss
+    );
+    for (name, v) in &fused.losses {
+        let (_, w) = out.losses.iter().find(|(n, _)| n == name).unwrap();
+        let w = scalar(w);
+        assert!(
+            (v - w).abs() <= 1e-5 * w.abs().max(1e-6),
+            "{what}: {name} {v} vs {w}"
+        );
+    }
+    if n_dead > 0 {
+        assert!(fused.losses[1].1 > 0.0, "{what}: AuxK active");
+    }
+    let e = max_rel(&fused.sae_out, &out.sae_out);
+    assert!(e < 1e-5, "{what}: sae_out rel err {e}");
+    assert_eq!(
+        fused.fire_counts,
+        fire_counts(&out.feature_acts).unwrap(),
+        "{what}: fire counts"
+    );
+    for (name, var) in sae.params.iter() {
+        let want = grads.get(var.as_tensor()).expect("graph gradient");
+        let got = fused.grads[sae.params.names.iter().position(|n| n == name).unwrap()]
+            .as_ref()
+            .expect("fused gradient");
+        assert_eq!(got.dims(), want.dims(), "{what}: {name} shape");
+        let e = max_rel(got, want);
+        assert!(e < 1e-4, "{what}: grad {name} rel err {e}");
+    }
+}
+
+#[test]
+fn fused_topk_step_matches_the_graph() {
+    for rescale in [false, true] {
+        for centre in [true, false] {
+            for n_dead in [0, 5, 60] {
+                // k_aux = d_in / 2 = 12: 5 dead → all of them (scaled), 60 → top 12.
+                check(rescale, centre, n_dead, 8);
+            }
+        }
+    }
+    // k larger than the number of positive pre-activations in some rows.
+    check(true, true, 60, 150);
+}
+
+#[test]
+fn fused_step_is_deterministic() {
+    let cfg: TrainSaeConfig = serde_json::from_value(serde_json::json!({
+        "architecture": "topk", "d_in": 32, "d_sae": 256, "k": 8,
+    }))
+    .unwrap();
+    let mut rng = Rng::new(3);
+    let sae = TrainingSae::new(&cfg, &mut rng, &Device::Cpu).unwrap();
+    let x = randn(&mut rng, (300, 32), 1.0);
+    let dead = vec![true; 256];
+    let a = sae.fused_topk_step(&x, &dead).unwrap().unwrap();
+    for _ in 0..3 {
+        let b = sae.fused_topk_step(&x, &dead).unwrap().unwrap();
+        assert_eq!(a.loss.to_bits(), b.loss.to_bits());
+        for (ga, gb) in a.grads.iter().zip(&b.grads) {
+            let (ga, gb) = (ga.as_ref().unwrap(), gb.as_ref().unwrap());
+            assert_eq!(max_rel(ga, gb), 0.0);
+        }
+    }
+}
