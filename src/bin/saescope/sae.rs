@@ -14,8 +14,9 @@ pub enum SaeCmd {
         /// A directory, or `RELEASE/SAE_ID` (e.g. `gpt2-small-res-jb/blocks.8.hook_resid_pre`).
         sae: String,
     },
-    /// Run an SAE over saved activations: writes `feature_acts`, `hidden_pre` and `recons` for
-    /// every row of the input.
+    /// Run an SAE over saved activations: writes the input rows `x` and their `feature_acts`,
+    /// `hidden_pre` and `recons` (the layout `scripts/check_saelens_load.py` compares with
+    /// SAELens).
     Apply {
         /// The SAE directory.
         #[arg(long)]
@@ -29,6 +30,9 @@ pub enum SaeCmd {
         /// Output safetensors file.
         #[arg(long)]
         out: PathBuf,
+        /// Only the first N rows of the input (flattened to `[rows, d_in]`).
+        #[arg(long)]
+        rows: Option<usize>,
     },
 }
 
@@ -40,7 +44,8 @@ pub fn main(cmd: SaeCmd) -> Result<()> {
             input,
             key,
             out,
-        } => apply(&sae, &input, key.as_deref(), &out),
+            rows,
+        } => apply(&sae, &input, key.as_deref(), &out, rows),
     }
 }
 
@@ -148,7 +153,13 @@ fn info(spec: &str) -> Result<()> {
     Ok(())
 }
 
-fn apply(dir: &Path, input: &Path, key: Option<&str>, out: &Path) -> Result<()> {
+fn apply(
+    dir: &Path,
+    input: &Path,
+    key: Option<&str>,
+    out: &Path,
+    rows: Option<usize>,
+) -> Result<()> {
     let sae = Sae::load(dir)?;
     let map = saescope::candle_core::safetensors::load(input, &Device::Cpu)
         .with_context(|| format!("cannot read activations from {}", input.display()))?;
@@ -172,9 +183,18 @@ fn apply(dir: &Path, input: &Path, key: Option<&str>, out: &Path) -> Result<()> 
             map.keys().collect::<Vec<_>>()
         ),
     };
+    let x = match rows {
+        Some(n) => {
+            let d = *x.dims().last().context("the activations are a scalar")?;
+            let flat = x.reshape(((), d))?;
+            flat.narrow(0, 0, n.min(flat.dim(0)?))?
+        }
+        None => x,
+    };
     let (acts, pre) = sae.encode_with_hidden_pre(&x)?;
     let recons = sae.forward(&x)?;
     let mut outm: HashMap<String, Tensor> = HashMap::new();
+    outm.insert("x".into(), x.to_dtype(DType::F32)?.contiguous()?);
     outm.insert(
         "feature_acts".into(),
         acts.to_dtype(DType::F32)?.contiguous()?,

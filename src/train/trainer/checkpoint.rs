@@ -1,0 +1,164 @@
+//! Resumable checkpoints: everything a run needs to continue bit for bit (parameters, Adam
+//! moments, counters, scaling factor, architecture buffers, RNG, the source's position),
+//! written atomically.
+use super::*;
+
+impl Trainer {
+    pub(super) fn checkpoint_if_needed(&mut self) -> Result<()> {
+        if let Some(&t) = self.checkpoint_thresholds.first() {
+            if self.n_training_samples > t {
+                self.checkpoint_thresholds.remove(0);
+                let base = match (&self.cfg.checkpoint_path, &self.out_dir) {
+                    (Some(p), _) => PathBuf::from(p),
+                    (None, Some(d)) => d.join("checkpoints"),
+                    (None, None) => return Ok(()),
+                };
+                let dir = base.join(self.n_training_samples.to_string());
+                self.save_inference_folder(&dir)?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Everything needed to continue exactly: one safetensors file, written atomically.
+    pub fn save_checkpoint(&self, source: &dyn ActivationSource) -> Result<()> {
+        let Some(dir) = &self.out_dir else {
+            return Ok(());
+        };
+        let mut t: HashMap<String, Tensor> = HashMap::new();
+        for (i, (name, var)) in self.sae.params.iter().enumerate() {
+            t.insert(format!("param/{name}"), var.as_detached_tensor());
+            let shape = var.shape().clone();
+            t.insert(
+                format!("adam_m/{name}"),
+                Tensor::from_slice(&self.adam.exp_avg[i], shape.clone(), &self.device)?,
+            );
+            t.insert(
+                format!("adam_v/{name}"),
+                Tensor::from_slice(&self.adam.exp_avg_sq[i], shape, &self.device)?,
+            );
+        }
+        for (k, v) in source.state()? {
+            t.insert(format!("source/{k}"), v);
+        }
+        let d = self.cfg.sae.d_sae;
+        t.insert(
+            "state/act_freq_scores".into(),
+            Tensor::from_slice(&self.act_freq_scores, d, &self.device)?,
+        );
+        t.insert(
+            "state/n_forward_passes_since_fired".into(),
+            Tensor::from_slice(&self.n_forward_passes_since_fired, d, &self.device)?,
+        );
+        let st = self.rng.state();
+        let buffers: Map<String, Value> = self
+            .sae
+            .arch
+            .buffers()
+            .into_iter()
+            // f64 values as their bits: serde_json's float parsing is not always exact
+            .map(|(k, v)| (k, json!(v.to_bits())))
+            .collect();
+        let meta = json!({
+            "n_training_steps": self.n_training_steps,
+            "n_training_samples": self.n_training_samples,
+            "n_frac_active_samples": self.n_frac_active_samples,
+            "adam_step": self.adam.step,
+            "scaling_factor": self.scaling_factor,
+            "scaling_factor_bits": self.scaling_factor.map(f64::to_bits),
+            "setup_done": self.setup_done,
+            "rng": [st[0], st[1], st[2], st[3]],
+            "buffers": buffers,
+            "checkpoint_thresholds": self.checkpoint_thresholds,
+            "architecture": self.cfg.sae.architecture.as_str(),
+        });
+        let bytes = meta.to_string().into_bytes();
+        let n = bytes.len();
+        t.insert(
+            "state/json".into(),
+            Tensor::from_vec(bytes, n, &self.device)?,
+        );
+        let p = dir.join(CHECKPOINT);
+        let tmp = tmp_path(&p);
+        candle_core::safetensors::save(&t, &tmp)?;
+        std::fs::rename(&tmp, &p).map_err(|e| Error::io(&p, e))?;
+        Ok(())
+    }
+
+    /// Load `checkpoint.safetensors` from the run folder into this trainer and `source`.
+    /// Returns false (and changes nothing) when there is no checkpoint.
+    pub fn load_checkpoint(&mut self, source: &mut dyn ActivationSource) -> Result<bool> {
+        let Some(dir) = &self.out_dir else {
+            return Ok(false);
+        };
+        let p = dir.join(CHECKPOINT);
+        if !p.exists() {
+            return Ok(false);
+        }
+        let t = candle_core::safetensors::load(&p, &self.device)?;
+        let bad = |m: String| Error::SaeFile {
+            path: p.clone(),
+            reason: m,
+        };
+        let get = |k: &str| {
+            t.get(k)
+                .ok_or_else(|| bad(format!("checkpoint has no `{k}`")))
+        };
+        let meta: Value = serde_json::from_slice(&get("state/json")?.to_vec1::<u8>()?)
+            .map_err(|e| bad(format!("bad state/json: {e}")))?;
+        let names = self.sae.params.names.clone();
+        for (i, name) in names.iter().enumerate() {
+            let v = get(&format!("param/{name}"))?;
+            self.sae.params.vars[i].set(&v.to_dtype(DType::F32)?)?;
+            self.adam.exp_avg[i] = get(&format!("adam_m/{name}"))?.flatten_all()?.to_vec1()?;
+            self.adam.exp_avg_sq[i] = get(&format!("adam_v/{name}"))?.flatten_all()?.to_vec1()?;
+        }
+        let src: HashMap<String, Tensor> = t
+            .iter()
+            .filter_map(|(k, v)| {
+                k.strip_prefix("source/")
+                    .map(|k| (k.to_string(), v.clone()))
+            })
+            .collect();
+        source.restore(&src)?;
+        self.act_freq_scores = get("state/act_freq_scores")?.to_vec1()?;
+        self.n_forward_passes_since_fired = get("state/n_forward_passes_since_fired")?.to_vec1()?;
+        let u = |k: &str| meta.get(k).and_then(|v| v.as_u64()).unwrap_or(0);
+        self.n_training_steps = u("n_training_steps") as usize;
+        self.n_training_samples = u("n_training_samples");
+        self.n_frac_active_samples = u("n_frac_active_samples");
+        self.adam.step = u("adam_step");
+        self.scaling_factor = meta
+            .get("scaling_factor_bits")
+            .and_then(|v| v.as_u64())
+            .map(f64::from_bits);
+        self.setup_done = meta
+            .get("setup_done")
+            .and_then(|v| v.as_bool())
+            .unwrap_or(true);
+        if let Some(r) = meta.get("rng").and_then(|v| v.as_array()) {
+            let s: Vec<u64> = r.iter().filter_map(|x| x.as_u64()).collect();
+            if s.len() == 4 {
+                self.rng = Rng::from_state([s[0], s[1], s[2], s[3]]);
+            }
+        }
+        if let Some(b) = meta.get("buffers").and_then(|v| v.as_object()) {
+            let b: HashMap<String, f64> = b
+                .iter()
+                .filter_map(|(k, v)| v.as_u64().map(|b| (k.clone(), f64::from_bits(b))))
+                .collect();
+            self.sae.arch.load_buffers(&b)?;
+        }
+        if let Some(c) = meta.get("checkpoint_thresholds").and_then(|v| v.as_array()) {
+            self.checkpoint_thresholds = c.iter().filter_map(|x| x.as_u64()).collect();
+        }
+        // Schedulers: replay to the step.
+        for _ in 0..self.n_training_steps {
+            self.lr_scheduler.step();
+        }
+        for (_, s) in self.coefficients.iter_mut() {
+            s.set_step(self.n_training_steps);
+        }
+        Ok(true)
+    }
+}

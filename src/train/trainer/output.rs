@@ -1,0 +1,144 @@
+//! The trained SAE: inference weights (SAELens's `save_inference_model` processing, folded
+//! activation scaling), the SAELens folder, the final save and plots.
+use super::*;
+
+impl Trainer {
+    /// The inference SAE of the current state (SAELens's `save_inference_model`): the
+    /// activation scaling factor folded in, topk norms folded, batchtopk → jumprelu, metadata
+    /// with `l0` and `num_dead_features`, and the sparsity as `log10(sparsity + 1e-10)`.
+    pub fn inference_sae(&self) -> Result<Sae> {
+        let mut w = self.sae.params.snapshot();
+        let mut arch_buf = self.sae.arch.buffers();
+        let mut s_arch = crate::train::arch::make_arch(&self.cfg.sae)?;
+        let bufs: HashMap<String, f64> = arch_buf.drain(..).collect();
+        s_arch.load_buffers(&bufs)?;
+        if let Some(s) = self.scaling_factor {
+            w.insert("W_enc".into(), w["W_enc"].affine(s, 0.0)?);
+            w.insert("W_dec".into(), w["W_dec"].affine(1.0 / s, 0.0)?);
+            w.insert("b_dec".into(), w["b_dec"].affine(1.0 / s, 0.0)?);
+            s_arch.fold_activation_scale(s);
+        }
+        let (arch, w) = s_arch.inference_tensors(w)?;
+        let c = &self.cfg;
+        let sc = &c.sae;
+        let mut meta = Map::new();
+        meta.insert("model_name".into(), c.model_name.clone().into());
+        meta.insert("hook_name".into(), c.hook_name.clone().into());
+        meta.insert("hook_head_index".into(), json!(c.hook_head_index));
+        meta.insert("context_size".into(), c.context_size.into());
+        meta.insert("prepend_bos".into(), c.prepend_bos.into());
+        meta.insert("seqpos_slice".into(), json!(c.seqpos_slice));
+        meta.insert(
+            "model_from_pretrained_kwargs".into(),
+            Value::Object(c.model_from_pretrained_kwargs_value()),
+        );
+        meta.insert("dataset_path".into(), c.dataset_path.clone().into());
+        meta.insert("model_class_name".into(), c.model_class_name.clone().into());
+        meta.insert(
+            "exclude_special_tokens".into(),
+            c.exclude_special_tokens.clone(),
+        );
+        meta.insert(
+            "sequence_separator_token".into(),
+            c.sequence_separator_token.clone(),
+        );
+        meta.insert(
+            "disable_concat_sequences".into(),
+            c.disable_concat_sequences.into(),
+        );
+        meta.insert(
+            "sae_lens_training_version".into(),
+            format!("saescope {}", env!("CARGO_PKG_VERSION")).into(),
+        );
+        meta.insert(
+            "training_architecture".into(),
+            sc.architecture.as_str().into(),
+        );
+        meta.insert(
+            "training_architecture_details".into(),
+            sc.training_details(),
+        );
+        if self.n_frac_active_samples > 0 {
+            let l0: f64 = self.feature_sparsity().iter().map(|v| *v as f64).sum();
+            meta.insert("l0".into(), l0.into());
+            meta.insert(
+                "num_dead_features".into(),
+                self.dead_mask().iter().filter(|d| **d).count().into(),
+            );
+        }
+        let mut cfg = json!({
+            "architecture": arch.as_str(),
+            "d_in": sc.d_in,
+            "d_sae": sc.d_sae,
+            "dtype": "float32",
+            "device": "cpu",
+            "apply_b_dec_to_input": sc.apply_b_dec_to_input,
+            "normalize_activations": if self.scaling_factor.is_some() { "none" } else { sc.normalize_activations.as_str() },
+            "reshape_activations": sc.reshape_activations,
+            "metadata": Value::Object(meta),
+        });
+        if arch == crate::sae::Architecture::TopK {
+            cfg["k"] = json!(sc.k as u64);
+            cfg["rescale_acts_by_decoder_norm"] = json!(sc.rescale_acts_by_decoder_norm);
+        }
+        let cfg = SaeConfig::from_json_value(cfg)?;
+        Sae::from_config_and_tensors(cfg, w, &self.device)
+    }
+
+    /// `log10(feature_sparsity + 1e-10)` (what SAELens saves as `sparsity.safetensors`).
+    pub fn log_feature_sparsity(&self) -> Vec<f32> {
+        self.feature_sparsity()
+            .iter()
+            .map(|s| (s + 1e-10).log10())
+            .collect()
+    }
+
+    /// Write the inference SAE as a SAELens folder (+ `sparsity.safetensors`).
+    pub fn save_inference_folder(&self, dir: &Path) -> Result<()> {
+        let sae = self.inference_sae()?;
+        std::fs::create_dir_all(dir).map_err(|e| Error::io(dir, e))?;
+        sae.save_to_disk(dir)?;
+        if self.n_frac_active_samples > 0 {
+            let sp = Tensor::from_vec(
+                self.log_feature_sparsity(),
+                self.cfg.sae.d_sae,
+                &self.device,
+            )?;
+            let m: HashMap<String, Tensor> = [("sparsity".to_string(), sp)].into();
+            let p = dir.join("sparsity.safetensors");
+            let tmp = tmp_path(&p);
+            candle_core::safetensors::save(&m, &tmp)?;
+            std::fs::rename(&tmp, &p).map_err(|e| Error::io(&p, e))?;
+        }
+        let p = dir.join(RUNNER_CFG);
+        let s = serde_json::to_string_pretty(&self.cfg.to_saelens_value())
+            .map_err(|e| json_err(&p, e))?;
+        write_atomic(&p, s.as_bytes())?;
+        Ok(())
+    }
+
+    /// The final save: the SAE folder in `out_dir`, then plots.
+    pub fn save_final(&self) -> Result<()> {
+        let Some(dir) = self.out_dir.clone() else {
+            return Ok(());
+        };
+        // Build in a temporary folder, then move each file into place.
+        let tmp = dir.join(format!(".final.tmp{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&tmp);
+        self.save_inference_folder(&tmp)?;
+        for e in std::fs::read_dir(&tmp).map_err(|e| Error::io(&tmp, e))? {
+            let e = e.map_err(|e| Error::io(&tmp, e))?;
+            let to = dir.join(e.file_name());
+            std::fs::rename(e.path(), &to).map_err(|er| Error::io(&to, er))?;
+        }
+        let _ = std::fs::remove_dir_all(&tmp);
+        if self.cfg.plots {
+            if let Err(e) = crate::train::plots::write_plots(&dir, &self.log_feature_sparsity()) {
+                if self.cfg.verbose {
+                    eprintln!("saescope train: plots skipped: {e}");
+                }
+            }
+        }
+        Ok(())
+    }
+}
