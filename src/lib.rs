@@ -10,6 +10,7 @@ pub mod error;
 pub mod eval;
 pub mod hooks;
 pub mod model;
+pub mod rng;
 pub mod sae;
 pub mod tokenizer;
 pub mod toy;

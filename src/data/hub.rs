@@ -3,29 +3,14 @@
 //! downloads: `LoadOptions::{hub_cache_dir, hub_endpoint, offline, revision}`, else
 //! `HF_HUB_CACHE` / `HF_HOME`, `HF_ENDPOINT`, `HF_HUB_OFFLINE`, `main`.
 use crate::error::{Error, Result};
+use crate::model::hub::{env_nonempty, is_valid_repo_id, HubSettings};
 use crate::model::LoadOptions;
 use hf_hub::api::sync::ApiBuilder;
 use hf_hub::{Cache, Repo, RepoType};
 use std::path::PathBuf;
 
-fn env_nonempty(key: &str) -> Option<String> {
-    std::env::var(key)
-        .ok()
-        .map(|s| s.trim().to_string())
-        .filter(|s| !s.is_empty())
-}
-
 fn check_repo_id(repo_id: &str) -> Result<()> {
-    let ok = !repo_id.is_empty()
-        && repo_id.len() <= 96
-        && repo_id.split('/').count() <= 2
-        && repo_id
-            .split('/')
-            .all(|p| !p.is_empty() && p != "." && p != ".." && !p.starts_with('-'))
-        && repo_id
-            .chars()
-            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.' | '/'));
-    if ok {
+    if is_valid_repo_id(repo_id) {
         Ok(())
     } else {
         Err(Error::Invalid(format!(
@@ -57,25 +42,12 @@ pub(crate) fn fetch_dataset_files(
     opts: &LoadOptions,
 ) -> Result<Vec<(String, PathBuf)>> {
     check_repo_id(repo_id)?;
-    let cache_dir = match &opts.hub_cache_dir {
-        Some(p) => p.clone(),
-        None => crate::model::hub::default_cache_dir()?,
-    };
-    let cache_dir = std::path::absolute(&cache_dir).unwrap_or(cache_dir);
-    let endpoint = opts
-        .hub_endpoint
-        .clone()
-        .or_else(|| env_nonempty("HF_ENDPOINT"))
-        .map(|e| e.trim_end_matches('/').to_string());
-    let offline = opts.offline.unwrap_or_else(|| {
-        env_nonempty("HF_HUB_OFFLINE")
-            .is_some_and(|v| matches!(v.to_ascii_lowercase().as_str(), "1" | "true" | "yes" | "on"))
-    });
-    let revision = opts
-        .revision
-        .clone()
-        .filter(|r| !r.trim().is_empty())
-        .unwrap_or_else(|| "main".into());
+    let HubSettings {
+        cache_dir,
+        endpoint,
+        offline,
+        revision,
+    } = HubSettings::new(opts)?;
     let repo = Repo::with_revision(repo_id.to_string(), RepoType::Dataset, revision.clone());
     let cache = Cache::new(cache_dir.clone());
     let hub_err = |file: &str, reason: String| Error::Hub {

@@ -61,14 +61,14 @@ const OPTIONAL: [&str; 3] = [
 
 /// The effective hub settings after applying environment defaults.
 #[derive(Debug, Clone)]
-struct HubSettings {
-    cache_dir: PathBuf,
-    endpoint: Option<String>,
-    offline: bool,
-    revision: String,
+pub(crate) struct HubSettings {
+    pub(crate) cache_dir: PathBuf,
+    pub(crate) endpoint: Option<String>,
+    pub(crate) offline: bool,
+    pub(crate) revision: String,
 }
 
-fn env_nonempty(key: &str) -> Option<String> {
+pub(crate) fn env_nonempty(key: &str) -> Option<String> {
     std::env::var(key)
         .ok()
         .map(|s| s.trim().to_string())
@@ -100,7 +100,7 @@ pub fn default_cache_dir() -> Result<PathBuf> {
 }
 
 impl HubSettings {
-    fn new(opts: &LoadOptions) -> Result<Self> {
+    pub(crate) fn new(opts: &LoadOptions) -> Result<Self> {
         let cache_dir = match &opts.hub_cache_dir {
             Some(p) => p.clone(),
             None => default_cache_dir()?,
@@ -127,17 +127,21 @@ impl HubSettings {
     }
 }
 
-fn validate_repo_id(repo_id: &str) -> Result<()> {
-    let bad = repo_id.is_empty()
-        || repo_id.len() > 96
-        || repo_id.split('/').count() > 2
-        || repo_id
+/// `name` or `org/name` with letters, digits, `-`, `_`, `.` (the hub's repo id rules).
+pub(crate) fn is_valid_repo_id(repo_id: &str) -> bool {
+    !repo_id.is_empty()
+        && repo_id.len() <= 96
+        && repo_id.split('/').count() <= 2
+        && repo_id
             .split('/')
-            .any(|p| p.is_empty() || p == "." || p == ".." || p.starts_with('-'))
-        || !repo_id
+            .all(|p| !p.is_empty() && p != "." && p != ".." && !p.starts_with('-'))
+        && repo_id
             .chars()
-            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.' | '/'));
-    if bad {
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.' | '/'))
+}
+
+fn validate_repo_id(repo_id: &str) -> Result<()> {
+    if !is_valid_repo_id(repo_id) {
         return Err(Error::UnknownModel {
             name: repo_id.to_string(),
             hint: "not a valid hub repo id (expected `name` or `org/name` with letters, digits, `-`, `_`, `.`)".into(),

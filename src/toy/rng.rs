@@ -1,28 +1,24 @@
-//! A small seeded generator (SplitMix64) so that toy experiments are reproducible.
+//! A small seeded generator ([`crate::rng::SplitMix64`]) with the draws toy experiments use.
 use crate::error::Result;
 use candle_core::{Device, Shape, Tensor};
 
 /// Seeded SplitMix64 with uniform and normal draws.
 #[derive(Clone, Debug)]
 pub struct ToyRng {
-    state: u64,
+    inner: crate::rng::SplitMix64,
     spare: Option<f32>,
 }
 
 impl ToyRng {
     pub fn new(seed: u64) -> Self {
         ToyRng {
-            state: seed ^ 0x9E37_79B9_7F4A_7C15,
+            inner: crate::rng::SplitMix64::new(seed ^ 0x9E37_79B9_7F4A_7C15),
             spare: None,
         }
     }
 
     pub fn next_u64(&mut self) -> u64 {
-        self.state = self.state.wrapping_add(0x9E37_79B9_7F4A_7C15);
-        let mut z = self.state;
-        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-        z ^ (z >> 31)
+        self.inner.next_u64()
     }
 
     /// Uniform in `[0, 1)`.
@@ -32,7 +28,7 @@ impl ToyRng {
 
     /// Uniform in `[0, 1)` as f64.
     pub fn uniform_f64(&mut self) -> f64 {
-        ((self.next_u64() >> 11) as f64) / (1u64 << 53) as f64
+        self.inner.next_f64()
     }
 
     /// Standard normal (Box–Muller).
