@@ -48,6 +48,7 @@ use std::sync::Arc;
 pub(crate) mod arch;
 mod compute;
 pub mod config;
+mod config_legacy;
 mod gated;
 mod io;
 mod jumprelu;

@@ -21,6 +21,7 @@ pub mod activations;
 
 // The trainer (SAELens's SAETrainer and training SAEs).
 pub mod arch;
+pub mod batcher;
 pub mod config;
 pub mod ops;
 pub mod optim;

@@ -1,0 +1,111 @@
+//! The report [`super::run_evals`] returns: SAELens's `run_evals` groups and metric names,
+//! plus feature statistics.
+use super::metrics::{Histogram, WeightMetrics};
+use serde::{Deserialize, Serialize};
+
+#[derive(Clone, Debug, Default, Serialize, Deserialize)]
+pub struct ModelBehaviorPreservation {
+    pub kl_div_score: f64,
+    pub kl_div_with_ablation: f64,
+    pub kl_div_with_sae: f64,
+}
+
+#[derive(Clone, Debug, Default, Serialize, Deserialize)]
+pub struct ModelPerformancePreservation {
+    pub ce_loss_score: f64,
+    pub ce_loss_with_ablation: f64,
+    pub ce_loss_with_sae: f64,
+    pub ce_loss_without_sae: f64,
+}
+
+#[derive(Clone, Debug, Default, Serialize, Deserialize)]
+pub struct ReconstructionQuality {
+    pub explained_variance: f64,
+    pub explained_variance_legacy: f64,
+    pub mse: f64,
+    pub cossim: f64,
+}
+
+#[derive(Clone, Debug, Default, Serialize, Deserialize)]
+pub struct Shrinkage {
+    pub l2_norm_in: f64,
+    pub l2_norm_out: f64,
+    pub l2_ratio: f64,
+    pub relative_reconstruction_bias: f64,
+}
+
+#[derive(Clone, Debug, Default, Serialize, Deserialize)]
+pub struct Sparsity {
+    pub l0: f64,
+    pub l1: f64,
+}
+
+#[derive(Clone, Debug, Default, Serialize, Deserialize)]
+pub struct TokenStats {
+    /// Rows × context of the batches used for CE/KL (SAELens's count, special tokens included).
+    pub total_tokens_eval_reconstruction: usize,
+    /// Rows × context of the batches used for the sparsity/variance metrics.
+    pub total_tokens_eval_sparsity_variance: usize,
+    /// Tokens that entered the sparsity/variance metrics (special tokens excluded).
+    pub n_tokens_evaluated: usize,
+    /// The excluded ids.
+    pub excluded_token_ids: Vec<u32>,
+}
+
+/// Density summary over the latents.
+#[derive(Clone, Debug, Default, Serialize, Deserialize)]
+pub struct FeatureStats {
+    pub d_sae: usize,
+    /// Latents that never fired on the evaluated tokens.
+    pub n_dead: usize,
+    pub dead_fraction: f64,
+    /// Latents with density above `dense_threshold`.
+    pub n_dense: usize,
+    pub dense_threshold: f64,
+    #[serde(rename = "n_below_1e-5")]
+    pub n_below_1e_5: usize,
+    #[serde(rename = "n_below_1e-6")]
+    pub n_below_1e_6: usize,
+    /// Mean of `log10(density + 1e-10)`.
+    pub mean_log10_density: f64,
+    /// Histogram of `log10(density + 1e-10)`.
+    pub log10_density_histogram: Histogram,
+}
+
+/// Per-latent lists (SAELens's second return value of `run_evals`).
+#[derive(Clone, Debug, Default, Serialize, Deserialize)]
+pub struct FeatureMetrics {
+    pub feature_density: Vec<f64>,
+    /// NaN (JSON `null`) for latents that never fired.
+    pub consistent_activation_heuristic: Vec<f64>,
+    #[serde(flatten)]
+    pub weights: WeightMetrics,
+}
+
+/// What [`run_evals`] returns; groups left out were not computed.
+#[derive(Clone, Debug, Default, Serialize, Deserialize)]
+pub struct EvalReport {
+    pub sae_hook_name: String,
+    pub architecture: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub model_behavior_preservation: Option<ModelBehaviorPreservation>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub model_performance_preservation: Option<ModelPerformancePreservation>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub reconstruction_quality: Option<ReconstructionQuality>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub shrinkage: Option<Shrinkage>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub sparsity: Option<Sparsity>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub feature_stats: Option<FeatureStats>,
+    pub token_stats: TokenStats,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub feature_metrics: Option<FeatureMetrics>,
+}
+
+impl EvalReport {
+    pub fn to_json_pretty(&self) -> String {
+        serde_json::to_string_pretty(self).unwrap_or_default()
+    }
+}
