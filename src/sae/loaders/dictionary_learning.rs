@@ -8,7 +8,7 @@
 //! `BatchTopKSAE` / `MatryoshkaBatchTopKSAE → jumprelu`, `JumpReluAutoEncoder → jumprelu`
 //! without `b_dec` subtraction, `AutoEncoderTopK → topk` (`k`), else `standard`. Hook
 //! `blocks.L.hook_resid_post`.
-use super::files::{read_pt, t2, take_any, TensorMap};
+use super::files::{read_pt, take_any, take_or_linear_t, TensorMap};
 use super::{field, field_usize, obj, read_json_object, LoadCtx, RawSae};
 use crate::error::{Error, Result};
 use candle_core::Tensor;
@@ -79,22 +79,8 @@ pub(crate) fn load(ctx: &LoadCtx) -> Result<RawSae> {
     let weights_path = ctx.src.require(&ctx.file("ae.pt"))?;
     let mut raw = read_pt(&weights_path, None)?;
     let p = &weights_path;
-    let w_enc = match raw.remove("W_enc") {
-        Some(w) => w,
-        None => t2(
-            &take_any(&mut raw, &["encoder.weight"], p)?,
-            "encoder.weight",
-            p,
-        )?,
-    };
-    let w_dec = match raw.remove("W_dec") {
-        Some(w) => w,
-        None => t2(
-            &take_any(&mut raw, &["decoder.weight"], p)?,
-            "decoder.weight",
-            p,
-        )?,
-    };
+    let w_enc = take_or_linear_t(&mut raw, "W_enc", "encoder.weight", p)?;
+    let w_dec = take_or_linear_t(&mut raw, "W_dec", "decoder.weight", p)?;
     let d_sae = w_enc.dims().get(1).copied().unwrap_or(0);
     let mut tensors = TensorMap::new();
     tensors.insert(

@@ -170,6 +170,20 @@ pub(crate) fn missing(m: &TensorMap, name: &str, path: &Path) -> Error {
     )
 }
 
+/// `m[name]` if present, else the transpose of the torch `nn.Linear` weight `m[linear]`
+/// (`[out, in]` → SAELens's `[in, out]`).
+pub(crate) fn take_or_linear_t(
+    m: &mut TensorMap,
+    name: &str,
+    linear: &str,
+    path: &Path,
+) -> Result<Tensor> {
+    match m.remove(name) {
+        Some(w) => Ok(w),
+        None => t2(&take_any(m, &[linear], path)?, linear, path),
+    }
+}
+
 /// Transpose a 2-D tensor into a contiguous copy.
 pub(crate) fn t2(t: &Tensor, name: &str, path: &Path) -> Result<Tensor> {
     if t.rank() != 2 {

@@ -7,7 +7,7 @@
 //! decoder.weightᵀ`, oriented `[d_sae, d_in]`; missing biases are zeros; folder
 //! `layers.N` / `layers_N` → `blocks.N.hook_resid_post`, `embed_tokens` → `hook_embed`;
 //! default dtype `bfloat16` (`from_pretrained` and `Sae::load` cast to float32 unless asked).
-use super::files::{read_safetensors, t2, take_any, TensorMap};
+use super::files::{read_safetensors, t2, take_or_linear_t, TensorMap};
 use super::{field_usize, find_number_after, obj, read_json_object, LoadCtx, RawSae};
 use crate::error::{Error, Result};
 use candle_core::{Device, Tensor};
@@ -116,22 +116,8 @@ pub(crate) fn load(ctx: &LoadCtx) -> Result<RawSae> {
     let weights_path = ctx.src.require(&ctx.file(WEIGHTS))?;
     let mut raw = read_safetensors(&weights_path, &Device::Cpu)?;
     let p = &weights_path;
-    let w_enc = match raw.remove("W_enc") {
-        Some(w) => w,
-        None => t2(
-            &take_any(&mut raw, &["encoder.weight"], p)?,
-            "encoder.weight",
-            p,
-        )?,
-    };
-    let w_dec = match raw.remove("W_dec") {
-        Some(w) => w,
-        None => t2(
-            &take_any(&mut raw, &["decoder.weight"], p)?,
-            "decoder.weight",
-            p,
-        )?,
-    };
+    let w_enc = take_or_linear_t(&mut raw, "W_enc", "encoder.weight", p)?;
+    let w_dec = take_or_linear_t(&mut raw, "W_dec", "decoder.weight", p)?;
     // sparsify keeps W_dec as [num_latents, d_in]; accept either orientation.
     let w_dec = match w_dec.dims2() {
         Ok((a, b)) if a == d_in && b == d_sae && a != b => t2(&w_dec, "W_dec", p)?,
