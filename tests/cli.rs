@@ -240,9 +240,25 @@ fn sae_apply_writes_saelens_outputs_for_every_row() {
         ("feature_acts", "feature_acts"),
         ("hidden_pre", "hidden_pre"),
         ("recons", "recons"),
+        ("x", "x"),
     ] {
         assert!(rel_err(&got[k], &golden[g]) < 1e-4, "{k}");
     }
+    // --rows: the first rows only (the layout scripts/check_saelens_load.py reads).
+    let o = bin()
+        .args(["sae", "apply", "--rows", "3", "--sae"])
+        .arg(sae_fixture("saes/gated"))
+        .arg("--input")
+        .arg(&input)
+        .arg("--out")
+        .arg(&out)
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let got = load(&out);
+    assert_eq!(got["x"].dim(0).unwrap(), 3);
+    let want = golden["feature_acts"].reshape(((), 48)).unwrap().narrow(0, 0, 3).unwrap();
+    assert!(rel_err(&got["feature_acts"], &want) < 1e-4);
     // Several tensors and no --key: a clear error.
     saescope::candle_core::safetensors::save(
         &HashMap::from([
