@@ -174,8 +174,34 @@ fn check_cached_logits(model: &HookedModel, tokens: &[u32], what: &str) -> f32 {
         e < 1e-4,
         "{what}: cached vs full logits: relative error {e:.3e}"
     );
-    eprintln!("{what}: cached vs full logits over {n} positions: max rel err {e:.2e}");
-    e
+    // The unfused path (attention scores and norm scales observed by a hook) too.
+    let mut cache = model.new_kv_cache();
+    let mut parts = Vec::new();
+    for (at, len) in [(0, 4), (4, 1), (5, 2)]
+        .into_iter()
+        .chain((7..n).map(|i| (i, 1)))
+    {
+        let mut hooks = Hooks::new();
+        hooks.add_filter(
+            |n: &str| n.ends_with("hook_attn_scores") || n.ends_with("hook_scale"),
+            |_: &Tensor, _: &str| Ok(None),
+        );
+        let chunk = row_tokens(&tokens[at..at + len]);
+        parts.push(
+            model
+                .run_with_hooks_with_kv_cache(&chunk, hooks, &mut cache)
+                .unwrap(),
+        );
+    }
+    let e2 = rel_err(&Tensor::cat(&parts, 1).unwrap(), &full);
+    assert!(
+        e2 < 1e-4,
+        "{what}: unfused cached vs full: relative error {e2:.3e}"
+    );
+    eprintln!(
+        "{what}: cached vs full logits over {n} positions: max rel err {e:.2e} (unfused {e2:.2e})"
+    );
+    e.max(e2)
 }
 
 #[test]
