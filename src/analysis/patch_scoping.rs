@@ -60,7 +60,7 @@ fn placeholder_id(model: &HookedModel, placeholder: &str) -> Result<u32> {
 /// position holding the placeholder token, `blocks.{replacement_layer}.hook_resid_pre` is
 /// replaced by `v = scale · Ŵ_dec[latent_idx]`.
 ///
-/// The replacement happens on the forward pass that covers the prompt (ARENA's hook acts only
+/// The replacement happens on the forward passes that cover the prompt (ARENA's hook acts only
 /// when `acts.shape[1] > 1`): the first pass with the KV cache, whose keys and values carry it
 /// to later steps, or every pass without the cache. The SAE must write the residual stream
 /// (`d_out = d_model`); its own layer does not matter.
@@ -101,9 +101,13 @@ pub fn generate_patch_scoping_explanation(
     }
     let hook = format!("blocks.{}.hook_resid_pre", opts.replacement_layer);
     let mut hooks = Hooks::new();
+    // The hook fires once per forward pass; with the cache only the first pass holds the prompt.
+    let (cached, mut first) = (gen.use_past_kv_cache, true);
     hooks.add(hook.as_str(), move |acts: &Tensor, name: &str| {
         let q = acts.dim(1)?;
-        if q < p {
+        let prompt_pass = !cached || first;
+        first = false;
+        if !prompt_pass || q < p {
             return Ok(None);
         }
         let v = fit_to(&v, acts, name)?.broadcast_as(acts.shape())?;

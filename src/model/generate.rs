@@ -14,7 +14,9 @@ use candle_core::{DType, IndexOp, Tensor};
 /// used as they are.
 #[derive(Clone, Debug)]
 pub enum Prompt {
+    /// Text, tokenized by the model's tokenizer.
     Text(String),
+    /// Integer ids `[batch, pos]` or `[pos]`; a batch's rows are generated together (no padding).
     Tokens(Tensor),
 }
 
@@ -226,7 +228,10 @@ impl HookedModel {
     /// [`HookedModel::generate`] with forward hooks on every forward pass (TL's
     /// `with model.hooks(fwd_hooks): model.generate(...)`). With the KV cache the first pass
     /// runs the prompt and each later pass the one new position, so hooks see `pos` = prompt
-    /// length, then 1; `hook_embed` fires on the new tokens of each pass.
+    /// length, then 1 (`hook_rot_k`, `hook_attn_scores` and `hook_pattern` span every key);
+    /// without it each pass runs the whole sequence. `hook_embed` fires on each pass's new
+    /// tokens, as in `run_with_hooks` (TL 3.9's `generate` embeds the tokens outside its hooked
+    /// forward pass, so there `hook_embed` does not fire).
     pub fn generate_with_hooks(
         &self,
         prompt: impl Into<Prompt>,

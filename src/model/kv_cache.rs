@@ -59,6 +59,7 @@ impl KvCache {
         self.len
     }
 
+    /// Whether no position is cached yet.
     pub fn is_empty(&self) -> bool {
         self.len == 0
     }
@@ -68,6 +69,7 @@ impl KvCache {
         self.batch
     }
 
+    /// Number of layers the cache is for.
     pub fn n_layers(&self) -> usize {
         self.layers.len()
     }
