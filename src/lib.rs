@@ -5,6 +5,7 @@
 //!
 //! The README follows (its quickstart is compiled and run as a doctest).
 #![doc = include_str!("../README.md")]
+pub mod analysis;
 pub mod data;
 pub mod error;
 pub mod eval;
@@ -20,7 +21,9 @@ pub mod viz;
 pub use candle_core::{DType, Device, IndexOp, Tensor, D};
 pub use error::{Error, Result};
 pub use hooks::{get_act_name, ActName, ActivationCache, HookFn, Hooks, NamesFilter};
-pub use model::{HookedModel, LoadOptions, ModelConfig};
+pub use model::{
+    GenerateOptions, Generation, HookedModel, KvCache, LoadOptions, ModelConfig, Prompt,
+};
 pub use sae::{Sae, SaeConfig};
 pub use tokenizer::Tok;
 

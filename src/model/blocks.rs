@@ -3,6 +3,7 @@
 //! views (`W_Q [n_heads, d_model, d_head]`, ...) are derived on demand by `HookedModel`.
 use super::config::{ActFn, ModelConfig, Normalization};
 use super::kernels;
+use super::kv_cache::LayerKv;
 use super::weights::StateDict;
 use crate::error::Result;
 use crate::hooks::{BlockHookNames, HookCtx};
@@ -93,13 +94,20 @@ impl Rotary {
             sin: Tensor::from_vec(sin, (n_ctx, half), device)?,
         })
     }
-    /// Rotate `x [b, p, heads, d_head]` (half-split pairs).
-    pub fn apply(&self, x: &Tensor) -> Result<Tensor> {
+    /// Rotate `x [b, p, heads, d_head]` (half-split pairs) at positions `offset..offset + p`.
+    pub fn apply(&self, x: &Tensor, offset: usize) -> Result<Tensor> {
         let p = x.dim(1)?;
+        let n_ctx = self.cos.dim(0)?;
+        if offset + p > n_ctx {
+            return Err(crate::error::Error::Invalid(format!(
+                "positions {offset}..{} exceed the model's context n_ctx = {n_ctx}",
+                offset + p
+            )));
+        }
         Ok(candle_nn::rotary_emb::rope_thd(
             &x.contiguous()?,
-            &self.cos.narrow(0, 0, p)?,
-            &self.sin.narrow(0, 0, p)?,
+            &self.cos.narrow(0, offset, p)?,
+            &self.sin.narrow(0, offset, p)?,
         )?)
     }
 }
@@ -124,7 +132,16 @@ pub(crate) struct Attention {
 }
 
 impl Attention {
-    pub fn forward(&self, x: &Tensor, ctx: &mut HookCtx, n: &BlockHookNames) -> Result<Tensor> {
+    /// Attention over `x [b, p, d]`. With `kv`, the new keys and values are appended to the
+    /// cached ones and the `p` queries sit at positions `kv.len()..kv.len() + p` (TL's
+    /// `past_kv_cache_entry`).
+    pub fn forward(
+        &self,
+        x: &Tensor,
+        ctx: &mut HookCtx,
+        n: &BlockHookNames,
+        kv: Option<&mut LayerKv>,
+    ) -> Result<Tensor> {
         let (b, p, d) = x.dims3()?;
         let (h, hkv, dh) = (self.n_heads, self.n_kv_heads, self.d_head);
         let mut qkv = x.reshape((b * p, d))?.matmul(&self.w_qkv)?;
@@ -141,10 +158,20 @@ impl Attention {
             qkv.narrow(1, (h + hkv) * dh, hkv * dh)?
                 .reshape((b, p, hkv, dh))?,
         )?;
+        // TL caches K before the rotary embedding and rotates the whole sequence each pass.
+        let (offset, k, v) = match kv {
+            Some(cache) => {
+                let offset = cache.len();
+                let (k, v) = cache.append(k, v)?;
+                (offset, k, v)
+            }
+            None => (0, k, v),
+        };
+        let t = offset + p;
         let (q, k) = match &self.rotary {
             Some(r) => (
-                ctx.hp(&n.rot_q, r.apply(&q)?)?,
-                ctx.hp(&n.rot_k, r.apply(&k)?)?,
+                ctx.hp(&n.rot_q, r.apply(&q, offset)?)?,
+                ctx.hp(&n.rot_k, r.apply(&k, 0)?)?,
             ),
             None => (q, k),
         };
@@ -156,7 +183,7 @@ impl Attention {
             .contiguous()?
             .reshape((b, hkv, rep * p, dh))?;
         let kt = k.transpose(1, 2)?.contiguous()?;
-        let raw = qg.matmul(&kt.t()?)?.reshape((b, h, p, p))?;
+        let raw = qg.matmul(&kt.t()?)?.reshape((b, h, p, t))?;
         let mask = kernels::ScoreMask {
             scale: 1.0 / self.attn_scale as f32,
             soft_cap: self.soft_cap.map(|c| c as f32),
@@ -178,7 +205,7 @@ impl Attention {
                         if let Some(c) = self.soft_cap {
                             s = ((s / c)?.tanh()? * c)?;
                         }
-                        s.broadcast_add(&causal_mask(p, self.window, x.device())?)?
+                        s.broadcast_add(&causal_mask(p, t, self.window, x.device())?)?
                     }
                 };
                 let scores = ctx.hp(&n.attn_scores, scores)?;
@@ -188,7 +215,7 @@ impl Attention {
         let pattern = ctx.hp(&n.pattern, pattern)?;
         let vt = v.transpose(1, 2)?.contiguous()?;
         let z = pattern
-            .reshape((b, hkv, rep * p, p))?
+            .reshape((b, hkv, rep * p, t))?
             .matmul(&vt)?
             .reshape((b, h, p, dh))?;
         let z = ctx.hp(&n.z, z.transpose(1, 2)?.contiguous()?)?;
@@ -200,13 +227,18 @@ impl Attention {
     }
 }
 
-/// `[p, p]` with 0 where query `i` sees key `j` (`j <= i`, and `j > i - window` for a sliding
-/// window) and -inf elsewhere (TL masks with -inf).
-fn causal_mask(p: usize, window: Option<usize>, device: &candle_core::Device) -> Result<Tensor> {
-    let m: Vec<f32> = (0..p)
+/// `[q, k]` with 0 where query `i` (at absolute position `i + k - q`) sees key `j` (`j <= i`,
+/// and `j > i - window` for a sliding window) and -inf elsewhere (TL masks with -inf).
+fn causal_mask(
+    q: usize,
+    k: usize,
+    window: Option<usize>,
+    device: &candle_core::Device,
+) -> Result<Tensor> {
+    let m: Vec<f32> = (k - q..k)
         .flat_map(|i| {
             let lo = window.map_or(0, |w| (i + 1).saturating_sub(w));
-            (0..p).map(move |j| {
+            (0..k).map(move |j| {
                 if (lo..=i).contains(&j) {
                     0.0
                 } else {
@@ -215,7 +247,7 @@ fn causal_mask(p: usize, window: Option<usize>, device: &candle_core::Device) ->
             })
         })
         .collect();
-    Ok(Tensor::from_vec(m, (p, p), device)?)
+    Ok(Tensor::from_vec(m, (q, k), device)?)
 }
 
 pub(crate) struct Mlp {
@@ -362,12 +394,13 @@ impl Block {
         resid_pre: Tensor,
         ctx: &mut HookCtx,
         n: &BlockHookNames,
+        kv: Option<&mut LayerKv>,
     ) -> Result<Tensor> {
         let resid_pre = ctx.hp(&n.resid_pre, resid_pre)?;
         let x = self
             .ln1
             .forward(&resid_pre, ctx, &n.ln1_scale, &n.ln1_normalized)?;
-        let attn_out = self.attn.forward(&x, ctx, n)?;
+        let attn_out = self.attn.forward(&x, ctx, n, kv)?;
         let attn_out = PostNorm::forward(&self.ln1_post, attn_out, ctx)?;
         let attn_out = ctx.hp(&n.attn_out, attn_out)?;
         let resid_mid = ctx.hp(&n.resid_mid, (resid_pre + attn_out)?)?;

@@ -2,6 +2,7 @@
 //! the loss, and TL-shaped weight accessors.
 use super::blocks::{Attention, Block, Mlp, Norm, PostNorm, Rotary};
 use super::config::{ModelConfig, Normalization, Positional};
+use super::kv_cache::KvCache;
 use super::weights::StateDict;
 use crate::error::{Error, Result};
 use crate::hooks::{ActivationCache, BlockHookNames, HookCtx, Hooks, NamesFilter};
@@ -282,9 +283,43 @@ impl HookedModel {
         ctx: &mut HookCtx,
         stop_at_layer: Option<usize>,
     ) -> Result<Tensor> {
+        self.run_inner(tokens, ctx, stop_at_layer, None, false)
+    }
+
+    /// The forward pass. With `kv`, `tokens` are the positions after the cached ones (TL's
+    /// `past_kv_cache`); they are appended to the cache when the pass completes. With
+    /// `last_only` and no hook on the final norm or the unembedding, only the last position's
+    /// logits are computed (`[batch, 1, d_vocab]`).
+    pub(crate) fn run_inner(
+        &self,
+        tokens: &Tensor,
+        ctx: &mut HookCtx,
+        stop_at_layer: Option<usize>,
+        kv: Option<&mut KvCache>,
+        last_only: bool,
+    ) -> Result<Tensor> {
         let tokens = self.check_tokens(tokens)?;
         let (b, p) = tokens.dims2()?;
         let d = self.cfg.d_model;
+        let offset = match &kv {
+            Some(c) => {
+                c.check(self.cfg.n_layers, b)?;
+                if stop_at_layer.is_some() {
+                    return Err(Error::Invalid(
+                        "stop_at_layer cannot be used with a KV cache (the cache needs every layer)"
+                            .into(),
+                    ));
+                }
+                c.len()
+            }
+            None => 0,
+        };
+        if offset + p > self.cfg.n_ctx {
+            return Err(Error::Invalid(format!(
+                "{offset} cached + {p} new positions exceed the model's context n_ctx = {}",
+                self.cfg.n_ctx
+            )));
+        }
         if let Some(s) = stop_at_layer {
             if s > self.cfg.n_layers {
                 return Err(Error::Invalid(format!(
@@ -300,7 +335,7 @@ impl HookedModel {
         let mut resid = ctx.hp("hook_embed", embed)?;
         if let Some(w_pos) = &self.w_pos {
             let pos = w_pos
-                .narrow(0, 0, p)?
+                .narrow(0, offset, p)?
                 .unsqueeze(0)?
                 .broadcast_as((b, p, d))?
                 .contiguous()?;
@@ -308,12 +343,46 @@ impl HookedModel {
             resid = (resid + pos)?;
         }
         let n_run = stop_at_layer.unwrap_or(self.cfg.n_layers);
-        for (block, names) in self.blocks.iter().zip(&self.names).take(n_run) {
-            resid = block.forward(resid, ctx, names)?;
+        match kv {
+            Some(cache) => {
+                // Work on a copy (tensors are shared, not copied) so a failed pass leaves the
+                // cache untouched.
+                let mut layers = cache.layers.clone();
+                for ((block, names), lkv) in self.blocks.iter().zip(&self.names).zip(&mut layers) {
+                    resid = block.forward(resid, ctx, names, Some(lkv))?;
+                }
+                let logits = self.unembed(resid, ctx, last_only)?;
+                cache.layers = layers;
+                cache.len += p;
+                cache.batch = Some(b);
+                return Ok(logits);
+            }
+            None => {
+                for (block, names) in self.blocks.iter().zip(&self.names).take(n_run) {
+                    resid = block.forward(resid, ctx, names, None)?;
+                }
+            }
         }
         if stop_at_layer.is_some() {
             return Ok(resid);
         }
+        self.unembed(resid, ctx, last_only)
+    }
+
+    /// The final norm, the unembedding and (Gemma-2) the logit soft cap.
+    fn unembed(&self, resid: Tensor, ctx: &mut HookCtx, last_only: bool) -> Result<Tensor> {
+        const FINAL_HOOKS: [&str; 4] = [
+            "ln_final.hook_scale",
+            "ln_final.hook_normalized",
+            "unembed.hook_in",
+            "unembed.hook_out",
+        ];
+        let (b, p, d) = resid.dims3()?;
+        let (resid, p) = if last_only && p > 1 && !FINAL_HOOKS.iter().any(|h| ctx.wants(h)) {
+            (resid.narrow(1, p - 1, 1)?.contiguous()?, 1)
+        } else {
+            (resid, p)
+        };
         let x = self.ln_final.forward(
             &resid,
             ctx,

@@ -122,7 +122,7 @@ impl ScoreMask {
             None => s,
         }
     }
-    /// The first visible key of query row `i`.
+    /// The first visible key of the query at absolute position `i`.
     #[inline]
     fn first_key(&self, i: usize) -> usize {
         self.window.map_or(0, |w| (i + 1).saturating_sub(w))
@@ -131,18 +131,21 @@ impl ScoreMask {
 
 /// Causal softmax of raw attention scores `[b, h, q, k]` under `m`: row `i` is the softmax of
 /// the visible scores of `m`, zero elsewhere (what TL's masked `hook_attn_scores` →
-/// `hook_pattern` gives).
+/// `hook_pattern` gives). With `q < k` (a KV cache holding `k − q` earlier positions) query row
+/// `i` sits at absolute position `i + k − q`.
 pub(crate) fn causal_softmax(scores: &Tensor, m: ScoreMask) -> Result<Option<Tensor>> {
     let (_, _, q, k) = scores.dims4()?;
-    if q != k {
+    if q > k {
         return Ok(None);
     }
+    let past = k - q;
     let out = with_f32(scores, |s| {
         let mut out = vec![0f32; s.len()];
         out.par_chunks_mut(q * k)
             .zip(s.par_chunks(q * k))
             .for_each(|(o, si)| {
-                for (i, (o, sr)) in o.chunks_mut(k).zip(si.chunks(k)).enumerate() {
+                for (r, (o, sr)) in o.chunks_mut(k).zip(si.chunks(k)).enumerate() {
+                    let i = r + past;
                     let lo = m.first_key(i);
                     let (row, o) = (&sr[lo..=i], &mut o[lo..=i]);
                     for (o, &v) in o.iter_mut().zip(row) {
@@ -226,18 +229,20 @@ pub(crate) fn center_and_scale(
 }
 
 /// Attention scores `[b, h, q, k]` under `m`, −inf where masked (TL's masked
-/// `hook_attn_scores`).
+/// `hook_attn_scores`); query row `i` sits at absolute position `i + k − q`.
 pub(crate) fn scale_and_mask(raw: &Tensor, m: ScoreMask) -> Result<Option<Tensor>> {
     let (_, _, q, k) = raw.dims4()?;
-    if q != k {
+    if q > k {
         return Ok(None);
     }
+    let past = k - q;
     let out = with_f32(raw, |s| {
         let mut out = vec![0f32; s.len()];
         out.par_chunks_mut(q * k)
             .zip(s.par_chunks(q * k))
             .for_each(|(o, si)| {
-                for (i, (o, sr)) in o.chunks_mut(k).zip(si.chunks(k)).enumerate() {
+                for (r, (o, sr)) in o.chunks_mut(k).zip(si.chunks(k)).enumerate() {
+                    let i = r + past;
                     let lo = m.first_key(i);
                     for (j, (o, &v)) in o.iter_mut().zip(sr).enumerate() {
                         *o = if (lo..=i).contains(&j) {

@@ -3,21 +3,26 @@ mod accessors;
 pub(crate) mod blocks;
 pub mod config;
 mod gemma2;
+mod generate;
 mod gguf;
 mod gpt2;
 mod hooked;
 pub mod hub;
 mod kernels;
+mod kv_cache;
 mod llama;
 mod load;
 mod processing;
+pub mod sampling;
 mod tokens;
 pub mod weights;
 
 pub use config::{
     ActFn, Architecture, AttnType, ModelConfig, Normalization, Positional, Processing,
 };
+pub use generate::{GenerateOptions, Generation, Prompt};
 pub use hooked::HookedModel;
+pub use kv_cache::KvCache;
 pub use load::default_data_dir;
 pub use tokens::TestPromptResult;
 

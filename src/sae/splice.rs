@@ -6,7 +6,7 @@
 use super::Sae;
 use crate::error::{Error, Result};
 use crate::hooks::{ActivationCache, HookCtx, Hooks, NamesFilter};
-use crate::model::HookedModel;
+use crate::model::{GenerateOptions, Generation, HookedModel, Prompt};
 use candle_core::Tensor;
 
 /// Which token positions bypass the SAEs (SAELens's `exclude_special_tokens`).
@@ -290,5 +290,30 @@ impl HookedModel {
             (out, Some(cache)) => Ok((out, cache)),
             (_, None) => Err(Error::Invalid("internal: no cache was collected".into())),
         }
+    }
+
+    /// [`HookedModel::generate`] with `saes` spliced in on every forward pass (SAELens's
+    /// `with model.saes(saes): model.generate(...)`), and `hooks`, which may target the SAEs'
+    /// hook points (e.g. `<hook>.hook_sae_acts_post` to clamp a latent). With the KV cache each
+    /// pass after the first runs only the new position, so the SAEs see `pos` = 1 then.
+    pub fn generate_with_saes<'f>(
+        &self,
+        prompt: impl Into<Prompt>,
+        saes: &[&Sae],
+        sae_opts: &SaeRunOptions,
+        opts: &GenerateOptions,
+        mut hooks: Hooks<'f>,
+    ) -> Result<Generation> {
+        hooks.validate(&self.hook_names_with_saes(saes))?;
+        self.generate_core(prompt.into(), opts, &mut |toks, kv| {
+            let attached = self.attach(toks, saes, sae_opts)?;
+            let mut ctx = HookCtx {
+                hooks: Some(&mut hooks),
+                saes: &attached,
+                captured: vec![None; attached.len()],
+                ..Default::default()
+            };
+            self.run_inner(toks, &mut ctx, None, kv, true)
+        })
     }
 }

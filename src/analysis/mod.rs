@@ -1,0 +1,12 @@
+//! Analyses built on the hooked model and SAEs: steering generation with SAE latents and
+//! patch scoping (ARENA's SAE exercises, §1.6 and §1.9).
+pub mod patch_scoping;
+pub mod steering;
+
+pub use patch_scoping::{
+    generate_patch_scoping_explanation, patch_scoping_vector, PatchScopingOptions,
+};
+pub use steering::{
+    add_steering_hook, compare_steering, generate_with_steering, steering_vector,
+    SteeringComparison,
+};

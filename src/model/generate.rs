@@ -1,0 +1,356 @@
+//! Text generation with TransformerLens's `HookedTransformer.generate` semantics: greedy or
+//! sampled (temperature, top-k, top-p, frequency and repetition penalties), stop tokens, a KV
+//! cache, and hooks (or spliced SAEs) that fire on every forward pass of the generation.
+use super::kv_cache::KvCache;
+use super::sampling;
+use super::HookedModel;
+use crate::data::rng::SplitMix64;
+use crate::error::{Error, Result};
+use crate::hooks::{HookCtx, Hooks};
+use candle_core::{DType, IndexOp, Tensor};
+
+/// What to generate from: text (tokenized with BOS prepended when
+/// [`GenerateOptions::prepend_bos`], as TL's `to_tokens`) or token ids `[batch, pos]` / `[pos]`
+/// used as they are.
+#[derive(Clone, Debug)]
+pub enum Prompt {
+    /// Text, tokenized by the model's tokenizer.
+    Text(String),
+    /// Integer ids `[batch, pos]` or `[pos]`; a batch's rows are generated together (no padding).
+    Tokens(Tensor),
+}
+
+impl From<&str> for Prompt {
+    fn from(s: &str) -> Self {
+        Prompt::Text(s.to_string())
+    }
+}
+impl From<String> for Prompt {
+    fn from(s: String) -> Self {
+        Prompt::Text(s)
+    }
+}
+impl From<&String> for Prompt {
+    fn from(s: &String) -> Self {
+        Prompt::Text(s.clone())
+    }
+}
+impl From<Tensor> for Prompt {
+    fn from(t: Tensor) -> Self {
+        Prompt::Tokens(t)
+    }
+}
+impl From<&Tensor> for Prompt {
+    fn from(t: &Tensor) -> Self {
+        Prompt::Tokens(t.clone())
+    }
+}
+impl From<&[u32]> for Prompt {
+    fn from(ids: &[u32]) -> Self {
+        let n = ids.len();
+        Prompt::Tokens(
+            Tensor::from_vec(ids.to_vec(), (1, n), &candle_core::Device::Cpu)
+                .expect("a [1, n] tensor from n ids"),
+        )
+    }
+}
+impl From<Vec<u32>> for Prompt {
+    fn from(ids: Vec<u32>) -> Self {
+        Prompt::from(ids.as_slice())
+    }
+}
+
+/// Settings of [`HookedModel::generate`], with TL's defaults (`max_new_tokens = 10`,
+/// `do_sample = true`, `temperature = 1`, `stop_at_eos = true`, `use_past_kv_cache = true`).
+/// [`GenerateOptions::greedy`] gives deterministic argmax decoding.
+#[derive(Clone, Debug)]
+pub struct GenerateOptions {
+    /// At most this many tokens are appended.
+    pub max_new_tokens: usize,
+    /// Sample from the distribution; false → the argmax of the raw logits, and the settings
+    /// below (temperature to repetition_penalty) do nothing, as in TL.
+    pub do_sample: bool,
+    /// Logits are divided by it before sampling; 0 → argmax.
+    pub temperature: f64,
+    /// Sample only among the `k` largest logits (ties with the k-th kept).
+    pub top_k: Option<usize>,
+    /// Nucleus sampling: the smallest set of tokens whose probability reaches `top_p` (ignored
+    /// when `top_k` is set, as in TL).
+    pub top_p: Option<f64>,
+    /// TL's `freq_penalty`: after the temperature, each logit loses `freq_penalty` times the
+    /// number of times its token occurs in the sequence so far (prompt included).
+    pub freq_penalty: f64,
+    /// HF's repetition penalty (1 = none), applied before the temperature.
+    pub repetition_penalty: f64,
+    /// Stop a sequence once it emits a stop token (the token is kept); finished sequences of a
+    /// batch are padded with the EOS token until all are done.
+    pub stop_at_eos: bool,
+    /// Stop tokens; None → the tokenizer's EOS.
+    pub eos_token_ids: Option<Vec<u32>>,
+    /// Reuse past keys and values so each step runs only the new position (TL's
+    /// `use_past_kv_cache`). Without it every step runs the whole sequence.
+    pub use_past_kv_cache: bool,
+    /// Prepend BOS to a text prompt.
+    pub prepend_bos: bool,
+    /// Seed of the sampling RNG (SplitMix64): the same seed gives the same tokens. None → a
+    /// fresh seed each call.
+    pub seed: Option<u64>,
+}
+
+impl Default for GenerateOptions {
+    fn default() -> Self {
+        GenerateOptions {
+            max_new_tokens: 10,
+            do_sample: true,
+            temperature: 1.0,
+            top_k: None,
+            top_p: None,
+            freq_penalty: 0.0,
+            repetition_penalty: 1.0,
+            stop_at_eos: true,
+            eos_token_ids: None,
+            use_past_kv_cache: true,
+            prepend_bos: true,
+            seed: None,
+        }
+    }
+}
+
+impl GenerateOptions {
+    /// Greedy decoding (`do_sample = false`) of up to `max_new_tokens` tokens.
+    pub fn greedy(max_new_tokens: usize) -> Self {
+        GenerateOptions {
+            max_new_tokens,
+            do_sample: false,
+            ..Default::default()
+        }
+    }
+    /// Sampling at `temperature` with a fixed `seed`.
+    pub fn sampled(max_new_tokens: usize, temperature: f64, seed: u64) -> Self {
+        GenerateOptions {
+            max_new_tokens,
+            temperature,
+            seed: Some(seed),
+            ..Default::default()
+        }
+    }
+}
+
+/// The result of a generation: the prompt and the new tokens (TL's `return_type="tokens"`), and
+/// their decoded text (TL's `return_type="str"`).
+#[derive(Clone, Debug)]
+pub struct Generation {
+    /// `[batch, prompt_len + n_new]` u32: the prompt followed by the generated tokens.
+    pub tokens: Tensor,
+    /// Positions of the prompt (BOS included).
+    pub prompt_len: usize,
+    /// Each sequence decoded with special tokens skipped (as TL's `return_type="str"`); None
+    /// when the model has no tokenizer.
+    pub texts: Option<Vec<String>>,
+}
+
+impl Generation {
+    /// Every sequence's ids, prompt included.
+    pub fn ids(&self) -> Result<Vec<Vec<u32>>> {
+        Ok(self.tokens.to_vec2()?)
+    }
+    /// Every sequence's generated ids only.
+    pub fn new_ids(&self) -> Result<Vec<Vec<u32>>> {
+        Ok(self
+            .ids()?
+            .into_iter()
+            .map(|r| r[self.prompt_len..].to_vec())
+            .collect())
+    }
+    /// Number of generated positions.
+    pub fn n_new(&self) -> usize {
+        self.tokens.dims()[1] - self.prompt_len
+    }
+    /// The first sequence's text.
+    pub fn text(&self) -> Result<&str> {
+        self.texts
+            .as_ref()
+            .and_then(|t| t.first())
+            .map(|s| s.as_str())
+            .ok_or_else(|| {
+                Error::Tokenizer("this generation has no text: the model has no tokenizer".into())
+            })
+    }
+}
+
+impl HookedModel {
+    /// An empty [`KvCache`] for this model.
+    pub fn new_kv_cache(&self) -> KvCache {
+        KvCache::new(self.cfg.n_layers)
+    }
+
+    /// TL's `forward(tokens, past_kv_cache=cache)`: logits `[batch, new, d_vocab]` of `tokens`,
+    /// which continue the sequences held in `cache` (positions `cache.len()..`); their keys and
+    /// values are appended to `cache`.
+    pub fn forward_with_kv_cache(&self, tokens: &Tensor, cache: &mut KvCache) -> Result<Tensor> {
+        self.run_inner(tokens, &mut HookCtx::default(), None, Some(cache), false)
+    }
+
+    /// [`HookedModel::forward_with_kv_cache`] with forward hooks; they see the new positions
+    /// only (and `hook_rot_k`, `hook_attn_scores`, `hook_pattern` the whole key length).
+    pub fn run_with_hooks_with_kv_cache(
+        &self,
+        tokens: &Tensor,
+        mut hooks: Hooks,
+        cache: &mut KvCache,
+    ) -> Result<Tensor> {
+        hooks.validate(&self.hook_names)?;
+        let mut ctx = HookCtx {
+            hooks: Some(&mut hooks),
+            ..Default::default()
+        };
+        self.run_inner(tokens, &mut ctx, None, Some(cache), false)
+    }
+
+    /// TL's `generate`: append up to `opts.max_new_tokens` tokens to `prompt`.
+    ///
+    /// ```no_run
+    /// # use saescope::*;
+    /// # use saescope::model::GenerateOptions;
+    /// let model = HookedModel::from_pretrained("smollm2")?;
+    /// let out = model.generate("The capital of France is", &GenerateOptions::greedy(8))?;
+    /// println!("{}", out.text()?);
+    /// # Ok::<(), saescope::Error>(())
+    /// ```
+    pub fn generate(
+        &self,
+        prompt: impl Into<Prompt>,
+        opts: &GenerateOptions,
+    ) -> Result<Generation> {
+        self.generate_with_hooks(prompt, opts, Hooks::new())
+    }
+
+    /// [`HookedModel::generate`] with forward hooks on every forward pass (TL's
+    /// `with model.hooks(fwd_hooks): model.generate(...)`). With the KV cache the first pass
+    /// runs the prompt and each later pass the one new position, so hooks see `pos` = prompt
+    /// length, then 1 (`hook_rot_k`, `hook_attn_scores` and `hook_pattern` span every key);
+    /// without it each pass runs the whole sequence. `hook_embed` fires on each pass's new
+    /// tokens, as in `run_with_hooks` (TL 3.9's `generate` embeds the tokens outside its hooked
+    /// forward pass, so there `hook_embed` does not fire).
+    pub fn generate_with_hooks(
+        &self,
+        prompt: impl Into<Prompt>,
+        opts: &GenerateOptions,
+        mut hooks: Hooks,
+    ) -> Result<Generation> {
+        hooks.validate(&self.hook_names)?;
+        self.generate_core(prompt.into(), opts, &mut |toks, kv| {
+            let mut ctx = HookCtx {
+                hooks: Some(&mut hooks),
+                ..Default::default()
+            };
+            self.run_inner(toks, &mut ctx, None, kv, true)
+        })
+    }
+
+    /// The prompt as `[batch, pos]` u32 ids on the model's device.
+    pub(crate) fn prompt_tokens(&self, prompt: Prompt, prepend_bos: bool) -> Result<Tensor> {
+        match prompt {
+            Prompt::Text(s) => self.to_tokens_with(&s, prepend_bos),
+            Prompt::Tokens(t) => self.check_tokens(&t),
+        }
+    }
+
+    /// The generation loop; `step` runs one forward pass over the given tokens (the new ones
+    /// with a cache, the whole sequences without) and returns logits whose last position is
+    /// the next-token distribution.
+    pub(crate) fn generate_core(
+        &self,
+        prompt: Prompt,
+        opts: &GenerateOptions,
+        step: &mut dyn FnMut(&Tensor, Option<&mut KvCache>) -> Result<Tensor>,
+    ) -> Result<Generation> {
+        sampling::validate(opts)?;
+        let prompt = self.prompt_tokens(prompt, opts.prepend_bos)?;
+        let (b, p) = prompt.dims2()?;
+        let n_ctx = self.cfg.n_ctx;
+        if p > n_ctx {
+            return Err(Error::Invalid(format!(
+                "the prompt has {p} tokens, more than the model's context n_ctx = {n_ctx}"
+            )));
+        }
+        if p + opts.max_new_tokens > n_ctx {
+            return Err(Error::Invalid(format!(
+                "prompt of {p} tokens + max_new_tokens {} exceeds the model's context n_ctx = {n_ctx}; lower max_new_tokens to at most {}",
+                opts.max_new_tokens,
+                n_ctx - p
+            )));
+        }
+        let eos = self.tok.as_ref().and_then(|t| t.eos_id);
+        let stop_tokens: Vec<u32> = match (&opts.eos_token_ids, opts.stop_at_eos) {
+            (_, false) => Vec::new(),
+            (Some(ids), true) => ids.clone(),
+            (None, true) => vec![eos.ok_or_else(|| {
+                Error::Invalid(
+                    "stop_at_eos needs a stop token: the model has no tokenizer EOS; set eos_token_ids or stop_at_eos = false".into(),
+                )
+            })?],
+        };
+        let pad = eos.or(stop_tokens.first().copied()).unwrap_or(0);
+        let mut rng = SplitMix64::new(opts.seed.unwrap_or_else(fresh_seed));
+        let mut seqs: Vec<Vec<u32>> = prompt.to_vec2()?;
+        let mut finished = vec![false; b];
+        let mut cache = opts.use_past_kv_cache.then(|| self.new_kv_cache());
+        let mut input = prompt.clone();
+        for _ in 0..opts.max_new_tokens {
+            let logits = step(&input, cache.as_mut())?;
+            let q = logits.dim(1)?;
+            let last: Vec<Vec<f32>> = logits.i((.., q - 1))?.to_dtype(DType::F32)?.to_vec2()?;
+            let mut new = Vec::with_capacity(b);
+            for ((row, seq), done) in last.iter().zip(&mut seqs).zip(&mut finished) {
+                let mut t = sampling::sample_logits(row, seq, opts, &mut rng)?;
+                if *done {
+                    t = pad;
+                } else if stop_tokens.contains(&t) {
+                    *done = true;
+                }
+                seq.push(t);
+                new.push(t);
+            }
+            input = if cache.is_some() {
+                Tensor::from_vec(new, (b, 1), &self.device)?
+            } else {
+                let len = seqs[0].len();
+                Tensor::from_vec(seqs.concat(), (b, len), &self.device)?
+            };
+            if opts.stop_at_eos && finished.iter().all(|&f| f) {
+                break;
+            }
+        }
+        let len = seqs[0].len();
+        let texts = match &self.tok {
+            Some(tok) => Some(
+                seqs.iter()
+                    .map(|s| {
+                        tok.inner.decode(s, true).map_err(|e| {
+                            Error::Tokenizer(format!("cannot decode {} ids: {e}", s.len()))
+                        })
+                    })
+                    .collect::<Result<Vec<_>>>()?,
+            ),
+            None => None,
+        };
+        Ok(Generation {
+            tokens: Tensor::from_vec(seqs.concat(), (b, len), &self.device)?,
+            prompt_len: p,
+            texts,
+        })
+    }
+}
+
+/// A seed from the clock and the process's hasher keys (for `seed: None`).
+fn fresh_seed() -> u64 {
+    use std::hash::{BuildHasher, Hasher};
+    let mut h = std::collections::hash_map::RandomState::new().build_hasher();
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_nanos())
+        .unwrap_or(0);
+    h.write_u128(nanos);
+    h.finish()
+}
