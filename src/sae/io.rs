@@ -2,7 +2,22 @@
 //! `loaders`), the pretrained directory, tensors, dtype and device changes.
 use super::*;
 
+/// The SAE shipped with saescope: a TopK (k = 48) SAE, 576 → 4608, on SmolLM2-135M-Instruct's
+/// `blocks.15.hook_resid_post`, trained by `scripts/train_default_sae.sh` (evals in its
+/// `eval.json` and the README).
+pub const SHIPPED_SAE: &str = "data/saes/smollm2-l15-resid-post-topk48";
+
+/// [`SHIPPED_SAE`] inside this crate's source tree (where `cargo` and evcxr's `:dep` find it).
+pub fn shipped_sae_dir() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join(SHIPPED_SAE)
+}
+
 impl Sae {
+    /// The shipped SmolLM2 SAE ([`SHIPPED_SAE`]).
+    pub fn shipped() -> Result<Self> {
+        Self::load(&shipped_sae_dir())
+    }
+
     // ---------------------------------------------------------------------------------------
     // Loading
 

@@ -62,6 +62,7 @@ mod transcoder;
 
 use arch::{ArchImpl, SaeWeights};
 pub use config::{Architecture, NormalizeActivations, ReshapeActivations, SaeConfig, SaeMetadata};
+pub use io::{shipped_sae_dir, SHIPPED_SAE};
 pub use loaders::SaeFormat;
 pub use pretrained::{PretrainedSaeInfo, PretrainedSaeRelease};
 

@@ -32,8 +32,8 @@ pub struct EvalArgs {
     /// as SAELens does (BOS first, BOS between documents).
     #[arg(long)]
     pub dataset: Option<String>,
-    /// Shuffle the dataset's documents with this seed.
-    #[arg(long)]
+    /// Shuffle the dataset's documents with this seed (as `cache-activations`).
+    #[arg(long = "dataset-shuffle-seed", alias = "shuffle-seed")]
     pub shuffle_seed: Option<u64>,
     /// Include special tokens (BOS/EOS/PAD) in the metrics.
     #[arg(long)]
