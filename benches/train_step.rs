@@ -81,7 +81,7 @@ fn main() {
     let threads = saescope::candle_core::utils::get_num_threads();
     println!(
         "{{\"impl\":\"saescope\",\"path\":\"{}\",\"arch\":\"{arch}\",\"k\":{k},\"threads\":{threads},\"d_in\":{d_in},\"d_sae\":{d_sae},\"batch\":{batch},\"dead_frac\":{dead_frac},\"tokens_per_s\":{:.1},\"sec_per_iter\":{raw:?},\"setup_s\":{setup_s:.2},\"peak_rss_mb\":{:.0}}}",
-        if graph || arch != "topk" { "graph" } else { "fused" },
+        if graph || !matches!(arch.as_str(), "topk" | "standard") { "graph" } else { "fused" },
         batch as f64 / med,
         rss_mib().1
     );

@@ -1,7 +1,8 @@
-//! The fused top-k training step (`src/train/arch/topk_fused.rs`) against the autograd graph
-//! (whose losses and gradients are checked against SAELens in `tests/train.rs`): same losses,
-//! reconstruction, firing counts and gradients, with and without decoder-norm rescaling and
-//! `b_dec` centring, with no / few / many dead latents (AuxK off / partial / full).
+//! The fused training steps (`src/train/arch/{topk,standard}_fused.rs`) against the autograd
+//! graph (whose losses and gradients are checked against SAELens in `tests/train.rs`): same
+//! losses, reconstruction, firing counts and gradients — top-k with and without decoder-norm
+//! rescaling and `b_dec` centring, with no / few / many dead latents (AuxK off / partial /
+//! full); standard (L1) with and without centring.
 use saescope::train::arch::TrainingSae;
 use saescope::train::config::TrainSaeConfig;
 use saescope::train::ops::fire_counts;
@@ -28,13 +29,18 @@ fn max_rel(a: &Tensor, b: &Tensor) -> f64 {
 }
 
 fn check(rescale: bool, centre: bool, n_dead: usize, k: usize) {
-    let (d_in, d_sae, n) = (24, 200, 70);
-    let cfg: TrainSaeConfig = serde_json::from_value(serde_json::json!({
-        "architecture": "topk", "d_in": d_in, "d_sae": d_sae, "k": k,
+    let cfg = serde_json::json!({
+        "architecture": "topk", "d_in": 24, "d_sae": 200, "k": k,
         "rescale_acts_by_decoder_norm": rescale, "apply_b_dec_to_input": centre,
         "aux_loss_coefficient": 0.7,
-    }))
-    .unwrap();
+    });
+    let what = format!("topk: rescale {rescale}, centre {centre}, {n_dead} dead, k {k}");
+    compare(cfg, n_dead, &HashMap::new(), &what);
+}
+
+fn compare(cfg: serde_json::Value, n_dead: usize, coefs: &HashMap<String, f64>, what: &str) {
+    let (d_in, d_sae, n) = (24, 200, 70);
+    let cfg: TrainSaeConfig = serde_json::from_value(cfg).unwrap();
     let mut rng = Rng::new(7 + n_dead as u64);
     let mut sae = TrainingSae::new(&cfg, &mut rng, &Device::Cpu).unwrap();
     // Non-trivial parameters: random decoder norms, biases.
@@ -53,12 +59,14 @@ fn check(rescale: bool, centre: bool, n_dead: usize, k: usize) {
     let x = randn(&mut rng, (n, d_in), 1.0);
     let dead: Vec<bool> = (0..d_sae).map(|j| (j * 7919) % d_sae < n_dead).collect();
     assert_eq!(dead.iter().filter(|d| **d).count(), n_dead);
-    let what = format!("rescale {rescale}, centre {centre}, {n_dead} dead, k {k}");
 
-    let fused = sae.fused_topk_step(&x, &dead).unwrap().expect("fused path");
+    let fused = sae
+        .fused_step(&x, &dead, coefs)
+        .unwrap()
+        .expect("fused path");
     sae.use_fused_kernels = false;
-    assert!(sae.fused_topk_step(&x, &dead).unwrap().is_none());
-    let out = sae.training_forward(&x, &dead, &HashMap::new()).unwrap();
+    assert!(sae.fused_step(&x, &dead, coefs).unwrap().is_none());
+    let out = sae.training_forward(&x, &dead, coefs).unwrap();
     let grads = out.loss.backward().unwrap();
 
     let scalar = |t: &Tensor| t.to_scalar::<f32>().unwrap() as f64;
@@ -79,6 +87,7 @@ fn check(rescale: bool, centre: bool, n_dead: usize, k: usize) {
     if n_dead > 0 {
         assert!(fused.losses[1].1 > 0.0, "{what}: AuxK active");
     }
+    assert_eq!(fused.losses.len(), out.losses.len());
     let e = max_rel(&fused.sae_out, &out.sae_out);
     assert!(e < 1e-5, "{what}: sae_out rel err {e}");
     assert_eq!(
@@ -112,6 +121,28 @@ fn fused_topk_step_matches_the_graph() {
 }
 
 #[test]
+fn fused_standard_step_matches_the_graph() {
+    for centre in [true, false] {
+        let cfg = serde_json::json!({
+            "architecture": "standard", "d_in": 24, "d_sae": 200, "apply_b_dec_to_input": centre,
+        });
+        let coefs = HashMap::from([("l1".to_string(), 0.37)]);
+        compare(cfg, 0, &coefs, &format!("standard: centre {centre}"));
+    }
+    // lp_norm ≠ 1 keeps the graph.
+    let cfg: TrainSaeConfig = serde_json::from_value(serde_json::json!({
+        "architecture": "standard", "d_in": 8, "d_sae": 16, "lp_norm": 2.0,
+    }))
+    .unwrap();
+    let sae = TrainingSae::new(&cfg, &mut Rng::new(1), &Device::Cpu).unwrap();
+    let x = randn(&mut Rng::new(2), (4, 8), 1.0);
+    assert!(sae
+        .fused_step(&x, &[false; 16], &HashMap::new())
+        .unwrap()
+        .is_none());
+}
+
+#[test]
 fn fused_step_is_deterministic() {
     let cfg: TrainSaeConfig = serde_json::from_value(serde_json::json!({
         "architecture": "topk", "d_in": 32, "d_sae": 256, "k": 8,
@@ -121,9 +152,9 @@ fn fused_step_is_deterministic() {
     let sae = TrainingSae::new(&cfg, &mut rng, &Device::Cpu).unwrap();
     let x = randn(&mut rng, (300, 32), 1.0);
     let dead = vec![true; 256];
-    let a = sae.fused_topk_step(&x, &dead).unwrap().unwrap();
+    let a = sae.fused_step(&x, &dead, &HashMap::new()).unwrap().unwrap();
     for _ in 0..3 {
-        let b = sae.fused_topk_step(&x, &dead).unwrap().unwrap();
+        let b = sae.fused_step(&x, &dead, &HashMap::new()).unwrap().unwrap();
         assert_eq!(a.loss.to_bits(), b.loss.to_bits());
         for (ga, gb) in a.grads.iter().zip(&b.grads) {
             let (ga, gb) = (ga.as_ref().unwrap(), gb.as_ref().unwrap());

@@ -245,7 +245,7 @@ impl Trainer {
         let x = self.scale(batch.to_dtype(DType::F32)?)?;
         let dead = self.dead_mask();
         let coefs = self.coefficient_values();
-        let (g, metrics) = match self.sae.fused_topk_step(&x, &dead)? {
+        let (g, metrics) = match self.sae.fused_step(&x, &dead, &coefs)? {
             Some(f) => {
                 self.record_firing(&f.fire_counts);
                 let metrics = if want_metrics {

@@ -10,9 +10,11 @@ use candle_core::{DType, Device, Tensor, Var, D};
 use std::collections::HashMap;
 
 pub mod batchtopk;
+pub mod fused;
 pub mod gated;
 pub mod jumprelu;
 pub mod standard;
+mod standard_fused;
 pub mod topk;
 pub mod topk_fused;
 

@@ -18,22 +18,12 @@
 //!
 //! Every reduction runs in a fixed order, so results do not depend on thread scheduling
 //! (resumed runs stay bit-identical).
+use super::fused::{dot, FusedStep};
 use super::TrainingSae;
 use crate::error::Result;
-use crate::sae::Architecture;
 use crate::train::ops::with_f32;
-use candle_core::{DType, Tensor};
+use candle_core::Tensor;
 use rayon::prelude::*;
-
-/// What a fused step returns: the losses, the reconstruction, per-latent firing counts and
-/// the gradients (in parameter order).
-pub struct FusedStep {
-    pub loss: f64,
-    pub losses: Vec<(String, f64)>,
-    pub sae_out: Tensor,
-    pub fire_counts: Vec<f32>,
-    pub grads: Vec<Option<Tensor>>,
-}
 
 /// Rows per parallel work item.
 const ROWS: usize = 64;
@@ -107,25 +97,6 @@ fn axpy(out: &mut [f32], c: f32, row: &[f32]) {
     }
 }
 
-/// `a · b` with 16 independent accumulators (a plain `sum()` is one serial chain of adds that
-/// the compiler may not reorder, hence not vectorise).
-fn dot(a: &[f32], b: &[f32]) -> f32 {
-    let mut acc = [0f32; 16];
-    let (ca, cb) = (a.chunks_exact(16), b.chunks_exact(16));
-    let tail: f32 = ca
-        .remainder()
-        .iter()
-        .zip(cb.remainder())
-        .map(|(x, y)| x * y)
-        .sum();
-    for (x, y) in ca.zip(cb) {
-        for i in 0..16 {
-            acc[i] += x[i] * y[i];
-        }
-    }
-    acc.iter().sum::<f32>() + tail
-}
-
 /// One selected pair in the backward pass, grouped by latent.
 #[derive(Clone, Copy)]
 struct Entry {
@@ -138,19 +109,7 @@ struct Entry {
 }
 
 impl TrainingSae {
-    /// The fused step when it applies (per-row `topk`, CPU, f32), else `None` (use the graph).
-    pub fn fused_topk_step(&self, x: &Tensor, dead: &[bool]) -> Result<Option<FusedStep>> {
-        if !self.use_fused_kernels
-            || self.cfg.architecture != Architecture::TopK
-            || !x.device().is_cpu()
-            || x.dtype() != DType::F32
-        {
-            return Ok(None);
-        }
-        Ok(Some(self.topk_step(x, dead)?))
-    }
-
-    fn topk_step(&self, x: &Tensor, dead: &[bool]) -> Result<FusedStep> {
+    pub(super) fn topk_step(&self, x: &Tensor, dead: &[bool]) -> Result<FusedStep> {
         let p = &self.params;
         let cfg = &self.cfg;
         let (n, d) = x.dims2()?;

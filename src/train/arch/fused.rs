@@ -1,0 +1,90 @@
+//! Fused CPU training steps: for the architectures where it pays, the whole forward pass,
+//! losses and parameter gradients computed directly (few large matmuls, no autograd graph,
+//! no dense temporaries beyond what the maths needs). Each is checked against the autograd
+//! graph, which is checked against SAELens (`tests/train_fused.rs`, `tests/train.rs`).
+//!
+//! - `topk` ([`super::topk_fused`]): only the selected `(latent, value)` pairs, sparse decode
+//!   and sparse gradients;
+//! - `standard` with `lp_norm = 1` ([`super::standard_fused`]): four dense matmuls (the graph
+//!   needs five: it also forms `∂x̃ = ∂h W_encᵀ` just to sum it into `∂b_dec`).
+use super::TrainingSae;
+use crate::error::Result;
+use crate::sae::Architecture;
+use candle_core::{DType, Tensor};
+use std::collections::HashMap;
+
+/// What a fused step returns: the losses, the reconstruction, per-latent firing counts and
+/// the gradients (in parameter order).
+pub struct FusedStep {
+    pub loss: f64,
+    pub losses: Vec<(String, f64)>,
+    pub sae_out: Tensor,
+    pub fire_counts: Vec<f32>,
+    pub grads: Vec<Option<Tensor>>,
+}
+
+impl TrainingSae {
+    /// The fused step when one applies (CPU, f32; `topk`, or `standard` with `lp_norm = 1`),
+    /// else `None` (use [`TrainingSae::training_forward`] and autograd).
+    pub fn fused_step(
+        &self,
+        x: &Tensor,
+        dead: &[bool],
+        coefficients: &HashMap<String, f64>,
+    ) -> Result<Option<FusedStep>> {
+        if !self.use_fused_kernels || !x.device().is_cpu() || x.dtype() != DType::F32 {
+            return Ok(None);
+        }
+        Ok(match self.cfg.architecture {
+            Architecture::TopK => Some(self.topk_step(x, dead)?),
+            Architecture::Standard if self.cfg.lp_norm == 1.0 => {
+                let l1 = coefficients.get("l1").copied().unwrap_or(0.0);
+                Some(self.standard_step(x, l1)?)
+            }
+            _ => None,
+        })
+    }
+}
+
+/// `a · b` with 16 independent accumulators (a plain `sum()` is one serial chain of adds that
+/// the compiler may not reorder, hence not vectorise).
+pub(crate) fn dot(a: &[f32], b: &[f32]) -> f32 {
+    let mut acc = [0f32; 16];
+    let (ca, cb) = (a.chunks_exact(16), b.chunks_exact(16));
+    let tail: f32 = ca
+        .remainder()
+        .iter()
+        .zip(cb.remainder())
+        .map(|(x, y)| x * y)
+        .sum();
+    for (x, y) in ca.zip(cb) {
+        for i in 0..16 {
+            acc[i] += x[i] * y[i];
+        }
+    }
+    acc.iter().sum::<f32>() + tail
+}
+
+/// Column sums of a row-major `[n, d]` matrix in f64, in a fixed order.
+pub(crate) fn col_sums(v: &[f32], d: usize) -> Vec<f64> {
+    use rayon::prelude::*;
+    let parts: Vec<Vec<f64>> = v
+        .par_chunks(d * 256)
+        .map(|block| {
+            let mut s = vec![0f64; d];
+            for row in block.chunks(d) {
+                for (a, b) in s.iter_mut().zip(row) {
+                    *a += *b as f64;
+                }
+            }
+            s
+        })
+        .collect();
+    let mut out = vec![0f64; d];
+    for p in parts {
+        for (a, b) in out.iter_mut().zip(p) {
+            *a += b;
+        }
+    }
+    out
+}
