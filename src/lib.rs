@@ -28,4 +28,4 @@ pub use sae::{Sae, SaeConfig};
 pub use tokenizer::Tok;
 
 /// Re-exported so notebooks can name these types through saescope alone.
-pub use {candle_core, plotters, tokenizers};
+pub use {candle_core, plotters, serde_json, tokenizers};

@@ -8,6 +8,8 @@
 //!   then chunk into `context_size` rows).
 //! - [`RowStream`]: the same packing as a resumable, deterministic stream of rows over epochs,
 //!   with optional seeded document shuffling.
+//! - [`token_rows`]: the first `n` packed rows of a dataset as a `[n, context_size]` tensor
+//!   (evals, dashboards, notebooks).
 mod dataset;
 mod hub;
 mod packing;
@@ -15,3 +17,26 @@ pub mod rng;
 
 pub use dataset::{default_corpus_dir, Document, TextDataset};
 pub use packing::{pack, PackOptions, RowStream, RowStreamState, SeparatorToken};
+
+use crate::error::Result;
+use crate::model::LoadOptions;
+use crate::tokenizer::Tok;
+use candle_core::{Device, Tensor};
+
+/// The first `n_rows` rows `[n_rows, context_size]` (u32) of dataset `spec` packed as SAELens
+/// does (BOS first, BOS between documents), documents shuffled with `shuffle_seed` if given.
+/// `spec`: `default` (the offline corpus), a directory of text files, a `.jsonl` file or
+/// `hub:ORG/NAME[:FILES]`.
+pub fn token_rows(
+    tok: &Tok,
+    spec: &str,
+    n_rows: usize,
+    context_size: usize,
+    shuffle_seed: Option<u64>,
+) -> Result<Tensor> {
+    let ds = TextDataset::load(spec, None, &LoadOptions::default())?;
+    let opts = PackOptions::saelens(tok, context_size, true, Some(SeparatorToken::Bos), false)?;
+    let mut rows = RowStream::new(std::sync::Arc::new(ds), Some(tok.clone()), opts, shuffle_seed)?;
+    let v = rows.next_rows(n_rows)?;
+    Ok(Tensor::from_vec(v, (n_rows, context_size), &Device::Cpu)?)
+}

@@ -121,17 +121,12 @@ fn dataset_rows(
     ctx: usize,
     seed: Option<u64>,
 ) -> Result<Tensor> {
-    use saescope::data::{PackOptions, RowStream, SeparatorToken, TextDataset};
     let tok = model
         .tokenizer()
         .context("the model has no tokenizer; pass --tokens-file")?;
-    let ds = TextDataset::load(spec, None, &LoadOptions::default())
-        .with_context(|| format!("loading dataset `{spec}`"))?;
-    let opts = PackOptions::saelens(tok, ctx, true, Some(SeparatorToken::Bos), false)?;
-    let mut rows = RowStream::new(std::sync::Arc::new(ds), Some(tok.clone()), opts, seed)?;
     let n_rows = n_tokens.div_ceil(ctx).max(1);
-    let v = rows.next_rows(n_rows)?;
-    Ok(Tensor::from_vec(v, (n_rows, ctx), &Device::Cpu)?)
+    saescope::data::token_rows(tok, spec, n_rows, ctx, seed)
+        .with_context(|| format!("loading dataset `{spec}`"))
 }
 
 fn load_tokens_file(path: &PathBuf) -> Result<Tensor> {
