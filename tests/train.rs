@@ -635,7 +635,7 @@ fn recovery(cfg: &RunnerConfig) -> (f64, Sae) {
     let mut src = SyntheticSource::new(cfg.synthetic.as_ref().unwrap(), cfg.sae.d_in).unwrap();
     let mut t = Trainer::new(cfg, None).unwrap();
     let sae = t.fit(&mut src).unwrap();
-    let score = recovery_score(sae.w_dec(), &src.features().unwrap()).unwrap();
+    let score = recovery_score(&src.features().unwrap(), sae.w_dec()).unwrap();
     (score, sae)
 }
 

@@ -106,23 +106,9 @@ impl ActivationSource for SyntheticSource {
     }
 }
 
-/// Mean over true features of the best cosine similarity with a decoder row:
-/// `mean_i max_j cos(F_i, W_dec[j])`. `w_dec` `[d_sae, d_in]`, `true_features`
-/// `[n_features, d_in]`.
-pub fn recovery_score(w_dec: &Tensor, true_features: &Tensor) -> Result<f64> {
-    let norm = |t: &Tensor| -> Result<Tensor> {
-        let t = t.to_dtype(DType::F32)?;
-        let n = t
-            .sqr()?
-            .sum_keepdim(1)?
-            .sqrt()?
-            .clamp(1e-12f64, f64::INFINITY)?;
-        Ok(t.broadcast_div(&n)?)
-    };
-    let cos = norm(true_features)?.matmul(&norm(w_dec)?.t()?)?; // [n_feat, d_sae]
-    let best = cos.max(1)?;
-    Ok(best.mean_all()?.to_dtype(DType::F64)?.to_scalar::<f64>()?)
-}
+/// The recovery score, `mean_i max_j cos(F_i, W_dec[j])` (true features first; see
+/// [`crate::toy::recovery_score`]).
+pub use crate::toy::recovery_score;
 
 /// An in-memory [`ActivationSource`]: serves consecutive rows of a fixed `[N, d_in]` tensor,
 /// wrapping around at the end. Its state is the read position.
