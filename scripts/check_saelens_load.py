@@ -97,6 +97,14 @@ def check_folder(folder: Path, atol: float, rtol: float, n: int, seed: int,
     sae.eval()
     summary.update(architecture=sae.cfg.architecture(), d_in=sae.cfg.d_in, d_sae=sae.cfg.d_sae,
                    dtype=str(sae.dtype))
+    # The metadata must survive loading (HookedSAETransformer.add_sae needs hook_name): a cfg.json
+    # without metadata.sae_lens_version is treated as pre-6.0 and loses it.
+    want_hook = json.loads((folder / "cfg.json").read_text()).get("metadata", {}).get("hook_name")
+    got_hook = getattr(sae.cfg.metadata, "hook_name", None)
+    if want_hook is not None and got_hook != want_hook:
+        print(f"FAIL metadata: hook_name {want_hook!r} in cfg.json, {got_hook!r} after loading")
+        summary.update(status="fail", error=f"hook_name lost: {got_hook!r}")
+        return 1, summary
     if not quiet:
         print(f"loaded {folder}: {type(sae).__name__} architecture={sae.cfg.architecture()} "
               f"d_in={sae.cfg.d_in} d_sae={sae.cfg.d_sae} dtype={sae.dtype}")

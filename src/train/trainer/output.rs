@@ -2,6 +2,9 @@
 //! activation scaling), the SAELens folder, the final save and plots.
 use super::*;
 
+/// The SAELens version whose `cfg.json` layout saescope writes (and is tested against).
+pub const SAELENS_FORMAT_VERSION: &str = "6.54.12";
+
 impl Trainer {
     /// The inference SAE of the current state (SAELens's `save_inference_model`): the
     /// activation scaling factor folded in, topk norms folded, batchtopk → jumprelu, metadata
@@ -46,6 +49,9 @@ impl Trainer {
             "disable_concat_sequences".into(),
             c.disable_concat_sequences.into(),
         );
+        // The SAELens release whose folder format this is: without it SAELens treats the
+        // config as pre-6.0 and drops `metadata.hook_name`.
+        meta.insert("sae_lens_version".into(), SAELENS_FORMAT_VERSION.into());
         meta.insert(
             "sae_lens_training_version".into(),
             format!("saescope {}", env!("CARGO_PKG_VERSION")).into(),
