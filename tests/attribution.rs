@@ -306,3 +306,329 @@ fn attribution_ablation_and_dla_match_pytorch_on_smollm2() {
     eprintln!("DLA vs TL logit_attrs: relative error {e_dla:.2e}");
     assert!(e_dla < 1e-3);
 }
+
+/// Backward through all 30 layers of SmolLM2 (no SAE): the gradient at `hook_embed` predicts
+/// the change of the metric along a random direction (central differences on the fused,
+/// untracked forward pass), and the tracked forward pass gives the fast pass's metric.
+#[test]
+fn backward_through_the_whole_smollm2_matches_finite_differences() {
+    let model = smollm2();
+    let toks = model.to_tokens("The capital of France is").unwrap();
+    let metric = Metric::logit_diff(&model, " Paris", " London").unwrap();
+    let c = get_cache_fwd_and_bwd(
+        &model,
+        &toks,
+        &[],
+        &SaeRunOptions::default(),
+        &["hook_embed", "blocks.15.hook_resid_post"],
+        &metric,
+    )
+    .unwrap();
+    let fast = metric
+        .value(&model, &model.forward(&toks).unwrap(), &toks)
+        .unwrap();
+    eprintln!("metric: tracked pass {:.6}, fused pass {fast:.6}", c.metric);
+    assert!((c.metric - fast).abs() < 1e-3);
+    for (hook, seed) in [("hook_embed", 1u64), ("blocks.15.hook_resid_post", 2)] {
+        let x = c.fwd(hook).unwrap();
+        let g = c.bwd(hook).unwrap();
+        // A random direction: at each position after BOS (whose residual is huge), 1e-3 of
+        // the activation's norm there.
+        let mut rng = Rng::new(seed);
+        let v = randn(&mut rng, x.dims(), 1.0);
+        let norm = |t: &Tensor| t.sqr().unwrap().sum_keepdim(2).unwrap().sqrt().unwrap();
+        let mut keep = vec![1f32; x.dim(1).unwrap()];
+        keep[0] = 0.0;
+        let keep = Tensor::from_vec(keep, (1, x.dim(1).unwrap(), 1), &Device::Cpu).unwrap();
+        let v = v
+            .broadcast_mul(&(norm(x) / norm(&v)).unwrap())
+            .unwrap()
+            .broadcast_mul(&keep)
+            .unwrap();
+        let v = (v * 1e-3).unwrap();
+        let shifted = |sign: f64| {
+            let dv = (&v * sign).unwrap();
+            let mut hooks = Hooks::new();
+            hooks.add(hook, move |a: &Tensor, _| Ok(Some((a + &dv)?)));
+            let logits = model.run_with_hooks(&toks, hooks).unwrap();
+            metric.value(&model, &logits, &toks).unwrap()
+        };
+        let fd = (shifted(1.0) - shifted(-1.0)) / 2.0;
+        let pred = (g * &v)
+            .unwrap()
+            .sum_all()
+            .unwrap()
+            .to_scalar::<f32>()
+            .unwrap() as f64;
+        let rel = (fd - pred).abs() / pred.abs();
+        eprintln!("{hook}: directional derivative, autograd {pred:+.6} vs central difference {fd:+.6} (relative error {rel:.2e})");
+        assert!(
+            pred.abs() > 1e-4,
+            "the directional derivative is too small to test: {pred}"
+        );
+        assert!(rel < 1e-2, "{hook}: {rel}");
+    }
+}
+
+/// Inside the spliced SAE: the gradient at `hook_sae_acts_post` is the gradient at
+/// `hook_sae_output` pulled back through the decoder (rows divided by their norms: the shipped
+/// TopK SAE has `rescale_acts_by_decoder_norm`), and the detached error term does not leak.
+#[test]
+fn latent_gradients_are_the_output_gradient_through_the_decoder() {
+    let model = smollm2();
+    let sae = Sae::shipped().unwrap();
+    let toks = model.to_tokens("The capital of France is").unwrap();
+    let metric = Metric::logit_diff(&model, " Paris", " London").unwrap();
+    let acts = "blocks.15.hook_resid_post.hook_sae_acts_post";
+    let out = "blocks.15.hook_resid_post.hook_sae_output";
+    let input = "blocks.15.hook_resid_post.hook_sae_input";
+    let c = get_cache_fwd_and_bwd(
+        &model,
+        &toks,
+        &[&sae],
+        &SaeRunOptions::with_error_term(),
+        &[input, acts, out],
+        &metric,
+    )
+    .unwrap();
+    assert_eq!(c.names(), vec![input, acts, out]);
+    let dec = saescope::analysis::effective_decoder(&sae).unwrap(); // [d_sae, d_in]
+    let g_out = c.bwd(out).unwrap().squeeze(0).unwrap(); // [pos, d_in]
+    let want = g_out
+        .matmul(&dec.t().unwrap())
+        .unwrap()
+        .unsqueeze(0)
+        .unwrap();
+    let e = rel_err(c.bwd(acts).unwrap(), &want);
+    eprintln!(
+        "grad at acts_post vs W_dec-pullback of grad at hook_sae_output: relative error {e:.2e}"
+    );
+    assert!(e < 1e-4);
+    // Without the SAE the input would carry the gradient; with the detached error term and a
+    // TopK encoder it gets only the encoder's path (through the selected pre-activations), so
+    // it differs from the output gradient.
+    assert!(rel_err(c.bwd(input).unwrap(), c.bwd(out).unwrap()) > 1e-2);
+}
+
+/// Batched ablation (many copies of the batch, each with another latent zeroed, in one pass)
+/// equals ablating each latent in its own pass.
+#[test]
+fn batched_ablation_equals_one_latent_per_pass() {
+    let model = tiny("tiny-llama");
+    let sae = tiny_sae(&model, "blocks.0.hook_resid_post", 48, 13);
+    let toks = tiny_tokens(&model);
+    let metric = Metric::LogitDiff {
+        pos: None,
+        correct: vec![5],
+        incorrect: vec![17],
+    };
+    let latents: Vec<usize> = (0..48).collect(); // 48 latents × 2 rows: two passes of 32 copies
+    let abl = ablation_effects(&model, &toks, &sae, &metric, Some(3), Some(&latents)).unwrap();
+    assert_eq!(abl.pos, 3);
+    let opts = SaeRunOptions::with_error_term();
+    let clean = model.run_with_saes(&toks, &[&sae], &opts).unwrap();
+    let base = metric.value(&model, &clean, &toks).unwrap();
+    assert!((abl.metric - base).abs() < 1e-6);
+    let acts = saescope::analysis::sae_acts(&model, &toks, &sae).unwrap();
+    let active = saescope::analysis::active_latents(&acts, Some(3)).unwrap();
+    assert!(
+        active.len() > 10 && active.len() < 48,
+        "{} active",
+        active.len()
+    );
+    let mut worst = 0f64;
+    for e in &abl.effects {
+        let mut hooks = Hooks::new();
+        let l = e.latent;
+        hooks.add(
+            "blocks.0.hook_resid_post.hook_sae_acts_post",
+            move |f: &Tensor, _| {
+                let (b, p, d) = f.dims3()?;
+                let mut keep = vec![1f32; b * p * d];
+                for r in 0..b {
+                    keep[(r * p + 3) * d + l] = 0.0;
+                }
+                Ok(Some(f.mul(&Tensor::from_vec(
+                    keep,
+                    (b, p, d),
+                    f.device(),
+                )?)?))
+            },
+        );
+        let logits = model
+            .run_with_hooks_with_saes(&toks, &[&sae], &opts, hooks)
+            .unwrap();
+        let want = base - metric.value(&model, &logits, &toks).unwrap();
+        worst = worst.max((e.effect - want).abs());
+        if !active.contains(&l) {
+            assert_eq!(e.effect, 0.0, "inactive latent {l} has an effect");
+        }
+        let mean_act = acts
+            .i((.., 3, l))
+            .unwrap()
+            .mean_all()
+            .unwrap()
+            .to_scalar::<f32>()
+            .unwrap();
+        assert!((e.act - mean_act).abs() < 1e-6);
+    }
+    eprintln!("batched vs single ablation: max |difference| {worst:.2e}");
+    assert!(worst < 1e-5);
+    assert!(abl.top_k(3)[0].effect.abs() > 1e-3);
+    // Default latents: the active ones.
+    let auto = ablation_effects(&model, &toks, &sae, &metric, Some(3), None).unwrap();
+    assert_eq!(
+        auto.effects.iter().map(|e| e.latent).collect::<Vec<_>>(),
+        active
+    );
+}
+
+/// For an SAE on the last residual stream, the DLA of all latents, of `b_dec` and of the error
+/// add up to the logit difference (minus `b_U`'s part): an exact decomposition.
+#[test]
+fn dla_decomposes_the_logit_difference_on_the_last_layer() {
+    for (name, hook) in [
+        ("tiny-llama", "blocks.1.hook_resid_post"),
+        ("tiny-gpt2", "blocks.1.hook_resid_post"),
+    ] {
+        let model = tiny(name);
+        let sae = tiny_sae(&model, hook, 32, 14);
+        let toks = tiny_tokens(&model);
+        let (c, i) = (vec![5u32, 9], vec![17u32, 2]);
+        let metric = Metric::LogitDiff {
+            pos: Some(5),
+            correct: c.clone(),
+            incorrect: i.clone(),
+        };
+        let dla = latent_dla(&model, &toks, &sae, &metric, true).unwrap();
+        let (_, cache) = model
+            .run_with_cache_with_saes(
+                &toks,
+                &[&sae],
+                &SaeRunOptions::with_error_term(),
+                NamesFilter::All,
+                None,
+            )
+            .unwrap();
+        let err = cache
+            .get(format!("{hook}.hook_sae_error").as_str())
+            .unwrap()
+            .i((.., 5..6))
+            .unwrap();
+        let bdec = sae
+            .b_dec()
+            .reshape((1, 1, model.cfg().d_model))
+            .unwrap()
+            .broadcast_as(err.shape())
+            .unwrap();
+        // logit_attrs of the rest, with the cached scale at position 5 (shape [1, b, 1, d]).
+        let stack = Tensor::stack(&[err, bdec.contiguous().unwrap()], 0).unwrap();
+        let scale5 = cache
+            .get("ln_final.hook_scale")
+            .unwrap()
+            .i((.., 5..6))
+            .unwrap();
+        let mut rest = 0f64;
+        let b_u = model.b_u().unwrap();
+        let logits = model
+            .run_with_saes(&toks, &[&sae], &SaeRunOptions::with_error_term())
+            .unwrap();
+        for r in 0..2 {
+            let u = (model.w_u().i((.., c[r] as usize)).unwrap()
+                - model.w_u().i((.., i[r] as usize)).unwrap())
+            .unwrap();
+            let u = if model.cfg().normalization.is_layer_norm() {
+                u.broadcast_sub(&u.mean_all().unwrap()).unwrap()
+            } else {
+                u
+            };
+            let s = stack
+                .i((.., r))
+                .unwrap()
+                .broadcast_div(&scale5.i(r).unwrap())
+                .unwrap();
+            rest += s
+                .broadcast_mul(&u)
+                .unwrap()
+                .sum_all()
+                .unwrap()
+                .to_scalar::<f32>()
+                .unwrap() as f64
+                / 2.0;
+            rest += (b_u.i(c[r] as usize).unwrap() - b_u.i(i[r] as usize).unwrap())
+                .unwrap()
+                .to_scalar::<f32>()
+                .unwrap() as f64
+                / 2.0;
+        }
+        let total: f64 = dla.mean().unwrap().iter().map(|&v| v as f64).sum::<f64>() + rest;
+        let want = metric.value(&model, &logits, &toks).unwrap();
+        eprintln!(
+            "{name}: Σ latent DLA + b_dec + error + b_U = {total:.6}, logit difference {want:.6}"
+        );
+        assert!((total - want).abs() < 1e-4 * want.abs().max(1.0));
+        let top = dla.top_k(3, saescope::analysis::TopBy::Abs).unwrap();
+        assert!(top[0].1.abs() >= top[2].1.abs());
+    }
+}
+
+#[test]
+fn bad_arguments_are_errors_that_name_the_fix() {
+    let model = tiny("tiny-llama");
+    let sae = tiny_sae(&model, "blocks.0.hook_resid_post", 8, 15);
+    let toks = tiny_tokens(&model);
+    let metric = Metric::LogitDiff {
+        pos: None,
+        correct: vec![5],
+        incorrect: vec![6],
+    };
+    let opts = SaeRunOptions::with_error_term();
+    let e = get_cache_fwd_and_bwd(
+        &model,
+        &toks,
+        &[&sae],
+        &opts,
+        &["blocks.1.hook_resid_pots"],
+        &metric,
+    )
+    .unwrap_err();
+    assert!(e.to_string().contains("blocks.1.hook_resid_post"), "{e}");
+    let e = get_cache_fwd_and_bwd(
+        &model,
+        &toks,
+        &[],
+        &opts,
+        &["hook_embed", "hook_embed"],
+        &metric,
+    )
+    .unwrap_err();
+    assert!(e.to_string().contains("named twice"), "{e}");
+    let e = get_cache_fwd_and_bwd(&model, &toks, &[], &opts, &[], &metric).unwrap_err();
+    assert!(e.to_string().contains("no hook names"), "{e}");
+    let e = latent_dla(&model, &toks, &sae, &Metric::Loss, true).unwrap_err();
+    assert!(e.to_string().contains("LogitDiff"), "{e}");
+    let e = ablation_effects(&model, &toks, &sae, &metric, None, Some(&[8])).unwrap_err();
+    assert!(e.to_string().contains("d_sae = 8"), "{e}");
+    let e = ablation_effects(&model, &toks, &sae, &metric, Some(7), None).unwrap_err();
+    assert!(e.to_string().contains("out of range"), "{e}");
+    let bad = Metric::LogitDiff {
+        pos: None,
+        correct: vec![5, 6, 7],
+        incorrect: vec![6],
+    };
+    let e = attribution_patching(&model, &toks, &sae, &bad).unwrap_err();
+    assert!(e.to_string().contains("one per batch row"), "{e}");
+    let vec_metric = Metric::custom(|logits, _| Ok(logits.sum(2)?));
+    let e = attribution_patching(&model, &toks, &sae, &vec_metric).unwrap_err();
+    assert!(e.to_string().contains("scalar"), "{e}");
+    // A custom metric works like the built-in one.
+    let custom = Metric::custom(|logits, _| {
+        let last = logits.i((.., 6))?;
+        Ok((last.i((.., 5))? - last.i((.., 6))?)?.mean_all()?)
+    });
+    let a = attribution_patching(&model, &toks, &sae, &custom).unwrap();
+    let b = attribution_patching(&model, &toks, &sae, &metric).unwrap();
+    assert!(rel_err(&a.attribution, &b.attribution) < 1e-6);
+    assert_eq!(a.at_pos(None).unwrap().len(), 8);
+    let _ = Var::zeros(1, DType::F32, &Device::Cpu).unwrap();
+}
