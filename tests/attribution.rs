@@ -481,6 +481,36 @@ fn batched_ablation_equals_one_latent_per_pass() {
         auto.effects.iter().map(|e| e.latent).collect::<Vec<_>>(),
         active
     );
+    // The loss (all positions' logits) as the metric: the same through one-latent passes.
+    let three = &active[..3];
+    let loss = ablation_effects(&model, &toks, &sae, &Metric::Loss, Some(3), Some(three)).unwrap();
+    for e in &loss.effects {
+        let l = e.latent;
+        let mut hooks = Hooks::new();
+        hooks.add(
+            "blocks.0.hook_resid_post.hook_sae_acts_post",
+            move |f: &Tensor, _| {
+                let (b, p, d) = f.dims3()?;
+                let mut keep = vec![1f32; b * p * d];
+                for r in 0..b {
+                    keep[(r * p + 3) * d + l] = 0.0;
+                }
+                Ok(Some(f.mul(&Tensor::from_vec(
+                    keep,
+                    (b, p, d),
+                    f.device(),
+                )?)?))
+            },
+        );
+        let logits = model
+            .run_with_hooks_with_saes(&toks, &[&sae], &opts, hooks)
+            .unwrap();
+        let want = loss.metric - Metric::Loss.value(&model, &logits, &toks).unwrap();
+        assert!(
+            (e.effect - want).abs() < 1e-5 && e.effect != 0.0,
+            "{e:?} vs {want}"
+        );
+    }
 }
 
 /// For an SAE on the last residual stream, the DLA of all latents, of `b_dec` and of the error

@@ -4,8 +4,8 @@
 //! the plots.
 use saescope::analysis::{
     cross_decoder_cosine_similarity, decoder_cosine_similarity, decoder_pca, effective_decoder,
-    nearest_neighbours, nearest_neighbours_in, plot_cosine_similarity, plot_pca,
-    reconstruct_from_latents, symmetric_eigen, unit_decoder_directions, Pca,
+    nearest_neighbours, nearest_neighbours_in, plot_cosine_similarity, plot_nearest_neighbours,
+    plot_pca, reconstruct_from_latents, symmetric_eigen, unit_decoder_directions, Pca,
 };
 use saescope::rng::Rng;
 use saescope::viz::{scatter, ScatterOptions, ScatterSeries};
@@ -449,6 +449,15 @@ fn geometry_plots_render() {
         "48 points and 2 legend markers"
     );
     assert!(s.contains("Monday") && s.contains("Other") && s.contains("PC2") && s.contains("L1"));
+    // Neighbours within one SAE and across two (feature splitting).
+    let (nn, svg) = plot_nearest_neighbours("neighbours of 7", &sae, 7, &sae, 4).unwrap();
+    assert_eq!(nn, nearest_neighbours(&sae, 7, 4).unwrap());
+    assert!(svg.as_str().contains("neighbours of 7"));
+    let other = fixture_sae("topk");
+    let (nn, svg) = plot_nearest_neighbours("split", &sae, 7, &other, 3).unwrap();
+    assert_eq!(nn.len(), 3);
+    assert!(svg.as_str().contains("A:7") && svg.as_str().contains(&format!("B:{}", nn[0].0)));
+    assert!(plot_nearest_neighbours("x", &sae, 7, &other, 0).is_err());
     assert!(plot_pca("x", &coords, 0, 3, &[], &[]).is_err());
     assert!(plot_pca("x", &coords, 0, 1, &groups[..3], &[]).is_err());
     let bad = ScatterSeries {

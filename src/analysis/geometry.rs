@@ -114,6 +114,53 @@ pub fn plot_cosine_similarity(
     )
 }
 
+/// The `k` nearest neighbours of `latent` of `sae` among `other`'s latents (pass `sae` again
+/// for its own neighbours) as a cosine-similarity heatmap: the first row is `latent` against
+/// its neighbours, the next `k` rows the neighbours against each other (a latent that split
+/// into several similar ones in a larger SAE shows as a bright block). Returns the neighbours
+/// `(latent of other, cosine)` and the figure.
+pub fn plot_nearest_neighbours(
+    title: &str,
+    sae: &Sae,
+    latent: usize,
+    other: &Sae,
+    k: usize,
+) -> Result<(Vec<(usize, f32)>, Svg)> {
+    let nn = nearest_neighbours_in(sae, latent, other, k)?;
+    if nn.is_empty() {
+        return Err(Error::Invalid(
+            "plot_nearest_neighbours: no neighbours to plot (k = 0?)".into(),
+        ));
+    }
+    let ids: Vec<usize> = nn.iter().map(|p| p.0).collect();
+    let first = cross_decoder_cosine_similarity(sae, &[latent], other, Some(&ids))?;
+    let within = decoder_cosine_similarity(other, &ids)?;
+    let sims = Tensor::cat(&[first, within.to_device(&candle_core::Device::Cpu)?], 0)?;
+    let same = std::ptr::eq(sae, other);
+    let name = |prefix: &str, i: usize| {
+        if same {
+            i.to_string()
+        } else {
+            format!("{prefix}{i}")
+        }
+    };
+    let mut rows = vec![name("A:", latent)];
+    rows.extend(ids.iter().map(|&i| name("B:", i)));
+    let cols: Vec<String> = ids.iter().map(|&i| name("B:", i)).collect();
+    let svg = heatmap_with(
+        title,
+        &sims,
+        &rows,
+        &cols,
+        &HeatmapOptions {
+            scale: ColorScale::Diverging,
+            vmin: Some(-1.0),
+            vmax: Some(1.0),
+        },
+    )?;
+    Ok((nn, svg))
+}
+
 /// PCA of the unit decoder directions of `latents` (None: all): the fitted [`Pca`] and each
 /// latent's coordinates `[n, n_components]`.
 pub fn decoder_pca(

@@ -26,7 +26,8 @@ pub use dla::{
 };
 pub use geometry::{
     cross_decoder_cosine_similarity, decoder_cosine_similarity, decoder_pca, nearest_neighbours,
-    nearest_neighbours_in, plot_cosine_similarity, plot_pca, unit_decoder_directions,
+    nearest_neighbours_in, plot_cosine_similarity, plot_nearest_neighbours, plot_pca,
+    unit_decoder_directions,
 };
 pub use gradients::{attribution_patching, get_cache_fwd_and_bwd, FwdBwdCache, LatentAttribution};
 pub use metric::{Metric, MetricFn};
