@@ -47,7 +47,7 @@ fn padded(lo: f64, hi: f64) -> (f64, f64) {
 }
 
 /// A scatter chart of one or more point series, with a legend when there is more than one
-/// named series. Non-finite points are skipped.
+/// named series. Series are drawn in order (later ones on top); non-finite points are skipped.
 ///
 /// Errors ([`Error::Invalid`]) when there is no series, when a series' labels do not match its
 /// points, or when no point is finite.
@@ -95,6 +95,12 @@ pub fn scatter(
     let (x0, x1) = padded(xl, xh);
     let (y0, y1) = padded(yl, yh);
     let legend = series.len() > 1 || series.iter().any(|s| !s.name.is_empty());
+    // Smaller markers when there are many points.
+    let radius = match pts().count() {
+        0..=200 => 4,
+        201..=1000 => 3,
+        _ => 2,
+    };
 
     let (width, height) = (720u32, 560u32);
     let mut buf = String::new();
@@ -146,7 +152,7 @@ pub fn scatter(
                     s.points
                         .iter()
                         .filter(finite)
-                        .map(|&(x, y)| Circle::new((x as f64, y as f64), 4, colour.filled())),
+                        .map(|&(x, y)| Circle::new((x as f64, y as f64), radius, colour.filled())),
                 )
                 .map_err(plot_err)?;
             if legend {
