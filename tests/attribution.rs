@@ -662,3 +662,16 @@ fn bad_arguments_are_errors_that_name_the_fix() {
     assert_eq!(a.at_pos(None).unwrap().len(), 8);
     let _ = Var::zeros(1, DType::F32, &Device::Cpu).unwrap();
 }
+
+#[test]
+fn gradients_match_finite_differences_on_tiny_gemma2() {
+    // Attention and logit soft-capping, sliding windows, post-norms on the graph path.
+    let model = tiny("tiny-gemma2");
+    let sae = tiny_sae(&model, "blocks.0.hook_resid_post", 24, 16);
+    let diff = Metric::LogitDiff {
+        pos: None,
+        correct: vec![5],
+        incorrect: vec![17],
+    };
+    assert!(grad_check(&model, &sae, &diff, 1e-2) < 2e-3);
+}
