@@ -49,11 +49,8 @@ fn tred2(n: usize, v: &mut [f64], d: &mut [f64], e: &mut [f64]) {
         d[j] = v[at(n - 1, j)];
     }
     for i in (1..n).rev() {
-        let mut scale = 0.0;
+        let scale: f64 = d[..i].iter().map(|x| x.abs()).sum();
         let mut h = 0.0;
-        for k in 0..i {
-            scale += d[k].abs();
-        }
         if scale == 0.0 {
             e[i] = d[i - 1];
             for j in 0..i {
@@ -62,9 +59,9 @@ fn tred2(n: usize, v: &mut [f64], d: &mut [f64], e: &mut [f64]) {
                 v[at(j, i)] = 0.0;
             }
         } else {
-            for k in 0..i {
-                d[k] /= scale;
-                h += d[k] * d[k];
+            for x in d[..i].iter_mut() {
+                *x /= scale;
+                h += *x * *x;
             }
             let mut f = d[i - 1];
             let mut g = h.sqrt();
