@@ -238,6 +238,23 @@ fn attribution_agrees_with_ablation_on_smollm2() {
     );
     assert!(svg.as_str().contains(&top10[0].latent.to_string()));
     assert!(svg.as_str().contains("y = x"));
+
+    // ARENA ablates at an earlier position (IOI's S2): at " France" the latents act on the
+    // last position through attention, and attribution patching still ranks them.
+    let cmp = compare_attribution_ablation(&model, &toks, &sae, &metric, Some(4)).unwrap();
+    let top10 = cmp.top_by_ablation(10);
+    let rho10 = AttributionVsAblation::spearman(&top10).unwrap();
+    let rho_all = AttributionVsAblation::spearman(&cmp.latents).unwrap();
+    let signs = AttributionVsAblation::sign_agreement(&cmp.latents, 0.02);
+    eprintln!(
+        "at \" France\" (position 4): largest |ablation| {:.3}; top-10 Spearman {rho10:.3}; all \
+         {}: Spearman {rho_all:.3}; sign agreement (|ablation| >= 0.02) {signs:.3}",
+        top10[0].ablation.abs(),
+        cmp.latents.len()
+    );
+    assert!(top10[0].ablation.abs() > 0.1);
+    assert_eq!(signs, 1.0);
+    assert!(rho10 >= 0.9 && rho_all >= 0.9, "{rho10} {rho_all}");
 }
 
 /// The same quantities from PyTorch: SAELens's HookedSAETransformer with backward hooks, its
@@ -660,6 +677,10 @@ fn bad_arguments_are_errors_that_name_the_fix() {
     let b = attribution_patching(&model, &toks, &sae, &metric).unwrap();
     assert!(rel_err(&a.attribution, &b.attribution) < 1e-6);
     assert_eq!(a.at_pos(None).unwrap().len(), 8);
+    let top = a.top_k(Some(2), 3, saescope::analysis::TopBy::Abs).unwrap();
+    let row = a.at_pos(Some(2)).unwrap();
+    let best = row.iter().fold(0f32, |m, v| m.max(v.abs()));
+    assert_eq!((top.len(), top[0].1.abs()), (3, best));
     let _ = Var::zeros(1, DType::F32, &Device::Cpu).unwrap();
 }
 

@@ -163,6 +163,17 @@ impl LatentAttribution {
             .to_dtype(DType::F32)?
             .to_vec1()?)
     }
+
+    /// The `k` latents with the best attribution at `pos` (None = last), ranked by `by`, as
+    /// `(latent, attribution)`.
+    pub fn top_k(
+        &self,
+        pos: Option<usize>,
+        k: usize,
+        by: super::dla::TopBy,
+    ) -> Result<Vec<(usize, f32)>> {
+        Ok(super::dla::top_k_latents(&self.at_pos(pos)?, k, by))
+    }
 }
 
 /// `pos` (None = last) checked against `n` positions.
