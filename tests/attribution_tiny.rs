@@ -90,9 +90,9 @@ fn tiny_sae(model: &HookedModel, hook: &str, d_sae: usize, seed: u64) -> Sae {
         .mean_all()
         .unwrap();
     let norm = norm.to_scalar::<f32>().unwrap() as f64;
-    let dir = tempfile::tempdir().unwrap().keep();
-    write_tiny_sae(&dir, model.cfg().d_model, d_sae, hook, norm, seed);
-    Sae::load(&dir).unwrap()
+    let dir = tempfile::tempdir().unwrap();
+    write_tiny_sae(dir.path(), model.cfg().d_model, d_sae, hook, norm, seed);
+    Sae::load(dir.path()).unwrap() // read into memory; the folder is deleted on return
 }
 
 /// Two prompts of 7 random ids (no tokenizer on the tiny models).
