@@ -1,11 +1,40 @@
-//! Analyses built on the hooked model and SAEs: steering generation with SAE latents and
-//! patch scoping (ARENA's SAE exercises, §1.6 and §1.9).
+//! Analyses built on the hooked model and SAEs (ARENA's SAE exercises): steering generation
+//! with SAE latents and patch scoping (§1.6, §1.9); finding latents for a behaviour (§1.5) by
+//! direct logit attribution, ablation and attribution patching; and the geometry of latents
+//! (cosine similarity, nearest neighbours, feature splitting, PCA; §1.8).
+pub mod ablation;
+pub mod compare;
+pub mod dla;
+pub mod geometry;
+pub mod gradients;
+pub mod metric;
 pub mod patch_scoping;
+pub mod pca;
 pub mod steering;
 
+pub use ablation::{
+    ablation_effects, active_latents, reconstruct_from_latents, sae_acts, LatentAblation,
+    LatentEffect,
+};
+pub use compare::{
+    compare_attribution_ablation, pearson, plot_attribution_vs_ablation, spearman,
+    AttributionVsAblation, LatentComparison,
+};
+pub use dla::{
+    effective_decoder, latent_dla, latent_logit_weights, latent_output_directions, top_k_latents,
+    LatentDla, TopBy,
+};
+pub use geometry::{
+    cross_decoder_cosine_similarity, decoder_cosine_similarity, decoder_pca, nearest_neighbours,
+    nearest_neighbours_in, plot_cosine_similarity, plot_nearest_neighbours, plot_pca,
+    unit_decoder_directions,
+};
+pub use gradients::{attribution_patching, get_cache_fwd_and_bwd, FwdBwdCache, LatentAttribution};
+pub use metric::{Metric, MetricFn};
 pub use patch_scoping::{
     generate_patch_scoping_explanation, patch_scoping_vector, PatchScopingOptions,
 };
+pub use pca::{symmetric_eigen, Pca};
 pub use steering::{
     add_steering_hook, compare_steering, generate_with_steering, steering_vector,
     SteeringComparison,

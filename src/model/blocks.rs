@@ -104,12 +104,48 @@ impl Rotary {
                 offset + p
             )));
         }
+        let (cos, sin) = (
+            self.cos.narrow(0, offset, p)?,
+            self.sin.narrow(0, offset, p)?,
+        );
+        if x.track_op() {
+            // candle's fused `rope_thd` has no backward (it silently cuts the graph).
+            return rope_differentiable(x, &cos, &sin);
+        }
         Ok(candle_nn::rotary_emb::rope_thd(
             &x.contiguous()?,
-            &self.cos.narrow(0, offset, p)?,
-            &self.sin.narrow(0, offset, p)?,
+            &cos,
+            &sin,
         )?)
     }
+}
+
+/// `rope_thd` from differentiable ops (for when gradients are tracked): with the halves
+/// `x = [x1 | x2]`, `[x1 cos − x2 sin | x2 cos + x1 sin]`; `x [b, p, heads, d_head]`,
+/// `cos`/`sin` `[p, d_head/2]`.
+pub(crate) fn rope_differentiable(x: &Tensor, cos: &Tensor, sin: &Tensor) -> Result<Tensor> {
+    let (_, p, _, dh) = x.dims4()?;
+    let half = dh / 2;
+    let cos = cos.reshape((1, p, 1, half))?.to_dtype(x.dtype())?;
+    let sin = sin.reshape((1, p, 1, half))?.to_dtype(x.dtype())?;
+    let (x1, x2) = (x.narrow(3, 0, half)?, x.narrow(3, half, half)?);
+    let a = (x1.broadcast_mul(&cos)? - x2.broadcast_mul(&sin)?)?;
+    let b = (x2.broadcast_mul(&cos)? + x1.broadcast_mul(&sin)?)?;
+    Ok(Tensor::cat(&[a, b], 3)?)
+}
+
+/// Softmax over the last dim. Without gradient tracking candle's fused kernel; with it, the
+/// same from differentiable ops (the fused kernel has no backward). The row maximum is
+/// subtracted detached: softmax does not depend on it, so the gradient is unchanged.
+pub(crate) fn softmax_last_dim(x: &Tensor) -> Result<Tensor> {
+    if !x.track_op() {
+        return Ok(candle_nn::ops::softmax_last_dim(x)?);
+    }
+    let max = x.max_keepdim(D::Minus1)?.detach();
+    // Fully masked rows (all −inf) would give NaN either way; keep the maximum finite.
+    let max = max.clamp(f32::MIN as f64, f32::MAX as f64)?;
+    let e = x.broadcast_sub(&max)?.exp()?;
+    Ok(e.broadcast_div(&e.sum_keepdim(D::Minus1)?)?)
 }
 
 pub(crate) struct Attention {
@@ -209,7 +245,7 @@ impl Attention {
                     }
                 };
                 let scores = ctx.hp(&n.attn_scores, scores)?;
-                candle_nn::ops::softmax_last_dim(&scores)?
+                softmax_last_dim(&scores)?
             }
         };
         let pattern = ctx.hp(&n.pattern, pattern)?;

@@ -10,13 +10,13 @@ use super::svg::Svg;
 use crate::error::{Error, Result};
 
 /// Font family for all text (resolved through fontconfig when measuring text).
-const FONT: &str = "sans-serif";
-const TITLE_PT: f64 = 20.0;
-const LABEL_PT: f64 = 13.0;
-const MARGIN: u32 = 12;
+pub(super) const FONT: &str = "sans-serif";
+pub(super) const TITLE_PT: f64 = 20.0;
+pub(super) const LABEL_PT: f64 = 13.0;
+pub(super) const MARGIN: u32 = 12;
 
 /// Tableau-10, the default categorical palette of matplotlib and plotly.
-const PALETTE: [RGBColor; 10] = [
+pub(super) const PALETTE: [RGBColor; 10] = [
     RGBColor(31, 119, 180),
     RGBColor(255, 127, 14),
     RGBColor(44, 160, 44),
@@ -49,7 +49,7 @@ const DIVERGING: [(f32, [u8; 3]); 5] = [
 ];
 
 /// Maps plotters' drawing errors into the crate error.
-fn plot_err<E: std::error::Error + Send + Sync>(e: DrawingAreaErrorKind<E>) -> Error {
+pub(super) fn plot_err<E: std::error::Error + Send + Sync>(e: DrawingAreaErrorKind<E>) -> Error {
     let msg = e.to_string();
     let hint = if msg.contains("Font loading error") {
         " (no usable system font: install fontconfig and a TrueType font, e.g. the \
@@ -106,7 +106,7 @@ impl Ranged for TickAxis {
 
 /// Tick labels are shown verbatim except that control characters become escapes (a newline
 /// token shows as `\n`) and labels longer than `max_chars` are cut with an ellipsis.
-fn tidy_label(s: &str, max_chars: usize) -> String {
+pub(super) fn tidy_label(s: &str, max_chars: usize) -> String {
     let mut out = String::new();
     for c in s.chars() {
         match c {
@@ -144,7 +144,7 @@ fn max_text_width(labels: &[String], pt: f64) -> u32 {
 
 /// Formats an axis value with as many decimals as ticks about `span / 8` apart need, and
 /// without a minus sign on zero.
-fn fmt_tick(v: f64, span: f64) -> String {
+pub(super) fn fmt_tick(v: f64, span: f64) -> String {
     let step = span / 8.0;
     let mut decimals = if step > 0.0 && step.is_finite() {
         (-step.log10().floor()).clamp(0.0, 6.0) as usize

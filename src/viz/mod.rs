@@ -1,4 +1,5 @@
-//! Plots for notebooks and reports: line charts and heatmaps rendered to SVG with plotters.
+//! Plots for notebooks and reports: line charts, heatmaps and scatter charts rendered to SVG
+//! with plotters.
 //!
 //! Every chart function returns an [`Svg`]; as the value of an evcxr notebook cell it shows
 //! inline (an `image/svg+xml` output), and [`Svg::save`] writes it to a file.
@@ -15,7 +16,9 @@
 //! Text is measured with the system's fonts (fontconfig); a machine without any TrueType font
 //! gets an [`crate::Error::Invalid`] that says so.
 mod charts;
+mod scatter;
 mod svg;
 
 pub use charts::{heatmap, heatmap_with, line_chart, ColorScale, HeatmapOptions};
+pub use scatter::{scatter, ScatterOptions, ScatterSeries};
 pub use svg::{Html, Svg};
