@@ -257,7 +257,11 @@ fn sae_apply_writes_saelens_outputs_for_every_row() {
     assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
     let got = load(&out);
     assert_eq!(got["x"].dim(0).unwrap(), 3);
-    let want = golden["feature_acts"].reshape(((), 48)).unwrap().narrow(0, 0, 3).unwrap();
+    let want = golden["feature_acts"]
+        .reshape(((), 48))
+        .unwrap()
+        .narrow(0, 0, 3)
+        .unwrap();
     assert!(rel_err(&got["feature_acts"], &want) < 1e-4);
     // Several tensors and no --key: a clear error.
     saescope::candle_core::safetensors::save(

@@ -9,7 +9,12 @@ use saescope::{Device, HookedModel, Sae, Tensor};
 fn shipped_sae_folder_and_recorded_evals() {
     let dir = shipped_sae_dir();
     let mut total = 0u64;
-    for f in ["cfg.json", "sae_weights.safetensors", "sparsity.safetensors", "eval.json"] {
+    for f in [
+        "cfg.json",
+        "sae_weights.safetensors",
+        "sparsity.safetensors",
+        "eval.json",
+    ] {
         let m = std::fs::metadata(dir.join(f)).unwrap_or_else(|e| panic!("{f}: {e}"));
         total += m.len();
     }
@@ -57,6 +62,14 @@ fn shipped_sae_reconstructs_held_out_text() {
     let l0 = r.sparsity.unwrap().l0;
     let ce = r.model_performance_preservation.unwrap();
     assert!(l0 <= 48.0 + 1e-9 && l0 > 20.0, "l0 {l0}");
-    assert!(rq.explained_variance >= 0.7, "explained variance {}", rq.explained_variance);
-    assert!(ce.ce_loss_score >= 0.8, "CE-loss score {}", ce.ce_loss_score);
+    assert!(
+        rq.explained_variance >= 0.7,
+        "explained variance {}",
+        rq.explained_variance
+    );
+    assert!(
+        ce.ce_loss_score >= 0.8,
+        "CE-loss score {}",
+        ce.ce_loss_score
+    );
 }

@@ -700,8 +700,15 @@ fn output_folder_loads_and_folds_normalisation() {
         let cfg_json: Value =
             serde_json::from_str(&std::fs::read_to_string(dir.path().join("cfg.json")).unwrap())
                 .unwrap();
-        assert_eq!(cfg_json["metadata"]["sae_lens_version"], "6.54.12", "{arch}");
-        assert_eq!(cfg_json["metadata"]["hook_name"], cfg.hook_name.as_str(), "{arch}");
+        assert_eq!(
+            cfg_json["metadata"]["sae_lens_version"], "6.54.12",
+            "{arch}"
+        );
+        assert_eq!(
+            cfg_json["metadata"]["hook_name"],
+            cfg.hook_name.as_str(),
+            "{arch}"
+        );
         let loaded = Sae::load_from_disk(dir.path()).unwrap();
         let want_arch = if arch == "batchtopk" {
             "jumprelu"

@@ -1,16 +1,12 @@
 """DRAFT (not yet in notebooks/): writes notebooks/04-steering.ipynb. Steering with latent 1701 (the `raise` latent) did not change the generated text measurably at coefficients up to 80; pick a latent that steers before adding it."""
 import json, sys
 
-cells = []
-def md(s): cells.append({"cell_type": "markdown", "metadata": {}, "source": s.strip("\n")})
-def code(s, expect=None, contains=None):
-    meta = {}
-    if expect or contains:
-        meta["saescope"] = {}
-        if expect: meta["saescope"]["expect"] = expect
-        if contains: meta["saescope"]["contains"] = contains
-    cells.append({"cell_type": "code", "metadata": meta, "source": s.strip("\n"),
-                  "outputs": [], "execution_count": None})
+import os
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from nbgen import Notebook
+
+_nb = Notebook()
+md, code = _nb.md, _nb.code
 
 md(r"""
 # Steering with SAE latents
@@ -131,12 +127,4 @@ break fluency (the last sweep row), as ARENA notes. Patch scoping is a weaker pr
 its answer is shown for comparison, not as evidence.
 """)
 
-nb = {"cells": cells, "metadata": {"kernelspec": {"display_name": "Rust", "language": "rust", "name": "rust"},
-      "language_info": {"codemirror_mode": "rust", "file_extension": ".rs", "mimetype": "text/rust",
-                        "name": "Rust", "pygment_lexer": "rust", "version": ""}},
-      "nbformat": 4, "nbformat_minor": 5}
-for i, c in enumerate(nb["cells"]):
-    c["id"] = f"c{i:02d}"
-    lines = c["source"].split("\n")
-    c["source"] = [l + "\n" for l in lines[:-1]] + [lines[-1]]
-json.dump(nb, open(sys.argv[1], "w"), indent=1)
+_nb.write(sys.argv[1])

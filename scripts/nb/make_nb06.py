@@ -1,16 +1,12 @@
 """Writes notebooks/06-toy-models.ipynb (kept as a script so the cells stay reviewable)."""
 import json, sys
 
-cells = []
-def md(s): cells.append({"cell_type": "markdown", "metadata": {}, "source": s.strip("\n")})
-def code(s, expect=None, contains=None):
-    meta = {}
-    if expect or contains:
-        meta["saescope"] = {}
-        if expect: meta["saescope"]["expect"] = expect
-        if contains: meta["saescope"]["contains"] = contains
-    cells.append({"cell_type": "code", "metadata": meta, "source": s.strip("\n"),
-                  "outputs": [], "execution_count": None})
+import os
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from nbgen import Notebook
+
+_nb = Notebook()
+md, code = _nb.md, _nb.code
 
 md(r"""
 # Toy models of superposition, and a toy SAE
@@ -143,13 +139,4 @@ correlated / anti-correlated features (`ToyModelConfig::n_correlated_pairs`), an
 `SyntheticActivations` with known ground-truth features.
 """)
 
-nb = {"cells": cells, "metadata": {"kernelspec": {"display_name": "Rust", "language": "rust", "name": "rust"},
-      "language_info": {"codemirror_mode": "rust", "file_extension": ".rs", "mimetype": "text/rust",
-                        "name": "Rust", "pygment_lexer": "rust", "version": ""}},
-      "nbformat": 4, "nbformat_minor": 5}
-for i, c in enumerate(nb["cells"]):
-    c["id"] = f"c{i:02d}"
-    src = c["source"]
-    lines = src.split("\n")
-    c["source"] = [l + "\n" for l in lines[:-1]] + [lines[-1]]
-json.dump(nb, open(sys.argv[1], "w"), indent=1)
+_nb.write(sys.argv[1])

@@ -36,7 +36,12 @@ pub fn token_rows(
 ) -> Result<Tensor> {
     let ds = TextDataset::load(spec, None, &LoadOptions::default())?;
     let opts = PackOptions::saelens(tok, context_size, true, Some(SeparatorToken::Bos), false)?;
-    let mut rows = RowStream::new(std::sync::Arc::new(ds), Some(tok.clone()), opts, shuffle_seed)?;
+    let mut rows = RowStream::new(
+        std::sync::Arc::new(ds),
+        Some(tok.clone()),
+        opts,
+        shuffle_seed,
+    )?;
     let v = rows.next_rows(n_rows)?;
     Ok(Tensor::from_vec(v, (n_rows, context_size), &Device::Cpu)?)
 }
