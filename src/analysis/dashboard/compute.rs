@@ -8,7 +8,7 @@ use super::types::{Example, FeatureDashboard, GroupKind, SequenceGroup};
 use super::weights::{
     check_latents, feature_resid_dirs, latent_logits, logit_tables, neuron_alignment, SaeSite,
 };
-use super::{Dashboards, DashboardConfig, LatentSelection, Progress, RankBy};
+use super::{DashboardConfig, Dashboards, LatentSelection, Progress, RankBy};
 use crate::error::{Error, Result};
 use crate::model::HookedModel;
 use crate::rng::derive_seed;
@@ -18,11 +18,14 @@ use candle_core::{DType, Device, Tensor};
 fn check_config(cfg: &DashboardConfig) -> Result<()> {
     if cfg.top_group_size == 0 && cfg.n_quantiles == 0 {
         return Err(Error::Invalid(
-            "DashboardConfig: top_group_size and n_quantiles are both 0; no examples to show".into(),
+            "DashboardConfig: top_group_size and n_quantiles are both 0; no examples to show"
+                .into(),
         ));
     }
     if cfg.n_bins == 0 {
-        return Err(Error::Invalid("DashboardConfig: n_bins must be positive".into()));
+        return Err(Error::Invalid(
+            "DashboardConfig: n_bins must be positive".into(),
+        ));
     }
     Ok(())
 }
@@ -67,10 +70,16 @@ fn choose(
             let mut idx: Vec<usize> = (0..sae.d_sae()).filter(|&i| count[i] > 0).collect();
             match by {
                 RankBy::MaxActivation => idx.sort_by(|&a, &b| {
-                    max[b].total_cmp(&max[a]).then(count[b].cmp(&count[a])).then(a.cmp(&b))
+                    max[b]
+                        .total_cmp(&max[a])
+                        .then(count[b].cmp(&count[a]))
+                        .then(a.cmp(&b))
                 }),
                 RankBy::Density => idx.sort_by(|&a, &b| {
-                    count[b].cmp(&count[a]).then(max[b].total_cmp(&max[a])).then(a.cmp(&b))
+                    count[b]
+                        .cmp(&count[a])
+                        .then(max[b].total_cmp(&max[a]))
+                        .then(a.cmp(&b))
                 }),
             }
             idx.truncate(*n);
@@ -118,7 +127,9 @@ pub(crate) fn feature_dashboards_impl(
     let sc = scan(model, sae, &src, &latents, cfg, neurons, progress)?;
 
     let dirs = feature_resid_dirs(model, sae, &latents)?;
-    let logits: Vec<Vec<f32>> = latent_logits(model, &dirs)?.to_dtype(DType::F32)?.to_vec2()?;
+    let logits: Vec<Vec<f32>> = latent_logits(model, &dirs)?
+        .to_dtype(DType::F32)?
+        .to_vec2()?;
     let dec: Vec<Vec<f32>> = sae
         .w_dec()
         .index_select(
@@ -185,7 +196,9 @@ pub(crate) fn feature_dashboards_impl(
     let examples = build_examples(&ctx, &requests, progress)?;
     let mut by_req: Vec<Option<Example>> = examples.into_iter().map(Some).collect();
     let mut take = |ids: &[usize]| -> Vec<Example> {
-        ids.iter().filter_map(|&i| by_req.get_mut(i).and_then(|e| e.take())).collect()
+        ids.iter()
+            .filter_map(|&i| by_req.get_mut(i).and_then(|e| e.take()))
+            .collect()
     };
 
     let mut features = Vec::with_capacity(latents.len());
@@ -204,9 +217,7 @@ pub(crate) fn feature_dashboards_impl(
         let top_examples = SequenceGroup {
             kind: GroupKind::Top,
             title: format!("TOP ACTIVATIONS (MAX = {:.3})", st.max),
-            lower: top_ids
-                .last()
-                .map_or(0.0, |&i| requests[i].firing.act),
+            lower: top_ids.last().map_or(0.0, |&i| requests[i].firing.act),
             upper: st.max,
             share: 1.0,
             n_in_range: st.n_active,

@@ -74,7 +74,12 @@ impl CorrAcc {
 
     /// The `n_rows` columns most correlated (Pearson) with row `i`; `col_index` maps a column
     /// to the index shown (latent or neuron id).
-    pub fn top(&self, i: usize, n_rows: usize, col_index: &dyn Fn(usize) -> usize) -> Vec<Correlated> {
+    pub fn top(
+        &self,
+        i: usize,
+        n_rows: usize,
+        col_index: &dyn Fn(usize) -> usize,
+    ) -> Vec<Correlated> {
         if i >= self.k {
             return Vec::new();
         }

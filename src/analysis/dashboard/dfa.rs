@@ -74,10 +74,13 @@ pub(crate) fn attach(
             }
             let slot = requests[*ri].slot;
             let vals = dfa_values(&vb, &pb, &w[slot], (l, h, hkv, dh), e.pos);
-            let (max_pos, _) = vals
-                .iter()
-                .enumerate()
-                .fold((0, f32::NEG_INFINITY), |m, (i, &x)| if x > m.1 { (i, x) } else { m });
+            let (max_pos, _) =
+                vals.iter()
+                    .enumerate()
+                    .fold(
+                        (0, f32::NEG_INFINITY),
+                        |m, (i, &x)| if x > m.1 { (i, x) } else { m },
+                    );
             let lo = max_pos.saturating_sub(b0);
             let hi = (max_pos + b1).min(e.pos);
             e.dfa = Some(Dfa {

@@ -44,13 +44,19 @@ pub(crate) struct Ctx<'a> {
 const CHUNK: usize = 128;
 
 pub(crate) fn tok_text(vocab: &[String], id: u32) -> String {
-    vocab.get(id as usize).cloned().unwrap_or_else(|| format!("<{id}>"))
+    vocab
+        .get(id as usize)
+        .cloned()
+        .unwrap_or_else(|| format!("<{id}>"))
 }
 
 /// Log-probabilities `[M, d_vocab]` after the final norm of residual vectors `x [M, d_model]`.
 pub(crate) fn logprobs(model: &HookedModel, cache: &ActivationCache, x: &Tensor) -> Result<Tensor> {
     let n = cache.apply_ln_to_stack_with(&x.unsqueeze(0)?, None, false, true)?;
-    let mut logits = n.squeeze(0)?.matmul(model.w_u())?.broadcast_add(&model.b_u()?)?;
+    let mut logits = n
+        .squeeze(0)?
+        .matmul(model.w_u())?
+        .broadcast_add(&model.b_u()?)?;
     if let Some(c) = model.cfg().output_logits_soft_cap {
         logits = ((logits / c)?.tanh()? * c)?;
     }
@@ -217,7 +223,11 @@ fn loss_effects(
 ) -> Result<()> {
     let (bsz, l, d) = resid.dims3()?;
     let flat = resid.reshape((bsz * l, d))?;
-    let b_of: BTreeMap<u32, usize> = batch.iter().enumerate().map(|(b, &(r, _))| (r, b)).collect();
+    let b_of: BTreeMap<u32, usize> = batch
+        .iter()
+        .enumerate()
+        .map(|(b, &(r, _))| (r, b))
+        .collect();
     // Jobs: (built index, token index, flat row, slot, act, target).
     let mut jobs: Vec<(usize, usize, u32, u32, f32, u32)> = Vec::new();
     let mut clean_rows: BTreeMap<u32, usize> = BTreeMap::new();
@@ -229,7 +239,14 @@ fn loss_effects(
                 let fr = (b * l + tk.pos) as u32;
                 let n = clean_rows.len();
                 clean_rows.entry(fr).or_insert(n);
-                jobs.push((bi, ti, fr, requests[*ri].slot as u32, tk.act, row[tk.pos + 1]));
+                jobs.push((
+                    bi,
+                    ti,
+                    fr,
+                    requests[*ri].slot as u32,
+                    tk.act,
+                    row[tk.pos + 1],
+                ));
             }
         }
     }
@@ -254,7 +271,9 @@ fn loss_effects(
         let slots: Vec<u32> = chunk.iter().map(|j| j.3).collect();
         let a: Vec<f32> = chunk.iter().map(|j| j.4).collect();
         let base = flat.index_select(&Tensor::new(rows_idx.as_slice(), dev)?, 0)?;
-        let dirs = c.dirs.index_select(&Tensor::new(slots.as_slice(), dev)?, 0)?;
+        let dirs = c
+            .dirs
+            .index_select(&Tensor::new(slots.as_slice(), dev)?, 0)?;
         let a = Tensor::from_vec(a, (chunk.len(), 1), dev)?;
         let abl = (base - dirs.broadcast_mul(&a)?)?;
         let lp_abl = logprobs(c.model, cache, &abl)?;

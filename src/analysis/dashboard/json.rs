@@ -6,10 +6,11 @@ use serde_json::{json, Value};
 
 fn activation(e: &Example, g_lower: f32, g_upper: f32, contains: f64, top: bool) -> Value {
     let values: Vec<f32> = e.tokens.iter().map(|t| t.act).collect();
-    let (max_i, max_v) = values
-        .iter()
-        .enumerate()
-        .fold((0, f32::NEG_INFINITY), |m, (i, &v)| if v > m.1 { (i, v) } else { m });
+    let (max_i, max_v) =
+        values.iter().enumerate().fold(
+            (0, f32::NEG_INFINITY),
+            |m, (i, &v)| if v > m.1 { (i, v) } else { m },
+        );
     let mut o = json!({
         "tokens": e.tokens.iter().map(|t| t.token.clone()).collect::<Vec<_>>(),
         "tokenIds": e.tokens.iter().map(|t| t.id).collect::<Vec<_>>(),
@@ -34,7 +35,11 @@ fn activation(e: &Example, g_lower: f32, g_upper: f32, contains: f64, top: bool)
         }
         o["dfaValues"] = json!(dfa);
         o["dfaTargetIndex"] = json!(e.center_index());
-        o["dfaMaxValue"] = json!(d.tokens.iter().map(|t| t.act).fold(f32::NEG_INFINITY, f32::max));
+        o["dfaMaxValue"] = json!(d
+            .tokens
+            .iter()
+            .map(|t| t.act)
+            .fold(f32::NEG_INFINITY, f32::max));
         o["dfaSourceTokens"] = json!(d.tokens.iter().map(|t| t.token.clone()).collect::<Vec<_>>());
         o["dfaSourceValues"] = json!(d.tokens.iter().map(|t| t.act).collect::<Vec<_>>());
         o["dfaSourcePositions"] = json!(d.tokens.iter().map(|t| t.pos).collect::<Vec<_>>());

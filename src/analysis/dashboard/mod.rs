@@ -149,7 +149,10 @@ pub enum LatentSelection {
     Indices(Vec<usize>),
     /// The `n` latents with the highest maximum activation (or density) on the scanned tokens
     /// (an extra scan of the same tokens; latents that never fire are skipped).
-    Top { n: usize, by: RankBy },
+    Top {
+        n: usize,
+        by: RankBy,
+    },
 }
 
 /// Stage of a dashboard computation, for progress reporting.

@@ -111,7 +111,11 @@ pub fn prompt_centric(
         for chunk in jobs.chunks(128) {
             let pos: Vec<u32> = chunk.iter().map(|j| j.0 as u32).collect();
             let slots: Vec<u32> = chunk.iter().map(|j| uniq[&j.1] as u32).collect();
-            let a = Tensor::from_vec(chunk.iter().map(|j| j.2).collect::<Vec<_>>(), (chunk.len(), 1), &dev)?;
+            let a = Tensor::from_vec(
+                chunk.iter().map(|j| j.2).collect::<Vec<_>>(),
+                (chunk.len(), 1),
+                &dev,
+            )?;
             let base = flat.index_select(&Tensor::new(pos.as_slice(), &dev)?, 0)?;
             let d = dirs.index_select(&Tensor::new(slots.as_slice(), &dev)?, 0)?;
             let lp = logprobs(model, &cache, &(base - d.broadcast_mul(&a)?)?)?;
@@ -134,7 +138,11 @@ pub fn prompt_centric(
     for t in 0..p {
         let mut by_act: Vec<LatentScore> = active[t]
             .iter()
-            .map(|&(latent, act)| LatentScore { latent, act, score: act })
+            .map(|&(latent, act)| LatentScore {
+                latent,
+                act,
+                score: act,
+            })
             .collect();
         by_act.sort_by(|a, b| b.score.total_cmp(&a.score).then(a.latent.cmp(&b.latent)));
         by_act.truncate(n);
@@ -142,18 +150,29 @@ pub fn prompt_centric(
             Some(d) => active[t]
                 .iter()
                 .filter_map(|&(latent, act)| {
-                    d.get(latent).map(|f| LatentScore { latent, act, score: f.quantile_of(act) })
+                    d.get(latent).map(|f| LatentScore {
+                        latent,
+                        act,
+                        score: f.quantile_of(act),
+                    })
                 })
                 .collect(),
             None => Vec::new(),
         };
         by_quantile.sort_by(|a, b| {
-            b.score.total_cmp(&a.score).then(b.act.total_cmp(&a.act)).then(a.latent.cmp(&b.latent))
+            b.score
+                .total_cmp(&a.score)
+                .then(b.act.total_cmp(&a.act))
+                .then(a.latent.cmp(&b.latent))
         });
         by_quantile.truncate(n);
         let mut by_loss: Vec<LatentScore> = loss[t]
             .iter()
-            .map(|&(latent, act, d)| LatentScore { latent, act, score: d })
+            .map(|&(latent, act, d)| LatentScore {
+                latent,
+                act,
+                score: d,
+            })
             .collect();
         by_loss.sort_by(|a, b| a.score.total_cmp(&b.score).then(a.latent.cmp(&b.latent)));
         by_loss.truncate(n);
@@ -174,7 +193,10 @@ pub fn prompt_centric(
 }
 
 fn ranking(s: &mut String, title: &str, v: &[LatentScore], pct: bool) {
-    let _ = write!(s, "<div class=\"ss-ptab\"><table><tr><th>{title}</th><th>score</th></tr>");
+    let _ = write!(
+        s,
+        "<div class=\"ss-ptab\"><table><tr><th>{title}</th><th>score</th></tr>"
+    );
     for l in v {
         let score = if pct {
             format!("{:.3}%", 100.0 * l.score)

@@ -3,7 +3,9 @@
 //! pure-CSS hover cards (so the page works where notebook front ends do not run scripts).
 //! Scripts only add a latent selector and the `saescope-ready` / `saescope-error` markers.
 use super::svg::{esc, histogram, num};
-use super::types::{Correlated, Example, ExampleToken, FeatureDashboard, SequenceGroup, TokenScore};
+use super::types::{
+    Correlated, Example, ExampleToken, FeatureDashboard, SequenceGroup, TokenScore,
+};
 use super::Dashboards;
 use std::fmt::Write;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -59,7 +61,10 @@ pub(crate) fn act_bg(act: f32, max: f32) -> String {
     if act <= 0.0 || max <= 0.0 {
         return String::new();
     }
-    format!("background:rgba(255,140,0,{:.2});", (act / max).clamp(0.05, 1.0))
+    format!(
+        "background:rgba(255,140,0,{:.2});",
+        (act / max).clamp(0.05, 1.0)
+    )
 }
 
 fn effect_border(delta: f32, scale: f32) -> String {
@@ -90,15 +95,25 @@ fn seq_line(s: &mut String, e: &Example, max: f32, effect_scale: f32, dfa: bool)
         s.push_str("<div class=\"ss-seq ss-dfa\">DFA → pos ");
         let _ = write!(s, "{}: ", e.pos);
     } else {
-        let _ = write!(s, "<div class=\"ss-seq\"><span class=\"ss-act\">{}</span>", num(e.act as f64));
+        let _ = write!(
+            s,
+            "<div class=\"ss-seq\"><span class=\"ss-act\">{}</span>",
+            num(e.act as f64)
+        );
     }
     let mut prev_delta: Option<f32> = None;
     for t in toks {
         let mut style = if dfa {
             if t.act > 0.0 {
-                format!("background:rgba(0,170,80,{:.2});", (t.act / tmax.max(1e-9)).clamp(0.05, 1.0))
+                format!(
+                    "background:rgba(0,170,80,{:.2});",
+                    (t.act / tmax.max(1e-9)).clamp(0.05, 1.0)
+                )
             } else if t.act < 0.0 {
-                format!("background:rgba(150,60,200,{:.2});", (-t.act / tmax.max(1e-9)).clamp(0.05, 1.0))
+                format!(
+                    "background:rgba(150,60,200,{:.2});",
+                    (-t.act / tmax.max(1e-9)).clamp(0.05, 1.0)
+                )
             } else {
                 String::new()
             }
@@ -108,8 +123,16 @@ fn seq_line(s: &mut String, e: &Example, max: f32, effect_scale: f32, dfa: bool)
         if let Some(d) = prev_delta {
             style.push_str(&effect_border(d, effect_scale));
         }
-        let class = if !dfa && t.pos == e.pos { "ss-tok ss-c" } else { "ss-tok" };
-        let _ = write!(s, "<span class=\"{class}\" style=\"{style}\">{}", tok_display(&t.token));
+        let class = if !dfa && t.pos == e.pos {
+            "ss-tok ss-c"
+        } else {
+            "ss-tok"
+        };
+        let _ = write!(
+            s,
+            "<span class=\"{class}\" style=\"{style}\">{}",
+            tok_display(&t.token)
+        );
         if t.act != 0.0 || t.next_logprob_delta.is_some() {
             let _ = write!(
                 s,
@@ -137,7 +160,11 @@ fn seq_line(s: &mut String, e: &Example, max: f32, effect_scale: f32, dfa: bool)
 }
 
 fn group(s: &mut String, g: &SequenceGroup, max: f32, effect_scale: f32) {
-    let _ = write!(s, "<div class=\"ss-group\"><div class=\"ss-gt\">{}</div>", esc(&g.title));
+    let _ = write!(
+        s,
+        "<div class=\"ss-group\"><div class=\"ss-gt\">{}</div>",
+        esc(&g.title)
+    );
     if g.examples.is_empty() {
         s.push_str("<div class=\"ss-seq\">(no eligible examples)</div>");
     }
@@ -179,7 +206,10 @@ fn logit_table(s: &mut String, f: &FeatureDashboard) {
     s.push_str("<table class=\"ss-logits\"><tr><th>NEGATIVE LOGITS</th><th></th><th>POSITIVE LOGITS</th><th></th></tr>");
     for i in 0..f.top_logits.len().max(f.bottom_logits.len()) {
         s.push_str("<tr>");
-        for (v, rgb) in [(f.bottom_logits.get(i), "30,90,230"), (f.top_logits.get(i), "220,30,30")] {
+        for (v, rgb) in [
+            (f.bottom_logits.get(i), "30,90,230"),
+            (f.top_logits.get(i), "220,30,30"),
+        ] {
             match v {
                 Some(t) => {
                     let _ = write!(
@@ -208,7 +238,9 @@ fn feature(s: &mut String, d: &Dashboards, f: &FeatureDashboard, uid: u64) {
         esc(&d.hook_name)
     );
     if !f.neuron_alignment.is_empty() {
-        s.push_str("<h4>Neuron alignment</h4><table><tr><th>Index</th><th>Value</th><th>% of L1</th></tr>");
+        s.push_str(
+            "<h4>Neuron alignment</h4><table><tr><th>Index</th><th>Value</th><th>% of L1</th></tr>",
+        );
         for n in &f.neuron_alignment {
             let _ = write!(
                 s,
@@ -239,13 +271,17 @@ fn feature(s: &mut String, d: &Dashboards, f: &FeatureDashboard, uid: u64) {
         &|_| "#ff8c00",
     ));
     logit_table(s, f);
-    s.push_str(&histogram(&f.logit_histogram, "LOGITS (feature_resid_dir · W_U)", &|c| {
-        if c < 0.0 {
-            "#4a78e0"
-        } else {
-            "#e04a4a"
-        }
-    }));
+    s.push_str(&histogram(
+        &f.logit_histogram,
+        "LOGITS (feature_resid_dir · W_U)",
+        &|c| {
+            if c < 0.0 {
+                "#4a78e0"
+            } else {
+                "#e04a4a"
+            }
+        },
+    ));
     s.push_str("</div><div class=\"ss-right\">");
     let effect_scale = std::iter::once(&f.top_examples)
         .chain(&f.quantile_groups)
@@ -276,7 +312,10 @@ pub(crate) fn fragment(d: &Dashboards, only: Option<usize>) -> String {
         .filter(|f| only.is_none_or(|l| l == f.latent))
         .collect();
     let mut s = String::new();
-    let _ = write!(s, "<div class=\"sscope\" id=\"ss-{uid}\"><style>{CSS}</style>");
+    let _ = write!(
+        s,
+        "<div class=\"sscope\" id=\"ss-{uid}\"><style>{CSS}</style>"
+    );
     let _ = write!(
         s,
         "<div class=\"ss-head\"><b>{}</b> · SAE on <code>{}</code> (d_sae {}) · {} tokens scanned ({})",
@@ -300,7 +339,11 @@ pub(crate) fn fragment(d: &Dashboards, only: Option<usize>) -> String {
     for f in feats {
         feature(&mut s, d, f, uid);
     }
-    let _ = write!(s, "<script>{}</script></div>", SCRIPT.replace("ROOT", &format!("ss-{uid}")));
+    let _ = write!(
+        s,
+        "<script>{}</script></div>",
+        SCRIPT.replace("ROOT", &format!("ss-{uid}"))
+    );
     s
 }
 

@@ -19,7 +19,7 @@ const CACHE_CHUNK: usize = 4096;
 type Loc = (u32, u32);
 
 /// Call `f` with the SAE input `[T, d_in]` (f32, on the SAE's device) of every scanned chunk and
-/// the tokens' locations. Returns the number of tokens scanned.
+/// the tokens' locations. Returns the number of tokens scanned (special tokens left out).
 pub(crate) fn stream(
     model: &HookedModel,
     sae: &Sae,
@@ -39,6 +39,7 @@ pub(crate) fn stream(
     };
     let d_in = sae.d_in();
     let mut done = 0u64;
+    let mut scanned = 0u64;
     if let Some(c) = &src.cache {
         let reader = CachedActivations::open(&c.dir, None)?;
         let total = c.n_tokens;
@@ -51,7 +52,9 @@ pub(crate) fn stream(
                 if done >= total {
                     break 'shards;
                 }
-                let end = (start + CACHE_CHUNK).min(n).min(start + (total - done) as usize);
+                let end = (start + CACHE_CHUNK)
+                    .min(n)
+                    .min(start + (total - done) as usize);
                 let mut locs = Vec::with_capacity(end - start);
                 let mut keep = Vec::with_capacity(end - start);
                 for (i, &t) in toks[start..end].iter().enumerate() {
@@ -80,6 +83,7 @@ pub(crate) fn stream(
                     x.extend_from_slice(&acts[i * d_in..(i + 1) * d_in]);
                 }
                 done += (end - start) as u64;
+                scanned += locs.len() as u64;
                 if !locs.is_empty() {
                     let x = Tensor::from_vec(x, (locs.len(), d_in), &Device::Cpu)?
                         .to_device(sae.device())?;
@@ -89,7 +93,7 @@ pub(crate) fn stream(
                 start = end;
             }
         }
-        return Ok(done);
+        return Ok(scanned);
     }
     let hook = sae.hook_name().to_string();
     let stop = stop_at_layer_for(&hook);
@@ -127,12 +131,13 @@ pub(crate) fn stream(
             x.index_select(&Tensor::from_vec(keep, locs.len(), x.device())?, 0)?
         };
         done += n as u64;
+        scanned += locs.len() as u64;
         if !locs.is_empty() {
             f(&x, &locs)?;
         }
         progress(Progress { stage, done, total });
     }
-    Ok(done)
+    Ok(scanned)
 }
 
 /// Per-latent maximum activation and number of active tokens over the whole scan (for
@@ -146,16 +151,24 @@ pub(crate) fn latent_totals(
 ) -> Result<(Vec<f32>, Vec<u64>, u64)> {
     let d = sae.d_sae();
     let (mut max, mut count) = (vec![0f32; d], vec![0u64; d]);
-    let n = stream(model, sae, src, cfg, Stage::Select, progress, &mut |x, _| {
-        let f = sae.encode(x)?.to_dtype(DType::F32)?;
-        let m: Vec<f32> = f.max(0)?.to_vec1()?;
-        let c: Vec<f32> = f.gt(0f32)?.to_dtype(DType::F32)?.sum(0)?.to_vec1()?;
-        for j in 0..d {
-            max[j] = max[j].max(m[j]);
-            count[j] += c[j] as u64;
-        }
-        Ok(())
-    })?;
+    let n = stream(
+        model,
+        sae,
+        src,
+        cfg,
+        Stage::Select,
+        progress,
+        &mut |x, _| {
+            let f = sae.encode(x)?.to_dtype(DType::F32)?;
+            let m: Vec<f32> = f.max(0)?.to_vec1()?;
+            let c: Vec<f32> = f.gt(0f32)?.to_dtype(DType::F32)?.sum(0)?.to_vec1()?;
+            for j in 0..d {
+                max[j] = max[j].max(m[j]);
+                count[j] += c[j] as u64;
+            }
+            Ok(())
+        },
+    )?;
     Ok((max, count, n))
 }
 
@@ -199,30 +212,38 @@ pub(crate) fn scan(
     };
     let among = cfg.correlations == Correlations::AmongSelected;
     let mut corr_neurons = neurons.then(|| CorrAcc::new(k, sae.d_in(), vec![None; k]));
-    let n_tokens = stream(model, sae, src, cfg, Stage::Scan, progress, &mut |x, locs| {
-        let f = sae.encode(x)?.to_dtype(DType::F32)?;
-        let chosen = f.index_select(&idx, 1)?.contiguous()?;
-        let v: Vec<f32> = chosen.flatten_all()?.to_vec1()?;
-        for (t, &(row, pos)) in locs.iter().enumerate() {
-            for (j, fj) in firings.iter_mut().enumerate() {
-                let a = v[t * k + j];
-                if a > 0.0 {
-                    fj.push(Firing { row, pos, act: a });
+    let n_tokens = stream(
+        model,
+        sae,
+        src,
+        cfg,
+        Stage::Scan,
+        progress,
+        &mut |x, locs| {
+            let f = sae.encode(x)?.to_dtype(DType::F32)?;
+            let chosen = f.index_select(&idx, 1)?.contiguous()?;
+            let v: Vec<f32> = chosen.flatten_all()?.to_vec1()?;
+            for (t, &(row, pos)) in locs.iter().enumerate() {
+                for (j, fj) in firings.iter_mut().enumerate() {
+                    let a = v[t * k + j];
+                    if a > 0.0 {
+                        fj.push(Firing { row, pos, act: a });
+                    }
                 }
             }
-        }
-        if let Some((acc, _)) = &mut corr_latents {
-            if among {
-                acc.update(&chosen, &chosen)?
-            } else {
-                acc.update(&chosen, &f)?
+            if let Some((acc, _)) = &mut corr_latents {
+                if among {
+                    acc.update(&chosen, &chosen)?
+                } else {
+                    acc.update(&chosen, &f)?
+                }
             }
-        }
-        if let Some(acc) = &mut corr_neurons {
-            acc.update(&chosen, x)?;
-        }
-        Ok(())
-    })?;
+            if let Some(acc) = &mut corr_neurons {
+                acc.update(&chosen, x)?;
+            }
+            Ok(())
+        },
+    )?;
     Ok(Scan {
         firings,
         n_tokens,

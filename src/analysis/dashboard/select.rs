@@ -230,7 +230,13 @@ mod tests {
     #[test]
     fn top_examples_skip_edges_and_overlaps() {
         let f = |row, pos, act| Firing { row, pos, act };
-        let sorted = vec![f(0, 1, 9.0), f(0, 10, 8.0), f(0, 12, 7.0), f(1, 12, 6.0), f(0, 30, 5.0)];
+        let sorted = vec![
+            f(0, 1, 9.0),
+            f(0, 10, 8.0),
+            f(0, 12, 7.0),
+            f(1, 12, 6.0),
+            f(0, 30, 5.0),
+        ];
         let got = top_examples(&sorted, 3, (5, 5), &|_| 32);
         assert_eq!(got, vec![f(0, 10, 8.0), f(1, 12, 6.0)]);
     }

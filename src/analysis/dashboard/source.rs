@@ -204,7 +204,12 @@ fn rebuild_rows(
         st.sequence_separator_token,
         st.disable_concat_sequences,
     )?;
-    let mut stream = RowStream::new(Arc::new(ds), Some(tok.clone()), opts, st.dataset_shuffle_seed)?;
+    let mut stream = RowStream::new(
+        Arc::new(ds),
+        Some(tok.clone()),
+        opts,
+        st.dataset_shuffle_seed,
+    )?;
     let positions = st.seqpos_indices()?;
     let excluded: Vec<u32> = match &st.exclude_special_tokens {
         ExcludeSpecialTokens::All(false) => Vec::new(),

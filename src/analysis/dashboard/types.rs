@@ -121,7 +121,10 @@ pub struct Example {
 impl Example {
     /// Index of the centre token in `tokens`.
     pub fn center_index(&self) -> usize {
-        self.tokens.iter().position(|t| t.pos == self.pos).unwrap_or(0)
+        self.tokens
+            .iter()
+            .position(|t| t.pos == self.pos)
+            .unwrap_or(0)
     }
 }
 

@@ -30,7 +30,8 @@ impl SaeSite {
         let c = model.cfg();
         let layer = layer_of(hook);
         if hook.ends_with("attn.hook_z") {
-            let layer = layer.ok_or_else(|| Error::Invalid(format!("no layer in hook `{hook}`")))?;
+            let layer =
+                layer.ok_or_else(|| Error::Invalid(format!("no layer in hook `{hook}`")))?;
             if sae.d_out() != c.n_heads * c.d_head {
                 return Err(Error::Invalid(format!(
                     "SAE on `{hook}` has d_out {} but the model's n_heads · d_head is {}",
@@ -41,7 +42,8 @@ impl SaeSite {
             return Ok(SaeSite::HookZ { layer });
         }
         if hook.ends_with("mlp.hook_post") || hook.ends_with("mlp.hook_pre") {
-            let layer = layer.ok_or_else(|| Error::Invalid(format!("no layer in hook `{hook}`")))?;
+            let layer =
+                layer.ok_or_else(|| Error::Invalid(format!("no layer in hook `{hook}`")))?;
             return Ok(SaeSite::MlpNeurons { layer });
         }
         if sae.d_out() == c.d_model {
