@@ -555,6 +555,17 @@ fn activation_cache_scan_equals_the_token_scan() {
                 .collect()
         };
         assert_eq!(ids(c), ids(t));
+        // Loss effects from the cached rows (only the blocks after the hook are run) equal the
+        // full passes' of the token scan.
+        for (ec, et) in c.top_examples.examples.iter().zip(&t.top_examples.examples) {
+            for (a, b) in ec.tokens.iter().zip(&et.tokens) {
+                assert!((a.act - b.act).abs() < 1e-3 * b.act.max(1.0));
+                match (a.next_logprob_delta, b.next_logprob_delta) {
+                    (Some(x), Some(y)) => assert!((x - y).abs() < 1e-3, "{x} vs {y}"),
+                    (x, y) => assert_eq!(x.is_some(), y.is_some()),
+                }
+            }
+        }
         assert_eq!(
             c.correlated_latents
                 .iter()

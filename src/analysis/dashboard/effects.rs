@@ -8,6 +8,7 @@
 //! with statistics recomputed on the ablated vector, then `W_U` and `b_U` (and Gemma-2's logit
 //! soft cap). sae_vis's `resid_final_pre_layernorm_to_logits` divides by `mean(x²) + ε` without
 //! the square root; here the norm is exactly the model's (`RMSNorm` / `LayerNorm`, folded or not).
+use super::cached_rows::{resid_start_layer, CachedRows};
 use super::select::Firing;
 use super::source::Source;
 use super::types::{Example, ExampleToken, TokenScore};
@@ -51,12 +52,9 @@ pub(crate) fn tok_text(vocab: &[String], id: u32) -> String {
 }
 
 /// Log-probabilities `[M, d_vocab]` after the final norm of residual vectors `x [M, d_model]`.
-pub(crate) fn logprobs(model: &HookedModel, cache: &ActivationCache, x: &Tensor) -> Result<Tensor> {
-    let n = cache.apply_ln_to_stack_with(&x.unsqueeze(0)?, None, false, true)?;
-    let mut logits = n
-        .squeeze(0)?
-        .matmul(model.w_u())?
-        .broadcast_add(&model.b_u()?)?;
+pub(crate) fn logprobs(model: &HookedModel, x: &Tensor) -> Result<Tensor> {
+    let n = model.apply_ln_final(x)?;
+    let mut logits = n.matmul(model.w_u())?.broadcast_add(&model.b_u()?)?;
     if let Some(c) = model.cfg().output_logits_soft_cap {
         logits = ((logits / c)?.tanh()? * c)?;
     }
@@ -102,34 +100,107 @@ pub(crate) fn build_examples(
             .unwrap_or(1);
         m.min(c.src.row_len(row))
     };
-    let mut rows: Vec<(u32, usize)> = by_row.iter().map(|(&r, v)| (r, need(r, v))).collect();
-    rows.sort_by(|a, b| b.1.cmp(&a.1).then(a.0.cmp(&b.0)));
-    let mut out: Vec<Option<Example>> = vec![None; requests.len()];
-    let total = rows.len() as u64;
-    let mut done = 0u64;
-    for batch in rows.chunks(c.cfg.batch_size.max(1)) {
-        let built = run_batch(c, batch, &by_row, requests)?;
-        for (i, e) in built {
-            out[i] = Some(e);
+    let rows: Vec<(u32, usize)> = by_row.iter().map(|(&r, v)| (r, need(r, v))).collect();
+    // Cache scans: rows whose SAE inputs are all cached skip the layers up to the hook.
+    let mut cached = match &c.src.cache {
+        Some(cs) => {
+            let start = resid_start_layer(c.sae.hook_name());
+            let usable =
+                !matches!(c.site, SaeSite::HookZ { .. }) && (!c.cfg.loss_effect || start.is_some());
+            if usable {
+                Some((CachedRows::open(cs)?, start))
+            } else {
+                None
+            }
         }
-        done += batch.len() as u64;
-        progress(Progress {
-            stage: Stage::Examples,
-            done,
-            total,
-        });
+        _ => None,
+    };
+    let (mut fast, mut slow): (Vec<(u32, usize)>, Vec<(u32, usize)>) = match &cached {
+        Some((cr, _)) => rows.iter().partition(|&&(r, n)| cr.available(r, n)),
+        None => (Vec::new(), rows),
+    };
+    for v in [&mut fast, &mut slow] {
+        v.sort_by(|a, b| b.1.cmp(&a.1).then(a.0.cmp(&b.0)));
+    }
+    let mut out: Vec<Option<Example>> = vec![None; requests.len()];
+    let total = (fast.len() + slow.len()) as u64;
+    let mut done = 0u64;
+    let bs = c.cfg.batch_size.max(1);
+    for (is_fast, list) in [(true, &fast), (false, &slow)] {
+        for batch in list.chunks(bs) {
+            let res = match (&mut cached, is_fast) {
+                (Some((cr, start)), true) => fast_batch(c, cr, *start, batch)?,
+                _ => slow_batch(c, batch)?,
+            };
+            for (i, e) in assemble(c, batch, res, &by_row, requests)? {
+                out[i] = Some(e);
+            }
+            done += batch.len() as u64;
+            progress(Progress {
+                stage: Stage::Examples,
+                done,
+                total,
+            });
+        }
     }
     Ok(out.into_iter().flatten().collect())
 }
 
-fn run_batch(
+/// What one batch of example rows yields: positions per row, the chosen latents' activations
+/// `[B, l, k]` (flat), the final residual stream `[B, l, d_model]` (for loss effects) and the
+/// cache of `hook_v` / `hook_pattern` (attention SAEs).
+struct BatchOut {
+    l: usize,
+    acts: Vec<f32>,
+    resid: Option<Tensor>,
+    cache: Option<(ActivationCache, Vec<String>)>,
+}
+
+fn chosen_acts(c: &Ctx, x: &Tensor, n: usize) -> Result<Vec<f32>> {
+    let k = c.latents.len();
+    let idx = Tensor::from_vec(
+        c.latents.iter().map(|&i| i as u32).collect::<Vec<_>>(),
+        k,
+        c.sae.device(),
+    )?;
+    let x = x
+        .contiguous()?
+        .reshape((n, c.sae.d_in()))?
+        .to_dtype(DType::F32)?
+        .to_device(c.sae.device())?;
+    Ok(c.sae
+        .encode(&x)?
+        .to_dtype(DType::F32)?
+        .index_select(&idx, 1)?
+        .flatten_all()?
+        .to_vec1()?)
+}
+
+/// Rows from cached activations: no pass up to the hook, then blocks to the end if needed.
+fn fast_batch(
     c: &Ctx,
+    cr: &mut CachedRows,
+    start: Option<usize>,
     batch: &[(u32, usize)],
-    by_row: &BTreeMap<u32, Vec<usize>>,
-    requests: &[Request],
-) -> Result<Vec<(usize, Example)>> {
+) -> Result<BatchOut> {
+    let l = batch[0].1;
+    let x = cr.gather(c.model, c.sae, c.src, batch, l)?;
+    let acts = chosen_acts(c, &x, batch.len() * l)?;
+    let resid = match (c.cfg.loss_effect, start) {
+        (true, Some(s)) => Some(c.model.run_blocks(&x, s, None)?),
+        _ => None,
+    };
+    Ok(BatchOut {
+        l,
+        acts,
+        resid,
+        cache: None,
+    })
+}
+
+/// Rows through the model from their tokens.
+fn slow_batch(c: &Ctx, batch: &[(u32, usize)]) -> Result<BatchOut> {
     let (model, sae, cfg) = (c.model, c.sae, c.cfg);
-    let (b0, b1) = cfg.buffer;
     let l = batch[0].1;
     let bsz = batch.len();
     let mut flat = Vec::with_capacity(bsz * l);
@@ -150,24 +221,26 @@ fn run_batch(
         stop_at_layer_for(&hook)
     };
     let (resid, cache) = model.run_with_cache(&t, names.clone(), stop)?;
-    let k = c.latents.len();
-    let idx = Tensor::from_vec(
-        c.latents.iter().map(|&i| i as u32).collect::<Vec<_>>(),
-        k,
-        sae.device(),
-    )?;
-    let x = cache
-        .get(hook.as_str())?
-        .contiguous()?
-        .reshape((bsz * l, sae.d_in()))?
-        .to_dtype(DType::F32)?
-        .to_device(sae.device())?;
-    let acts: Vec<f32> = sae
-        .encode(&x)?
-        .to_dtype(DType::F32)?
-        .index_select(&idx, 1)?
-        .flatten_all()?
-        .to_vec1()?;
+    let acts = chosen_acts(c, cache.get(hook.as_str())?, bsz * l)?;
+    Ok(BatchOut {
+        l,
+        acts,
+        resid: cfg.loss_effect.then_some(resid),
+        cache: matches!(c.site, SaeSite::HookZ { .. }).then_some((cache, names)),
+    })
+}
+
+/// The examples of a batch's rows from its [`BatchOut`].
+fn assemble(
+    c: &Ctx,
+    batch: &[(u32, usize)],
+    res: BatchOut,
+    by_row: &BTreeMap<u32, Vec<usize>>,
+    requests: &[Request],
+) -> Result<Vec<(usize, Example)>> {
+    let (b0, b1) = c.cfg.buffer;
+    let (l, k) = (res.l, c.latents.len());
+    let acts = &res.acts;
     let act = |b: usize, p: usize, slot: usize| acts[(b * l + p) * k + slot];
 
     // Windows.
@@ -178,7 +251,7 @@ fn run_batch(
             let Request { slot, firing } = requests[i];
             let pos = firing.pos as usize;
             let lo = pos.saturating_sub(b0);
-            let hi = (pos + b1).min(l - 1);
+            let hi = (pos + b1).min(l - 1).min(row.len() - 1);
             let tokens = (lo..=hi)
                 .map(|p| ExampleToken {
                     id: row[p],
@@ -203,11 +276,11 @@ fn run_batch(
             ));
         }
     }
-    if cfg.loss_effect {
-        loss_effects(c, &resid, &cache, batch, &mut built, requests)?;
+    if let Some(resid) = &res.resid {
+        loss_effects(c, resid, batch, &mut built, requests)?;
     }
-    if let SaeSite::HookZ { .. } = c.site {
-        super::dfa::attach(c, &cache, &names[1], &names[2], batch, &mut built, requests)?;
+    if let Some((cache, names)) = &res.cache {
+        super::dfa::attach(c, cache, &names[1], &names[2], batch, &mut built, requests)?;
     }
     Ok(built)
 }
@@ -216,7 +289,6 @@ fn run_batch(
 fn loss_effects(
     c: &Ctx,
     resid: &Tensor,
-    cache: &ActivationCache,
     batch: &[(u32, usize)],
     built: &mut [(usize, Example)],
     requests: &[Request],
@@ -262,7 +334,7 @@ fn loss_effects(
     let mut parts = Vec::new();
     for s in (0..clean_idx.len()).step_by(CHUNK) {
         let n = CHUNK.min(clean_idx.len() - s);
-        parts.push(logprobs(c.model, cache, &clean_x.narrow(0, s, n)?)?);
+        parts.push(logprobs(c.model, &clean_x.narrow(0, s, n)?)?);
     }
     let clean_lp = Tensor::cat(&parts, 0)?;
     for chunk in jobs.chunks(CHUNK) {
@@ -276,7 +348,7 @@ fn loss_effects(
             .index_select(&Tensor::new(slots.as_slice(), dev)?, 0)?;
         let a = Tensor::from_vec(a, (chunk.len(), 1), dev)?;
         let abl = (base - dirs.broadcast_mul(&a)?)?;
-        let lp_abl = logprobs(c.model, cache, &abl)?;
+        let lp_abl = logprobs(c.model, &abl)?;
         let lp_clean = clean_lp.index_select(&Tensor::new(cl_idx.as_slice(), dev)?, 0)?;
         let diff: Vec<Vec<f32>> = (&lp_clean - &lp_abl)?.to_vec2()?;
         let clean_rows_v: Vec<Vec<f32>> = lp_clean.to_vec2()?;

@@ -46,6 +46,7 @@
 //! dash.save_html("dashboards.html")?;
 //! # Ok(()) }
 //! ```
+mod cached_rows;
 mod compute;
 mod corr;
 mod dfa;

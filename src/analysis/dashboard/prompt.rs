@@ -100,7 +100,7 @@ pub fn prompt_centric(
         }
         let dirs = feature_resid_dirs(model, sae, &order)?;
         let flat = resid.squeeze(0)?;
-        let clean = logprobs(model, &cache, &flat)?;
+        let clean = logprobs(model, &flat)?;
         let dev = flat.device().clone();
         let jobs: Vec<(usize, usize, f32)> = active
             .iter()
@@ -118,7 +118,7 @@ pub fn prompt_centric(
             )?;
             let base = flat.index_select(&Tensor::new(pos.as_slice(), &dev)?, 0)?;
             let d = dirs.index_select(&Tensor::new(slots.as_slice(), &dev)?, 0)?;
-            let lp = logprobs(model, &cache, &(base - d.broadcast_mul(&a)?)?)?;
+            let lp = logprobs(model, &(base - d.broadcast_mul(&a)?)?)?;
             let tgt: Vec<u32> = chunk.iter().map(|j| ids[j.0 + 1]).collect();
             let tgt = Tensor::from_vec(tgt, (chunk.len(), 1), &dev)?;
             let abl: Vec<f32> = lp.gather(&tgt, 1)?.flatten_all()?.to_vec1()?;

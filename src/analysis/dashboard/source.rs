@@ -80,6 +80,8 @@ pub(crate) struct CacheSource {
     pub n_tokens: u64,
     /// Per row, the positions whose activations the cache holds, in order.
     pub kept: Vec<Vec<u32>>,
+    /// Per row, the cache index (token number) of its first kept position.
+    pub row_start: Vec<u64>,
 }
 
 impl Source {
@@ -165,6 +167,12 @@ impl Source {
                 m.store.dataset_path
             ))
         })?;
+        let mut row_start = Vec::with_capacity(kept.len());
+        let mut acc = 0u64;
+        for k in &kept {
+            row_start.push(acc);
+            acc += k.len() as u64;
+        }
         Ok(Source {
             description: format!(
                 "activation cache {} ({n_tokens} of {} tokens, {} rows)",
@@ -178,6 +186,7 @@ impl Source {
                 manifest: m,
                 n_tokens,
                 kept,
+                row_start,
             }),
         })
     }
