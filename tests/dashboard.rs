@@ -368,47 +368,10 @@ fn loss_effect_equals_a_hooked_ablation() {
     assert!(checked >= 6, "only {checked} loss effects checked");
 }
 
-/// A random standard SAE on `blocks.2.attn.hook_z` of SmolLM2 (9 heads × 64 = 576).
-fn hook_z_sae() -> Sae {
-    let (d, n) = (576usize, 16usize);
-    let cfg = saescope::SaeConfig::from_json_value(serde_json::json!({
-        "architecture": "standard", "d_in": d, "d_sae": n, "dtype": "float32",
-        "apply_b_dec_to_input": false, "normalize_activations": "none",
-        "reshape_activations": "hook_z",
-        "metadata": {"hook_name": "blocks.2.attn.hook_z"}
-    }))
-    .unwrap();
-    let mut s: u64 = 11;
-    let mut rnd = |shape: &[usize], scale: f32| {
-        let v: Vec<f32> = (0..shape.iter().product::<usize>())
-            .map(|_| {
-                s = s
-                    .wrapping_mul(6364136223846793005)
-                    .wrapping_add(1442695040888963407);
-                ((s >> 40) as f32 / (1u64 << 24) as f32 - 0.5) * scale
-            })
-            .collect();
-        Tensor::from_vec(v, shape, &Device::Cpu).unwrap()
-    };
-    let t = std::collections::HashMap::from([
-        ("W_enc".to_string(), rnd(&[d, n], 1.0)),
-        ("W_dec".to_string(), rnd(&[n, d], 0.2)),
-        (
-            "b_enc".to_string(),
-            Tensor::zeros(n, saescope::DType::F32, &Device::Cpu).unwrap(),
-        ),
-        (
-            "b_dec".to_string(),
-            Tensor::zeros(d, saescope::DType::F32, &Device::Cpu).unwrap(),
-        ),
-    ]);
-    Sae::from_config_and_tensors(cfg, t, &Device::Cpu).unwrap()
-}
-
 #[test]
 fn attention_sae_dfa_and_logits_match_an_independent_computation() {
     let f = fix();
-    let sae = hook_z_sae();
+    let sae = bf::hook_z_sae();
     let rows = Tensor::from_vec(
         f.ids[..8].iter().flatten().copied().collect::<Vec<u32>>(),
         (8, CTX),
@@ -580,7 +543,7 @@ fn activation_cache_scan_equals_the_token_scan() {
     // The wrong SAE for a cache is refused with the fix in the message.
     let err = feature_dashboards(
         &f.model,
-        &hook_z_sae(),
+        &bf::hook_z_sae(),
         &input,
         &LatentSelection::Indices(vec![0]),
         &cfg(),
@@ -736,47 +699,9 @@ fn bad_arguments_name_the_fix() {
     assert!(f.dash.feature_html(1_000_000).is_err());
 }
 
-/// Chromium, or None (then the test is skipped unless CI is set).
-fn chromium() -> Option<String> {
-    for c in ["chromium", "chromium-browser", "google-chrome"] {
-        if std::process::Command::new(c)
-            .arg("--version")
-            .output()
-            .is_ok_and(|o| o.status.success())
-        {
-            return Some(c.to_string());
-        }
-    }
-    if std::env::var_os("CI").is_some() {
-        panic!("chromium is not installed but CI is set: run scripts/setup_chromium.sh");
-    }
-    eprintln!("skipping: chromium is not installed (scripts/setup_chromium.sh installs it)");
-    None
-}
-
-fn dump_dom(chrome: &str, file: &std::path::Path) -> String {
-    let out = std::process::Command::new(chrome)
-        .args([
-            "--headless",
-            "--disable-gpu",
-            "--no-sandbox",
-            "--virtual-time-budget=3000",
-            "--dump-dom",
-        ])
-        .arg(file)
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8_lossy(&out.stdout).into_owned()
-}
-
 #[test]
 fn html_renders_in_headless_chromium_without_errors() {
-    let Some(chrome) = chromium() else { return };
+    let Some(chrome) = bf::chromium() else { return };
     let f = fix();
     let dir = tempfile::tempdir().unwrap();
     let page = dir.path().join("dash.html");
@@ -786,7 +711,7 @@ fn html_renders_in_headless_chromium_without_errors() {
         !html.contains("<link") && !html.contains("src=\"http"),
         "the page must not load anything"
     );
-    let dom = dump_dom(&chrome, &page);
+    let dom = bf::dump_dom(&chrome, &page);
     assert!(
         dom.contains("id=\"saescope-ready\""),
         "the page's script did not finish"
@@ -802,7 +727,7 @@ fn html_renders_in_headless_chromium_without_errors() {
         html.replace("</body>", "<script>throw new Error('boom')</script></body>"),
     )
     .unwrap();
-    assert!(dump_dom(&chrome, &broken).contains(err_marker));
+    assert!(bf::dump_dom(&chrome, &broken).contains(err_marker));
     // Screenshot: the top-examples table is on screen, its tokens highlighted in orange.
     let shot = dir.path().join("shot.png");
     let out = std::process::Command::new(&chrome)
@@ -822,22 +747,7 @@ fn html_renders_in_headless_chromium_without_errors() {
         "{}",
         String::from_utf8_lossy(&out.stderr)
     );
-    let decoder = png::Decoder::new(std::io::BufReader::new(std::fs::File::open(&shot).unwrap()));
-    let mut reader = decoder.read_info().unwrap();
-    let mut buf = vec![0; reader.output_buffer_size()];
-    let info = reader.next_frame(&mut buf).unwrap();
-    let ch = info.color_type.samples();
-    let (w, h) = (info.width as usize, info.height as usize);
-    // Orange token highlights (rgba(255,140,0,α) on white) in the right-hand column.
-    let mut orange = 0;
-    for y in 0..h {
-        for x in w * 2 / 5..w {
-            let p = &buf[(y * w + x) * ch..(y * w + x) * ch + 3];
-            if p[0] > 230 && p[1] > 120 && p[1] < 225 && p[2] < 150 {
-                orange += 1;
-            }
-        }
-    }
+    let orange = bf::orange_pixels(&shot);
     assert!(
         orange > 2000,
         "only {orange} orange pixels: the top-examples table is not visible"

@@ -120,3 +120,100 @@ pub fn row_matmul(x: &Tensor, y: &Tensor) -> Vec<f32> {
         .to_vec1()
         .unwrap()
 }
+
+/// A random standard SAE on `blocks.2.attn.hook_z` of SmolLM2 (9 heads × 64 = 576).
+pub fn hook_z_sae() -> Sae {
+    let (d, n) = (576usize, 16usize);
+    let cfg = saescope::SaeConfig::from_json_value(serde_json::json!({
+        "architecture": "standard", "d_in": d, "d_sae": n, "dtype": "float32",
+        "apply_b_dec_to_input": false, "normalize_activations": "none",
+        "reshape_activations": "hook_z",
+        "metadata": {"hook_name": "blocks.2.attn.hook_z"}
+    }))
+    .unwrap();
+    let mut s: u64 = 11;
+    let mut rnd = |shape: &[usize], scale: f32| {
+        let v: Vec<f32> = (0..shape.iter().product::<usize>())
+            .map(|_| {
+                s = s
+                    .wrapping_mul(6364136223846793005)
+                    .wrapping_add(1442695040888963407);
+                ((s >> 40) as f32 / (1u64 << 24) as f32 - 0.5) * scale
+            })
+            .collect();
+        Tensor::from_vec(v, shape, &Device::Cpu).unwrap()
+    };
+    let t = std::collections::HashMap::from([
+        ("W_enc".to_string(), rnd(&[d, n], 1.0)),
+        ("W_dec".to_string(), rnd(&[n, d], 0.2)),
+        (
+            "b_enc".to_string(),
+            Tensor::zeros(n, saescope::DType::F32, &Device::Cpu).unwrap(),
+        ),
+        (
+            "b_dec".to_string(),
+            Tensor::zeros(d, saescope::DType::F32, &Device::Cpu).unwrap(),
+        ),
+    ]);
+    Sae::from_config_and_tensors(cfg, t, &Device::Cpu).unwrap()
+}
+
+/// Chromium, or None (then the test is skipped unless CI is set).
+pub fn chromium() -> Option<String> {
+    for c in ["chromium", "chromium-browser", "google-chrome"] {
+        if std::process::Command::new(c)
+            .arg("--version")
+            .output()
+            .is_ok_and(|o| o.status.success())
+        {
+            return Some(c.to_string());
+        }
+    }
+    if std::env::var_os("CI").is_some() {
+        panic!("chromium is not installed but CI is set: run scripts/setup_chromium.sh");
+    }
+    eprintln!("skipping: chromium is not installed (scripts/setup_chromium.sh installs it)");
+    None
+}
+
+pub fn dump_dom(chrome: &str, file: &std::path::Path) -> String {
+    let out = std::process::Command::new(chrome)
+        .args([
+            "--headless",
+            "--disable-gpu",
+            "--no-sandbox",
+            "--virtual-time-budget=3000",
+            "--dump-dom",
+        ])
+        .arg(file)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+/// Pixels in the right 3/5 of a PNG screenshot that look like the dashboards' orange token
+/// highlights (`rgba(255,140,0,α)` over white).
+pub fn orange_pixels(shot: &std::path::Path) -> usize {
+    let decoder = png::Decoder::new(std::io::BufReader::new(std::fs::File::open(&shot).unwrap()));
+    let mut reader = decoder.read_info().unwrap();
+    let mut buf = vec![0; reader.output_buffer_size()];
+    let info = reader.next_frame(&mut buf).unwrap();
+    let ch = info.color_type.samples();
+    let (w, h) = (info.width as usize, info.height as usize);
+    // Orange token highlights (rgba(255,140,0,α) on white) in the right-hand column.
+    let mut orange = 0usize;
+    for y in 0..h {
+        for x in w * 2 / 5..w {
+            let p = &buf[(y * w + x) * ch..(y * w + x) * ch + 3];
+            if p[0] > 230 && p[1] > 120 && p[1] < 225 && p[2] < 150 {
+                orange += 1;
+            }
+        }
+    }
+    orange
+}

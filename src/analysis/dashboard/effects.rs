@@ -146,26 +146,29 @@ pub(crate) fn build_examples(
     Ok(out.into_iter().flatten().collect())
 }
 
-/// What one batch of example rows yields: positions per row, the chosen latents' activations
-/// `[B, l, k]` (flat), the final residual stream `[B, l, d_model]` (for loss effects) and the
-/// cache of `hook_v` / `hook_pattern` (attention SAEs).
+/// What one batch of example rows yields: positions per row, the SAE input `[B·l, d_in]`, the
+/// final residual stream `[B, l, d_model]` (for loss effects) and the cache of `hook_v` /
+/// `hook_pattern` (attention SAEs).
 struct BatchOut {
     l: usize,
-    acts: Vec<f32>,
+    x: Tensor,
     resid: Option<Tensor>,
     cache: Option<(ActivationCache, Vec<String>)>,
 }
 
-fn chosen_acts(c: &Ctx, x: &Tensor, n: usize) -> Result<Vec<f32>> {
+/// The chosen latents' activations `[rows.len(), k]` (flat) at rows `rows` of `x [n, d_in]`.
+fn chosen_acts(c: &Ctx, x: &Tensor, rows: &[u32]) -> Result<Vec<f32>> {
     let k = c.latents.len();
+    if rows.is_empty() {
+        return Ok(Vec::new());
+    }
     let idx = Tensor::from_vec(
         c.latents.iter().map(|&i| i as u32).collect::<Vec<_>>(),
         k,
         c.sae.device(),
     )?;
     let x = x
-        .contiguous()?
-        .reshape((n, c.sae.d_in()))?
+        .index_select(&Tensor::new(rows, x.device())?, 0)?
         .to_dtype(DType::F32)?
         .to_device(c.sae.device())?;
     Ok(c.sae
@@ -185,14 +188,13 @@ fn fast_batch(
 ) -> Result<BatchOut> {
     let l = batch[0].1;
     let x = cr.gather(c.model, c.sae, c.src, batch, l)?;
-    let acts = chosen_acts(c, &x, batch.len() * l)?;
     let resid = match (c.cfg.loss_effect, start) {
         (true, Some(s)) => Some(c.model.run_blocks(&x, s, None)?),
         _ => None,
     };
     Ok(BatchOut {
         l,
-        acts,
+        x: x.reshape((batch.len() * l, c.sae.d_in()))?,
         resid,
         cache: None,
     })
@@ -221,10 +223,13 @@ fn slow_batch(c: &Ctx, batch: &[(u32, usize)]) -> Result<BatchOut> {
         stop_at_layer_for(&hook)
     };
     let (resid, cache) = model.run_with_cache(&t, names.clone(), stop)?;
-    let acts = chosen_acts(c, cache.get(hook.as_str())?, bsz * l)?;
+    let x = cache
+        .get(hook.as_str())?
+        .contiguous()?
+        .reshape((bsz * l, sae.d_in()))?;
     Ok(BatchOut {
         l,
-        acts,
+        x,
         resid: cfg.loss_effect.then_some(resid),
         cache: matches!(c.site, SaeSite::HookZ { .. }).then_some((cache, names)),
     })
@@ -240,8 +245,24 @@ fn assemble(
 ) -> Result<Vec<(usize, Example)>> {
     let (b0, b1) = c.cfg.buffer;
     let (l, k) = (res.l, c.latents.len());
-    let acts = &res.acts;
-    let act = |b: usize, p: usize, slot: usize| acts[(b * l + p) * k + slot];
+    // Encode only the window positions.
+    let mut at: BTreeMap<u32, usize> = BTreeMap::new();
+    for (b, &(r, _)) in batch.iter().enumerate() {
+        let len = c.src.row_len(r).min(l);
+        for &i in &by_row[&r] {
+            let pos = requests[i].firing.pos as usize;
+            for p in pos.saturating_sub(b0)..=(pos + b1).min(len - 1) {
+                let n = at.len();
+                at.entry((b * l + p) as u32).or_insert(n);
+            }
+        }
+    }
+    let mut rows = vec![0u32; at.len()];
+    for (&fr, &n) in &at {
+        rows[n] = fr;
+    }
+    let acts = chosen_acts(c, &res.x, &rows)?;
+    let act = |b: usize, p: usize, slot: usize| acts[at[&((b * l + p) as u32)] * k + slot];
 
     // Windows.
     let mut built: Vec<(usize, Example)> = Vec::new();
@@ -350,15 +371,18 @@ fn loss_effects(
         let abl = (base - dirs.broadcast_mul(&a)?)?;
         let lp_abl = logprobs(c.model, &abl)?;
         let lp_clean = clean_lp.index_select(&Tensor::new(cl_idx.as_slice(), dev)?, 0)?;
-        let diff: Vec<Vec<f32>> = (&lp_clean - &lp_abl)?.to_vec2()?;
-        let clean_rows_v: Vec<Vec<f32>> = lp_clean.to_vec2()?;
+        let tgt: Vec<u32> = chunk.iter().map(|j| j.5).collect();
+        let tgt = Tensor::from_vec(tgt, (chunk.len(), 1), dev)?;
+        let clean_t: Vec<f32> = lp_clean.gather(&tgt, 1)?.flatten_all()?.to_vec1()?;
+        let diff: Vec<f32> = (&lp_clean - &lp_abl)?.flatten_all()?.to_vec1()?;
+        let v = diff.len() / chunk.len();
         for (j, job) in chunk.iter().enumerate() {
-            let tgt = job.5 as usize;
+            let row = &diff[j * v..(j + 1) * v];
             let tk = &mut built[job.0].1.tokens[job.1];
-            tk.next_logprob_delta = Some(-diff[j][tgt]);
-            tk.next_logprob = Some(clean_rows_v[j][tgt]);
-            tk.boosted = extreme(&diff[j], c.cfg.hover_top_tokens, true, c.vocab);
-            tk.suppressed = extreme(&diff[j], c.cfg.hover_top_tokens, false, c.vocab);
+            tk.next_logprob_delta = Some(-row[job.5 as usize]);
+            tk.next_logprob = Some(clean_t[j]);
+            tk.boosted = extreme(row, c.cfg.hover_top_tokens, true, c.vocab);
+            tk.suppressed = extreme(row, c.cfg.hover_top_tokens, false, c.vocab);
         }
     }
     Ok(())

@@ -16,9 +16,14 @@
 //!   largest *signed* values);
 //! - the **most correlated latents** (streaming Pearson and cosine over all scanned tokens,
 //!   self-correlation zeroed; against every latent by default) and, for MLP-neuron SAEs, neurons;
-//! - the per-token **loss effect** of removing the latent (see [`effects`](self) below: the
-//!   model's exact final norm, not sae_vis's `mean(x²)` without the square root) and the top
-//!   boosted / suppressed next tokens;
+//! - the per-token **loss effect** of removing the latent: at each token where it is active,
+//!   `act · feature_resid_dir` is subtracted from the final residual stream
+//!   (`blocks.{n-1}.hook_resid_post`: the direct path only, as sae_vis), the model's own final
+//!   norm is applied with statistics recomputed on the ablated vector (sae_vis's
+//!   `resid_final_pre_layernorm_to_logits` divides by `mean(x²) + ε` without the square root;
+//!   this is not copied), and the change in log-prob of the next token is reported
+//!   ([`ExampleToken::next_logprob_delta`]; sae_vis's `loss_contribution` has the same value),
+//!   with the most boosted / suppressed next tokens;
 //! - **direct feature attribution** for attention (`hook_z`) SAEs ([`dfa_values`]);
 //! - a **prompt-centric view** ([`prompt_centric`]): per token, the strongest latents by
 //!   activation, by activation quantile and by loss effect.
@@ -27,7 +32,10 @@
 //! `stop_at_layer = hook layer + 1`, or read from the cache), encoded, and only the chosen
 //! latents' firings (row, position, activation: 12 bytes per active token) and the running
 //! correlation sums are kept. Only the rows holding the shown examples then get a full model
-//! pass (for the windows' activations, loss effects and DFA). Special tokens (BOS/EOS/PAD) are
+//! pass (for the windows' activations, loss effects and DFA), cut after the last position
+//! needed; from an activation cache of a residual-stream hook, those rows' activations are read
+//! back from the cache and only the blocks after the hook run
+//! ([`HookedModel::run_blocks`](crate::HookedModel::run_blocks)). Special tokens (BOS/EOS/PAD) are
 //! left out of the statistics and examples by default, as SAELens trains (and activation
 //! caches store) without them.
 //!
@@ -245,7 +253,7 @@ impl Dashboards {
     pub fn save_html(&self, path: impl AsRef<Path>) -> Result<()> {
         Html(self.to_html_document()).save(path)
     }
-    /// Neuronpedia-style JSON (see [`json`](self) field names in `Dashboards::save_json`).
+    /// Neuronpedia-style JSON (field names listed at [`save_json`](Self::save_json)).
     pub fn to_neuronpedia_json(&self) -> serde_json::Value {
         json::neuronpedia(self)
     }
@@ -256,8 +264,10 @@ impl Dashboards {
     /// `neuron_alignment_*`, `correlated_neurons_*`, `correlated_features_*` — whose `_l1`
     /// holds the cosine similarity, as SAEDashboard fills it), and per example Neuronpedia's
     /// activation fields (`tokens`, `values`, `maxValue`, `maxValueTokenIndex`, `minValue`,
-    /// `binMin`, `binMax`, `binContains`, `lossValues` = per-token Δlog-prob of the next token
-    /// when the latent is removed there, `dfaValues`, `dfaTargetIndex`, `dfaMaxValue`).
+    /// `binMin`, `binMax`, `binContains` — the interval and its share of active tokens, −1 for
+    /// the top examples —, `lossValues` = per-token Δlog-prob of the next token when the latent
+    /// is removed there, `dfaValues`, `dfaTargetIndex`, `dfaMaxValue`), plus `tokenIds`,
+    /// `dataIndex` (row), `dataPosition` (centre position) and `qualifyingTokenIndex`.
     pub fn save_json(&self, path: impl AsRef<Path>) -> Result<()> {
         let p = path.as_ref();
         let s = serde_json::to_string(&self.to_neuronpedia_json()).map_err(|source| {
