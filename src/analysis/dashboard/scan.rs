@@ -46,7 +46,17 @@ pub(crate) fn stream(
         let (mut row, mut k) = (0usize, 0usize);
         'shards: for si in 0..c.manifest.shards.len() {
             let (acts, toks) = reader.read_shard(si)?;
-            let n = toks.len().min(acts.len() / d_in);
+            if toks.len() != acts.len() / d_in {
+                return Err(Error::Invalid(format!(
+                    "activation cache {}: shard {si} has {} token ids for {} activations; \
+                     dashboards need the `token_ids` of every cached token (recreate the cache \
+                     with `saescope cache-activations`)",
+                    c.dir.display(),
+                    toks.len(),
+                    acts.len() / d_in
+                )));
+            }
+            let n = toks.len();
             let mut start = 0;
             while start < n {
                 if done >= total {
