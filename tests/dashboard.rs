@@ -607,7 +607,7 @@ fn prompt_centric_view_ranks_latents_per_token() {
         .unwrap()
         .to_vec1()
         .unwrap();
-    let acts = bf::dense_acts(&f.model, &f.sae, &[ids.clone()], 1);
+    let acts = bf::dense_acts(&f.model, &f.sae, std::slice::from_ref(&ids), 1);
     assert_eq!(view.tokens.len(), ids.len());
     let mut checked_loss = 0;
     for (t, pt) in view.tokens.iter().enumerate() {

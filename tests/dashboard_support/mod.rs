@@ -199,7 +199,7 @@ pub fn dump_dom(chrome: &str, file: &std::path::Path) -> String {
 /// Pixels in the right 3/5 of a PNG screenshot that look like the dashboards' orange token
 /// highlights (`rgba(255,140,0,α)` over white).
 pub fn orange_pixels(shot: &std::path::Path) -> usize {
-    let decoder = png::Decoder::new(std::io::BufReader::new(std::fs::File::open(&shot).unwrap()));
+    let decoder = png::Decoder::new(std::io::BufReader::new(std::fs::File::open(shot).unwrap()));
     let mut reader = decoder.read_info().unwrap();
     let mut buf = vec![0; reader.output_buffer_size()];
     let info = reader.next_frame(&mut buf).unwrap();

@@ -115,7 +115,8 @@ pub(crate) fn build_examples(
         }
         _ => None,
     };
-    let (mut fast, mut slow): (Vec<(u32, usize)>, Vec<(u32, usize)>) = match &cached {
+    type Rows = Vec<(u32, usize)>;
+    let (mut fast, mut slow): (Rows, Rows) = match &cached {
         Some((cr, _)) => rows.iter().partition(|&&(r, n)| cr.available(r, n)),
         None => (Vec::new(), rows),
     };

@@ -192,13 +192,15 @@ impl Source {
     }
 }
 
+type TokenRows = Vec<Vec<u32>>;
+
 /// The cache's rows, packed again with its store settings, until they hold `n_tokens` kept
 /// (cached) positions; and per row the kept positions.
 fn rebuild_rows(
     model: &HookedModel,
     m: &ActCacheManifest,
     n_tokens: u64,
-) -> Result<(Vec<Vec<u32>>, Vec<Vec<u32>>)> {
+) -> Result<(TokenRows, TokenRows)> {
     let st = &m.store;
     let tok = model.tokenizer()?;
     let ds = TextDataset::load(
