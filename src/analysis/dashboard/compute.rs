@@ -192,6 +192,14 @@ pub(crate) fn feature_dashboards_impl(
         vocab: &vocab,
         cfg,
         site,
+        special: if cfg.exclude_special_tokens {
+            model
+                .tokenizer()
+                .map(crate::train::activations::saelens_special_token_ids)
+                .unwrap_or_default()
+        } else {
+            Vec::new()
+        },
     };
     let examples = build_examples(&ctx, &requests, progress)?;
     let mut by_req: Vec<Option<Example>> = examples.into_iter().map(Some).collect();

@@ -39,6 +39,8 @@ pub(crate) struct Ctx<'a> {
     pub vocab: &'a [String],
     pub cfg: &'a DashboardConfig,
     pub site: SaeSite,
+    /// Token ids whose activations are shown as 0 (left out of the scan).
+    pub special: Vec<u32>,
 }
 
 /// Ablation rows per log-softmax chunk.
@@ -279,7 +281,11 @@ fn assemble(
                     id: row[p],
                     token: tok_text(c.vocab, row[p]),
                     pos: p,
-                    act: act(b, p, slot),
+                    act: if c.special.contains(&row[p]) {
+                        0.0
+                    } else {
+                        act(b, p, slot)
+                    },
                     next_logprob_delta: None,
                     next_logprob: None,
                     boosted: Vec::new(),

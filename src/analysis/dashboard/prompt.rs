@@ -52,6 +52,7 @@ pub struct PromptView {
 
 /// The `n` strongest latents per token of `prompt` (BOS prepended) by each metric.
 /// `dashboards` (of the same SAE) supplies the quantile ranking; without it `by_quantile` is empty.
+/// Special tokens (BOS, EOS, PAD) get empty rankings, as the dashboards' scans leave them out.
 pub fn prompt_centric(
     model: &HookedModel,
     sae: &Sae,
@@ -73,9 +74,16 @@ pub fn prompt_centric(
         .to_dtype(DType::F32)?
         .to_device(sae.device())?;
     let f: Vec<Vec<f32>> = sae.encode(&x)?.to_dtype(DType::F32)?.to_vec2()?;
+    // Special tokens (BOS/EOS/PAD) get no rankings, as they are left out of the dashboards'
+    // scans (SAEs are trained without them; their activations are often huge).
+    let special = crate::train::activations::saelens_special_token_ids(model.tokenizer()?);
     let active: Vec<Vec<(usize, f32)>> = f
         .iter()
-        .map(|row| {
+        .zip(&ids)
+        .map(|(row, id)| {
+            if special.contains(id) {
+                return Vec::new();
+            }
             row.iter()
                 .enumerate()
                 .filter(|(_, &a)| a > 0.0)
