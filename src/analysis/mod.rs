@@ -1,9 +1,11 @@
 //! Analyses built on the hooked model and SAEs (ARENA's SAE exercises): steering generation
 //! with SAE latents and patch scoping (§1.6, §1.9); finding latents for a behaviour (§1.5) by
 //! direct logit attribution, ablation and attribution patching; and the geometry of latents
-//! (cosine similarity, nearest neighbours, feature splitting, PCA; §1.8).
+//! (cosine similarity, nearest neighbours, feature splitting, PCA; §1.8); feature dashboards
+//! (sae_vis, §1.3).
 pub mod ablation;
 pub mod compare;
+pub mod dashboard;
 pub mod dla;
 pub mod geometry;
 pub mod gradients;
@@ -19,6 +21,10 @@ pub use ablation::{
 pub use compare::{
     compare_attribution_ablation, pearson, plot_attribution_vs_ablation, spearman,
     AttributionVsAblation, LatentComparison,
+};
+pub use dashboard::{
+    feature_dashboards, feature_dashboards_with_progress, prompt_centric, DashboardConfig,
+    DashboardInput, Dashboards, FeatureDashboard, LatentSelection, PromptView,
 };
 pub use dla::{
     effective_decoder, latent_dla, latent_logit_weights, latent_output_directions, top_k_latents,

@@ -11,6 +11,7 @@ pub mod hub;
 mod kernels;
 mod kv_cache;
 mod llama;
+mod partial;
 mod load;
 mod processing;
 pub mod sampling;

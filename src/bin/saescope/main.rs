@@ -1,5 +1,6 @@
 //! `saescope` command line: a thin layer over the library.
 mod cache;
+mod dashboard;
 mod eval;
 mod run;
 mod sae;
@@ -36,6 +37,9 @@ enum Cmd {
     Resume(train::ResumeArgs),
     /// Evaluate an SAE with SAELens's metrics and print JSON.
     Eval(eval::EvalArgs),
+    /// Feature dashboards (sae_vis): top examples, quantile groups, histograms, logits,
+    /// correlations and loss effects for chosen latents, as one self-contained HTML file.
+    Dashboard(dashboard::Args),
 }
 
 fn main() -> Result<()> {
@@ -46,5 +50,6 @@ fn main() -> Result<()> {
         Cmd::Train(a) => train::train(a),
         Cmd::Resume(a) => train::resume(a),
         Cmd::Eval(a) => eval::run(a),
+        Cmd::Dashboard(a) => dashboard::run(a),
     }
 }
