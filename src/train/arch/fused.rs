@@ -88,3 +88,19 @@ pub(crate) fn col_sums(v: &[f32], d: usize) -> Vec<f64> {
     }
     out
 }
+
+/// The gradients `[W_enc, W_dec, b_dec, b_enc]` in the order of the parameter `names` (`None`
+/// for any other parameter).
+pub(crate) fn grads_in_order(names: &[String], g: [Tensor; 4]) -> Vec<Option<Tensor>> {
+    let [w_enc, w_dec, b_dec, b_enc] = g;
+    names
+        .iter()
+        .map(|name| match name.as_str() {
+            "W_enc" => Some(w_enc.clone()),
+            "W_dec" => Some(w_dec.clone()),
+            "b_dec" => Some(b_dec.clone()),
+            "b_enc" => Some(b_enc.clone()),
+            _ => None,
+        })
+        .collect()
+}

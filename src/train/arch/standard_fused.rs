@@ -6,7 +6,7 @@
 //! - `∂W_dec = fᵀ g + (λ/N) (Σ_n f_j) W_dec[j] / r_j`;
 //! - `∂h = (g W_decᵀ + λ r / N) ⊙ [h > 0]`;
 //! - `∂W_enc = x̃ᵀ ∂h`, `∂b_enc = Σ_n ∂h`, `∂b_dec = Σ_n g − W_enc ∂b_enc`.
-use super::fused::{col_sums, dot, FusedStep};
+use super::fused::{col_sums, dot, grads_in_order, FusedStep};
 use super::TrainingSae;
 use crate::error::Result;
 use crate::train::ops::with_f32;
@@ -161,17 +161,7 @@ impl TrainingSae {
         let gw_dec = Tensor::from_vec(gw_dec, (s, d), dev)?;
         let gb_dec = Tensor::from_vec(gb_dec.iter().map(|v| *v as f32).collect(), d, dev)?;
         let gb_enc = Tensor::from_vec(gb_enc, s, dev)?;
-        let grads = p
-            .names
-            .iter()
-            .map(|name| match name.as_str() {
-                "W_enc" => Some(gw_enc.clone()),
-                "W_dec" => Some(gw_dec.clone()),
-                "b_dec" => Some(gb_dec.clone()),
-                "b_enc" => Some(gb_enc.clone()),
-                _ => None,
-            })
-            .collect();
+        let grads = grads_in_order(&p.names, [gw_enc, gw_dec, gb_dec, gb_enc]);
         Ok(FusedStep {
             loss: mse + l1,
             losses: vec![("mse_loss".into(), mse), ("l1_loss".into(), l1)],

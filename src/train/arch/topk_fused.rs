@@ -18,7 +18,7 @@
 //!
 //! Every reduction runs in a fixed order, so results do not depend on thread scheduling
 //! (resumed runs stay bit-identical).
-use super::fused::{dot, FusedStep};
+use super::fused::{dot, grads_in_order, FusedStep};
 use super::TrainingSae;
 use crate::error::Result;
 use crate::train::ops::with_f32;
@@ -319,17 +319,7 @@ impl TrainingSae {
         let gw_dec = Tensor::from_vec(gw_dec, (s, d), dev)?;
         let gb_dec = Tensor::from_vec(gb_dec.iter().map(|v| *v as f32).collect(), d, dev)?;
         let gb_enc = Tensor::from_vec(gb_enc, s, dev)?;
-        let grads = p
-            .names
-            .iter()
-            .map(|name| match name.as_str() {
-                "W_enc" => Some(gw_enc.clone()),
-                "W_dec" => Some(gw_dec.clone()),
-                "b_dec" => Some(gb_dec.clone()),
-                "b_enc" => Some(gb_enc.clone()),
-                _ => None,
-            })
-            .collect();
+        let grads = grads_in_order(&p.names, [gw_enc, gw_dec, gb_dec, gb_enc]);
         let mut fire = vec![0f32; s];
         for (top, _) in &sel {
             for &(j, _) in top {
