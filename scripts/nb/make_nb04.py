@@ -1,5 +1,5 @@
-"""DRAFT (not yet in notebooks/): writes notebooks/04-steering.ipynb. Steering with latent 1701 (the `raise` latent) did not change the generated text measurably at coefficients up to 80; pick a latent that steers before adding it."""
-import json, sys
+"""Writes notebooks/04-steering.ipynb."""
+import sys
 
 import os
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
@@ -13,17 +13,20 @@ md(r"""
 
 An SAE latent's decoder row `W_dec[i]` is a direction in the residual stream. Adding
 `coeff · W_dec[i]` at the SAE's hook on every forward pass of generation *steers* the model
-(ARENA's `generate_with_steering`). saescope's `generate` keeps a KV cache and runs hooks on every
-pass, like TransformerLens's `generate` inside `model.hooks(...)`.
+(ARENA's `steering_hook` / `generate_with_steering`). saescope's `generate` keeps a KV cache and
+runs hooks on every pass, like TransformerLens's `generate` inside `model.hooks(...)`.
 
-We steer with latent **1701** of the shipped SAE, the `raise` latent found in notebook 01 (its top
-corpus activations are `raise` in Python code and docs).
+We steer with latent **3433** of the shipped SAE (layer 15 of SmolLM2-135M-Instruct). A scan like
+notebook 01's (which latent best separates the token ` data` from all others in 32 Ki corpus
+tokens) picks it: it fires on every ` data` token of the scan, and half of its firings are on
+` data`. Notebook 02 shows its dashboard.
 
-**Hypothesis.** *Adding the `raise` latent's direction while the model writes ordinary prose pushes
-the text toward errors and exceptions: more steered continuations mention raising / errors /
-exceptions than unsteered ones with the same seeds, and the latent's own activation on the
-generated text rises.* Evidence: a side-by-side table, keyword counts over a coefficient sweep, and
-the latent's activation re-measured on the generated tokens.
+**Hypothesis.** *Latent 3433 is a "data" concept latent, and adding its direction while the model
+writes unrelated prose pulls the text toward data: with the same sampling seeds, steered
+continuations mention data where unsteered ones do not, and the latent's own activation on the
+generated text rises.* Evidence: the latent's activations on a sentence, a side-by-side table of
+normal vs steered samples, a coefficient sweep, and the latent re-measured on the generated
+tokens. A control: the `raise` latent of notebook 01 does not steer prose the same way.
 """)
 md("## Setup")
 code(r""":dep saescope = { path = ".." }""")
@@ -33,14 +36,18 @@ use saescope::sae::splice::SaeRunOptions;
 use saescope::{HookedModel, IndexOp, NamesFilter, Sae, Tensor};""")
 code(r"""let model = HookedModel::from_pretrained("smollm2")?;
 let sae = Sae::shipped()?;
-let latent: usize = 1701;
+let latent: usize = 3433;
 let acts_name = format!("{}.hook_sae_acts_post", sae.hook_name());
-// Sanity check: the latent fires on ` raise`.
-let toks = model.to_tokens("    if n < 0:\n        raise ValueError(n)")?;
-let (_, cache) = model.run_with_cache_with_saes(&toks, &[&sae], &SaeRunOptions::default(), NamesFilter::names([acts_name.as_str()]), Some(16))?;
-let col: Vec<f32> = cache.get(acts_name.as_str())?.i((0, .., latent))?.to_vec1()?;
-let strs = model.to_str_tokens("    if n < 0:\n        raise ValueError(n)")?;
-for (s, a) in strs.iter().zip(&col) { if *a > 0.0 { println!("{s:?}: {a:.1}"); } }""", contains=["raise"])
+/// Activations of `latent` at every token of `text` (the SAE spliced in, `stop_at_layer` 16).
+fn latent_acts(model: &HookedModel, sae: &Sae, text: &str, latent: usize) -> saescope::Result<Vec<f32>> {
+    let name = format!("{}.hook_sae_acts_post", sae.hook_name());
+    let toks = model.to_tokens(text)?;
+    let (_, cache) = model.run_with_cache_with_saes(&toks, &[sae], &SaeRunOptions::default(), NamesFilter::names([name.as_str()]), Some(16))?;
+    Ok(cache.get(name.as_str())?.i((0, .., latent))?.to_vec1()?)
+}
+let sentence = "The survey collected data from 1000 people, and the data show a clear trend.";
+let strs = model.to_str_tokens(sentence)?;
+for (s, a) in strs.iter().zip(latent_acts(&model, &sae, sentence, latent)?) { if a > 0.0 { println!("{s:?}: {a:.1}"); } }""", contains=["data"])
 md(r"""
 ## Generation
 
@@ -50,7 +57,7 @@ prompt, with the KV cache:
 code(r"""let prompt = "When I got home last night, I";
 let greedy = model.generate(prompt, &GenerateOptions::greedy(24))?;
 println!("greedy:  {:?}", greedy.text()?);
-let opts = GenerateOptions { freq_penalty: 2.0, ..GenerateOptions::sampled(32, 0.5, 0) };
+let opts = GenerateOptions { freq_penalty: 2.0, ..GenerateOptions::sampled(30, 0.5, 0) };
 let sampled = model.generate(prompt, &opts)?;
 println!("sampled: {:?}", sampled.text()?);""", contains=["greedy"])
 md(r"""
@@ -58,54 +65,58 @@ md(r"""
 
 `compare_steering` generates `n` samples without and `n` with steering, sample `i` using the same
 seed in both, so every difference comes from the steering vector. The residual stream at layer 15
-has a norm around 176 and the decoder rows have norm 1, so coefficients of tens to a few hundred
-are needed (ARENA uses about 1.5–2× the latent's maximum activation; this latent's reaches ≈ 31 in
-the corpus scan of notebook 01).
+has a norm around 176 and the decoder rows have norm 1, so coefficients of tens to a couple of
+hundred are needed (ARENA uses about 1.5–2× a latent's maximum activation; this latent's reaches
+≈ 39 in the corpus).
 """)
-code(r"""let cmp = compare_steering(&model, &sae, prompt, latent, 80.0, 4, &opts)?;
+code(r"""let cmp = compare_steering(&model, &sae, prompt, latent, 120.0, 4, &opts)?;
 println!("{cmp}");""", contains=["steered"])
 code(r"""cmp.to_html()""", expect=["text/html"])
 md(r"""
 ## A coefficient sweep
 
-For each coefficient, 6 samples of a Python function body; we count the continuations that raise or
-handle an exception (`raise`, `except`, `Error`, `Exception`).
+For each coefficient, 6 samples with the same seeds (coefficient 0 is the unsteered model). Two
+measures: how many continuations mention data, and the latent's own mean activation on the
+generated tokens when the text is re-encoded by the SAE *without* steering.
 """)
-code(r"""/// Does the code raise or handle an exception?
-fn mentions_errors(s: &str) -> bool {
-    ["raise", "except", "Error", "Exception"].iter().any(|w| s.contains(w))
-}
-let code_prompt = "def area(width, height):\n    \"\"\"Return the area of a rectangle.\"\"\"\n   ";
-let mut counts: Vec<(f64, usize)> = Vec::new();
-for coeff in [0.0, 20.0, 40.0, 80.0] {
-    let c = compare_steering(&model, &sae, code_prompt, latent, coeff, 6, &opts)?;
-    let n = c.steered.iter().filter(|s| mentions_errors(s)).count();
-    println!("coefficient {coeff:5.0}: {n} of 6 continuations raise/handle exceptions; e.g. {:?}", c.steered[0].chars().take(90).collect::<String>());
-    counts.push((coeff, n));
-}
-let (baseline, best) = (counts[0].1, counts.iter().map(|c| c.1).max().unwrap());
-println!("steering raises the count: {} (unsteered {baseline}, best steered {best})", best > baseline);""", contains=["steering raises the count"])
-md(r"""
-## Does the latent itself light up?
-
-Re-encode the generated code with the SAE (no steering) and compare the latent's mean activation
-on the new tokens, steered (coefficient 40) vs unsteered, same seeds.
-""")
-code(r"""let pair = compare_steering(&model, &sae, code_prompt, latent, 40.0, 4, &opts)?;
-let prompt_len = model.to_tokens(code_prompt)?.dim(1)?;
-let mut normal_acts: Vec<f32> = Vec::new();
-let mut steered_acts: Vec<f32> = Vec::new();
-for (i, text) in pair.normal.iter().chain(pair.steered.iter()).enumerate() {
-    let toks = model.to_tokens(&format!("{code_prompt}{text}"))?;
-    let (_, c) = model.run_with_cache_with_saes(&toks, &[&sae], &SaeRunOptions::default(), NamesFilter::names([acts_name.as_str()]), Some(16))?;
-    let col: Vec<f32> = c.get(acts_name.as_str())?.i((0, .., latent))?.to_vec1()?;
+code(r"""/// Does the text mention data?
+fn mentions_data(s: &str) -> bool { s.to_lowercase().contains("data") }
+/// Mean activation of `latent` over the tokens after the prompt.
+fn mean_on_continuation(model: &HookedModel, sae: &Sae, prompt: &str, text: &str, latent: usize) -> saescope::Result<f32> {
+    let prompt_len = model.to_tokens(prompt)?.dim(1)?;
+    let col = latent_acts(model, sae, &format!("{prompt}{text}"), latent)?;
     let tail = &col[prompt_len.min(col.len())..];
-    let m = tail.iter().sum::<f32>() / tail.len().max(1) as f32;
-    if i < pair.normal.len() { normal_acts.push(m) } else { steered_acts.push(m) }
+    Ok(tail.iter().sum::<f32>() / tail.len().max(1) as f32)
 }
-let (mean_normal, mean_steered) = (normal_acts.iter().sum::<f32>() / 4.0, steered_acts.iter().sum::<f32>() / 4.0);
-println!("mean activation of latent {latent} on generated tokens: unsteered {mean_normal:.3}, steered {mean_steered:.3}");
-println!("steered text activates the latent more: {}", mean_steered > mean_normal);""", contains=["steered text activates the latent more: true"])
+let coeffs = [0.0, 40.0, 80.0, 120.0, 160.0];
+let mut counts: Vec<f32> = Vec::new();
+let mut mean_acts: Vec<f32> = Vec::new();
+for &coeff in &coeffs {
+    let c = compare_steering(&model, &sae, prompt, latent, coeff, 6, &opts)?;
+    let n = c.steered.iter().filter(|s| mentions_data(s)).count();
+    let mut acts: Vec<f32> = Vec::new();
+    for t in &c.steered { acts.push(mean_on_continuation(&model, &sae, prompt, t, latent)?); }
+    let m = acts.iter().sum::<f32>() / acts.len() as f32;
+    println!("coefficient {coeff:5.0}: {n} of 6 mention data, mean latent activation {m:.2}; e.g. {:?}", c.steered[1].chars().take(90).collect::<String>());
+    counts.push(n as f32);
+    mean_acts.push(m);
+}
+let raised = counts[2..].iter().all(|&n| n > counts[0]);
+println!("from coefficient 80 on, more samples mention data than unsteered: {raised} ({counts:?})");
+println!("steered text activates the latent more: {}", mean_acts[1..].iter().all(|&m| m > mean_acts[0]));""", contains=["more samples mention data than unsteered: true", "steered text activates the latent more: true"])
+code(r"""let labels: Vec<String> = coeffs.iter().map(|c| format!("{c:.0}")).collect();""")
+code(r"""saescope::viz::line_chart("Steering with latent 3433 (6 samples per coefficient)", &labels, &[("samples mentioning data".to_string(), counts.clone()), ("mean activation of the latent".to_string(), mean_acts.clone())], "count / activation")?""", expect=["image/svg+xml"])
+md(r"""
+## A control: the `raise` latent
+
+Not every latent steers prose. Notebook 01's `raise` latent (1701) is about a syntactic position
+in Python code; adding its direction to the same prose prompt with the same coefficient and
+seeds:
+""")
+code(r"""let control = compare_steering(&model, &sae, prompt, 1701, 120.0, 6, &opts)?;
+let n_control = control.steered.iter().filter(|s| mentions_data(s)).count();
+let n_raise = control.steered.iter().filter(|s| s.contains("raise") || s.contains("Error") || s.contains("except")).count();
+println!("latent 1701 at 120: {n_control} of 6 mention data, {n_raise} of 6 raise/handle errors; e.g. {:?}", control.steered[0].chars().take(100).collect::<String>());""", contains=["latent 1701 at 120"])
 md(r"""
 ## Patch scoping
 
@@ -120,11 +131,20 @@ println!("{:?}", g.text()?.rsplit("is \"").next().unwrap_or_default());""")
 md(r"""
 ## Conclusion
 
-Steering with the `raise` latent moves the model's prose toward errors and failure — see the sweep
-(the count of continuations mentioning errors rises over the unsteered baseline) and the table — and
-the steered text activates the latent itself more strongly when re-encoded. Very large coefficients
-break fluency (the last sweep row), as ARENA notes. Patch scoping is a weaker probe at this layer:
-its answer is shown for comparison, not as evidence.
+* **Supported:** steering with latent 3433 turns a story about coming home into one about data —
+  "I had a crazy experiment where I collected data on 1000 people". With the same seeds, no
+  unsteered sample mentions data; from coefficient 80 on, most steered samples do (6 of 6 at 160),
+  and the latent's own activation on the generated tokens, measured without steering, rises from
+  0 to between 0.6 and 1.8 on average (it fires on the new ` data` tokens).
+* **Specific to the latent:** the `raise` latent (1701), added with the same coefficient and
+  seeds, changes the text but mentions neither data nor exceptions: not every latent is a
+  steerable concept; a latent that tracks a syntactic position in code has nothing to say about
+  prose.
+* **Patch scoping agrees:** the model, asked for the meaning of a placeholder that carries the
+  latent's direction, answers with a definition about using data.
+* **Limits:** the count is not monotonic in the coefficient with 6 samples (4 at 80, 3 at 120),
+  and at 160 fluency starts to break ("200+ + 3"), as ARENA notes for large coefficients; a
+  coefficient of about 2–3× the latent's maximum activation is the useful range here.
 """)
 
 _nb.write(sys.argv[1])
