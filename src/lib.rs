@@ -13,6 +13,7 @@ pub mod hooks;
 pub mod model;
 pub mod rng;
 pub mod sae;
+mod tensor_ids;
 pub mod tokenizer;
 pub mod toy;
 pub mod train;

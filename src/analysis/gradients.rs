@@ -78,6 +78,12 @@ pub fn get_cache_fwd_and_bwd(
         }
     }
     let toks = model.check_tokens(tokens)?;
+    // The model and SAEs may come from another evcxr cell, with another tensor-id counter.
+    let mark = saes
+        .iter()
+        .map(|s| s.ids_below)
+        .fold(model.ids_below, usize::max);
+    crate::tensor_ids::advance_past(mark);
     let slots: RefCell<Vec<(String, Tensor, Var)>> = RefCell::new(Vec::new());
     let mut hooks = Hooks::new();
     for name in hook_names {

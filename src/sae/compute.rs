@@ -135,12 +135,12 @@ impl Sae {
         } else {
             xn
         };
-        let (h, aux) = self.arch.pre_act(&self.w, &xt)?;
+        let (h, aux) = self.arch().pre_act(&self.w, &xt)?;
         let shape_sae = with_last(lead, self.d_sae());
         let h = hp("hook_sae_acts_pre", h.reshape(shape_sae.clone())?)?;
         let h2 = self.flat(&h, n, self.d_sae(), "hook_sae_acts_pre")?;
-        let h2 = self.arch.after_pre_hook(&self.w, h2)?;
-        let f = self.arch.activate(&self.w, &h2, aux.as_ref())?;
+        let h2 = self.arch().after_pre_hook(&self.w, h2)?;
+        let f = self.arch().activate(&self.w, &h2, aux.as_ref())?;
         let f = hp("hook_sae_acts_post", f.reshape(shape_sae)?)?;
         Ok((f, h, st))
     }
@@ -179,7 +179,7 @@ impl Sae {
         let lead = &dims[..dims.len() - 1];
         let n: usize = lead.iter().product();
         let f2 = f.reshape((n, self.d_sae()))?;
-        let y = self.arch.decode_linear(&self.w, &f2)?;
+        let y = self.arch().decode_linear(&self.w, &f2)?;
         let y = hp("hook_sae_recons", y.reshape(with_last(lead, self.d_out()))?)?;
         if self.is_transcoder() {
             return Ok(y);
@@ -343,7 +343,7 @@ impl Sae {
     /// only with `rescale_acts_by_decoder_norm` (an error otherwise, as in SAELens).
     pub fn fold_w_dec_norm(&mut self) -> Result<()> {
         let mut w = cast_weights(&self.w, self.work_dtype())?;
-        self.arch.fold_w_dec_norm(&mut w)?;
+        self.arch().fold_w_dec_norm(&mut w)?;
         self.w = cast_weights(&w, self.dtype)?;
         Ok(())
     }

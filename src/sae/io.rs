@@ -259,10 +259,10 @@ impl Sae {
         Ok(Sae {
             cfg,
             w,
-            arch,
             sparsity,
             dtype,
             device: device.clone(),
+            ids_below: crate::tensor_ids::next_id(),
         })
     }
 
@@ -312,7 +312,7 @@ impl Sae {
     }
 }
 
-fn make_arch(cfg: &SaeConfig) -> Arc<dyn ArchImpl> {
+pub(crate) fn make_arch(cfg: &SaeConfig) -> Arc<dyn ArchImpl> {
     match cfg.architecture {
         Architecture::Standard => Arc::new(standard::Standard),
         Architecture::Gated => Arc::new(gated::Gated),

@@ -180,10 +180,11 @@ impl SaeCache {
 pub struct Sae {
     cfg: SaeConfig,
     w: SaeWeights,
-    arch: Arc<dyn ArchImpl>,
     sparsity: Option<Tensor>,
     dtype: DType,
     device: Device,
+    /// Every tensor of the SAE has a smaller id (see `crate::tensor_ids`).
+    pub(crate) ids_below: usize,
 }
 
 impl std::fmt::Debug for Sae {
@@ -232,7 +233,14 @@ impl Sae {
         self.cfg.d_out()
     }
     pub fn architecture(&self) -> Architecture {
-        self.arch.architecture()
+        self.arch().architecture()
+    }
+
+    /// The architecture's code, made afresh from the config on each call rather than kept in
+    /// the struct: a trait object kept from an earlier evcxr cell would run that cell's copy of
+    /// candle, whose tensor ids collide with the current cell's (see `crate::tensor_ids`).
+    pub(crate) fn arch(&self) -> std::sync::Arc<dyn ArchImpl> {
+        io::make_arch(&self.cfg)
     }
     pub fn is_transcoder(&self) -> bool {
         self.architecture().is_transcoder()

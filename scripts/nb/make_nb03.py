@@ -1,0 +1,194 @@
+"""Writes notebooks/03-finding-latents.ipynb."""
+import sys
+
+import os
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from nbgen import Notebook
+
+_nb = Notebook()
+md, code = _nb.md, _nb.code
+
+md(r"""
+# Finding latents: direct logit attribution, ablation, attribution patching
+
+Which SAE latents does the model use to answer *"The capital of France is" → " Paris"*? We follow
+ARENA's §1.5 with the shipped SAE (TopK, 4608 latents on SmolLM2's `blocks.15.hook_resid_post`)
+and the metric `logit(" Paris") − logit(" London")` at the last position:
+
+1. **direct logit attribution** (DLA): each latent's direct contribution to the logit difference;
+2. **ablation**: zero one latent at one position (with the SAE's error term, so nothing else
+   changes) and measure the change in the metric;
+3. **attribution patching**: `gradient × activation` at `hook_sae_acts_post`, one backward pass
+   through candle's autograd, as a cheap estimate of every ablation at once;
+4. **geometry**: the decoder neighbours of the latent we find.
+
+**Hypothesis.** *The SAE has a "France" latent at the ` France` token that the model uses to
+answer "Paris": it is among the latents whose ablation lowers the Paris − London difference most
+(and attribution patching finds it without ablating anything); it fires on France-related tokens in
+other contexts (the French Revolution, French food) but not on other countries; and writing it into
+"The capital of Germany is" at ` Germany` pushes the answer toward Paris.*
+""")
+md("## Setup")
+code(r""":dep saescope = { path = ".." }""")
+code(r"""use saescope::analysis::{compare_attribution_ablation, latent_dla, nearest_neighbours, plot_nearest_neighbours, sae_acts, AttributionVsAblation, Metric, TopBy};
+use saescope::sae::splice::SaeRunOptions;
+use saescope::{HookedModel, Hooks, IndexOp, Sae, Tensor};""")
+code(r"""let model = HookedModel::from_pretrained("smollm2")?;
+let sae = Sae::shipped()?;
+let prompt = "The capital of France is";
+let tokens = model.to_tokens(prompt)?;
+let metric = Metric::logit_diff(&model, " Paris", " London")?;   // at the last position
+let logits = model.forward(&tokens)?;
+println!("tokens: {:?}", model.to_str_tokens(prompt)?);
+println!("logit(Paris) − logit(London) = {:.3}", metric.value(&model, &logits, &tokens)?);""", contains=["logit(Paris)"])
+md(r"""
+## 1. Direct logit attribution at the last position
+
+`latent_dla` gives `f_i · (d_i · (W_U[:, Paris] − W_U[:, London]))` for every latent, divided by the
+final norm's scale (TL's `apply_ln_to_stack`). Layer 15 is the middle of a 30-layer model, so the
+direct path is expected to be small: most of what a latent does here goes through later layers.
+""")
+code(r"""let dla = latent_dla(&model, &tokens, &sae, &metric, true)?;
+for (latent, v) in dla.top_k(6, TopBy::Abs)? { println!("latent {latent:5}: DLA {v:+.3}"); }""", contains=["DLA"])
+md(r"""
+## 2. Ablation and 3. attribution patching at the last position
+
+`compare_attribution_ablation` ablates each of the 48 active latents at the position (batched) and
+runs attribution patching; `.plot()` draws ARENA's scatter with the line `y = x`.
+""")
+code(r"""let at_last = compare_attribution_ablation(&model, &tokens, &sae, &metric, None)?;
+for r in at_last.top_by_ablation(5) {
+    println!("latent {:5}: act {:5.1}, ablation {:+.3}, attribution {:+.3}", r.latent, r.act, r.ablation, r.attribution);
+}
+println!("Spearman(attribution, ablation) over all {} active latents: {:.3}", at_last.latents.len(), AttributionVsAblation::spearman(&at_last.latents)?);""", contains=["Spearman"])
+code(r"""at_last.plot("Last position: attribution patching vs ablation", 5)?""", expect=["image/svg+xml"])
+md(r"""
+Are these latents about France? We compare their activations at the last token of the same
+template with other countries:
+""")
+code(r"""let countries = ["France", "Germany", "Italy", "Japan"];
+let top_last: Vec<usize> = at_last.top_by_ablation(5).iter().map(|r| r.latent).collect();
+for c in countries {
+    let p = format!("The capital of {c} is");
+    let t = model.to_tokens(&p)?;
+    let a: Vec<f32> = sae_acts(&model, &t, &sae)?.i((0, t.dim(1)? - 1))?.to_vec1()?;
+    println!("{p:28} {}", top_last.iter().map(|&l| format!("{l}: {:5.1}", a[l])).collect::<Vec<_>>().join("  "));
+}""", contains=["The capital of Japan is"])
+md(r"""
+They fire the same for every country: at the last position the largest effects come from
+latents of the *template* ("a capital city's name comes next"), not from France. The country has
+to be read from its own token, so we repeat the analysis at ` France` (as ARENA ablates at S2 in
+IOI). Effects there reach the last position through attention in layers 16–29.
+""")
+code(r"""let france_pos = model.get_token_position(" France", prompt, false)?;
+let at_france = compare_attribution_ablation(&model, &tokens, &sae, &metric, Some(france_pos))?;
+let top_france = at_france.top_by_ablation(8);
+for r in &top_france {
+    println!("latent {:5}: act {:5.1}, ablation {:+.3}, attribution {:+.3}", r.latent, r.act, r.ablation, r.attribution);
+}
+println!("Spearman over all {} active latents: {:.3}; signs agree for |ablation| ≥ 0.02: {:.0}%", at_france.latents.len(),
+    AttributionVsAblation::spearman(&at_france.latents)?, 100.0 * AttributionVsAblation::sign_agreement(&at_france.latents, 0.02));""", contains=["Spearman over all"])
+code(r"""at_france.plot("At ' France': attribution patching vs ablation", 6)?""", expect=["image/svg+xml"])
+md(r"""
+### Which of them are about France?
+
+For each of those 8 latents, its strongest activation (over all tokens but BOS) in prompts about
+France and about other countries. A France latent should fire in the first group and stay silent
+in the second.
+""")
+code(r"""let france_texts = ["The capital of France is", "In France, people speak", "The French Revolution", "I love French food, especially"];
+let other_texts = ["The capital of Germany is", "The capital of Italy is", "The capital of Japan is", "In Spain, people speak"];
+/// Each latent's largest activation over the tokens of `text` (BOS excluded).
+fn max_acts(model: &HookedModel, sae: &Sae, text: &str, latents: &[usize]) -> saescope::Result<Vec<f32>> {
+    let t = model.to_tokens(text)?;
+    let a = sae_acts(model, &t, sae)?.i(0)?;
+    let m: Vec<f32> = a.narrow(0, 1, a.dim(0)? - 1)?.max(0)?.to_vec1()?;
+    Ok(latents.iter().map(|&l| m[l]).collect())
+}
+let cand: Vec<usize> = top_france.iter().map(|r| r.latent).collect();
+println!("{:34} {}", "", cand.iter().map(|l| format!("{l:>6}")).collect::<String>());
+let mut fr_min = vec![f32::INFINITY; cand.len()];
+let mut other_max = vec![0f32; cand.len()];
+for (i, text) in france_texts.iter().chain(other_texts.iter()).enumerate() {
+    let m = max_acts(&model, &sae, text, &cand)?;
+    println!("{text:34} {}", m.iter().map(|v| format!("{v:6.1}")).collect::<String>());
+    for j in 0..cand.len() { if i < france_texts.len() { fr_min[j] = fr_min[j].min(m[j]); } else { other_max[j] = other_max[j].max(m[j]); } }
+}
+let specific: Vec<usize> = (0..cand.len()).filter(|&j| fr_min[j] > 0.0 && other_max[j] == 0.0).map(|j| cand[j]).collect();
+println!("France-specific latents (fire on every France text, on no other): {specific:?}");
+let france_latent = specific[0];
+let rank = top_france.iter().position(|x| x.latent == france_latent).unwrap();
+println!("chosen: latent {france_latent}, ablation effect at ' France' {:+.3} (rank {} of {} by |ablation|)", top_france[rank].ablation, rank + 1, at_france.latents.len());""", contains=["France-specific latents", "chosen: latent"])
+md(r"""
+### An intervention: write the France latent into another country
+
+Take "The capital of Germany is" and set the France latent at ` Germany` to a value (its activation
+at ` France` is about 17), with the error term on so nothing else changes; then read
+`logit(" Paris") − logit(" Berlin")` at the last position. The same for Italy / Rome.
+""")
+code(r"""/// Logits with `latent` set to `value` at position `pos` (SAE spliced in with its error term).
+fn set_latent(model: &HookedModel, sae: &Sae, toks: &Tensor, pos: usize, latent: usize, value: f32) -> saescope::Result<Tensor> {
+    let mut hooks = Hooks::new();
+    hooks.add(format!("{}.hook_sae_acts_post", sae.hook_name()), move |f: &Tensor, _| {
+        let mut v: Vec<f32> = f.flatten_all()?.to_vec1()?;
+        let d = f.dim(2)?;
+        v[pos * d + latent] = value;                                  // batch 0
+        Ok(Some(Tensor::from_vec(v, f.shape(), f.device())?))
+    });
+    model.run_with_hooks_with_saes(toks, &[sae], &SaeRunOptions::with_error_term(), hooks)
+}
+let values = [0.0f32, 17.0, 34.0, 50.0, 80.0];
+let mut all_rise = true;
+for (country, capital) in [("Germany", " Berlin"), ("Italy", " Rome")] {
+    let p = format!("The capital of {country} is");
+    let t = model.to_tokens(&p)?;
+    let pos = model.get_token_position(&format!(" {country}"), &p, false)?;
+    let last = t.dim(1)? - 1;
+    let (paris, own) = (model.to_single_token(" Paris")? as usize, model.to_single_token(capital)? as usize);
+    let mut diffs: Vec<f32> = Vec::new();
+    for &v in &values {
+        let l: Vec<f32> = set_latent(&model, &sae, &t, pos, france_latent, v)?.i((0, last))?.to_vec1()?;
+        diffs.push(l[paris] - l[own]);
+    }
+    println!("{p}: logit(Paris) − logit({}) for value {values:?}: {diffs:.2?}", capital.trim());
+    all_rise &= diffs.windows(2).all(|w| w[1] > w[0]);
+}
+println!("adding the France latent moves every answer toward Paris: {all_rise}");""", contains=["moves every answer toward Paris: true"])
+md(r"""
+## 4. Geometry: the latent's decoder neighbours
+
+The latents whose decoder directions are closest to the France latent's (cosine similarity), and
+the similarity matrix among them. If the SAE had split "France" into several latents (feature
+splitting), they would show up here with high cosine and would also fire on France.
+""")
+code(r"""let (nn, svg) = plot_nearest_neighbours("France latent and its nearest decoder neighbours", &sae, france_latent, &sae, 6)?;
+let nn_ids: Vec<usize> = nn.iter().map(|p| p.0).collect();
+let on_revolution = max_acts(&model, &sae, "The French Revolution", &nn_ids)?;
+for ((l, cos), a) in nn.iter().zip(&on_revolution) { println!("latent {l:5}: cosine {cos:.3}, max activation on \"The French Revolution\" {a:.1}"); }""", contains=["cosine"])
+code(r"""svg""", expect=["image/svg+xml"])
+md(r"""
+## Conclusion
+
+* **Supported — the model uses a France latent to answer "Paris".** At the ` France` token,
+  latent 1252 is the second-largest contributor to `logit(Paris) − logit(London)`: ablating it
+  lowers the difference by 0.46 (of 5.21). Attribution patching, from one backward pass, ranks
+  it the same way (attribution +0.33; Spearman 0.996 with the true ablations over all 48 active
+  latents, every sign right).
+* **It is about France, not about capitals.** It fires on France-related tokens in every France
+  prompt (the French Revolution, French food, "In France") and never on Germany, Italy, Japan or
+  Spain; of the 8 latents with the largest effects at ` France` it is the only one that
+  separates the two groups.
+* **Causal in the other direction, but not alone.** Writing it into "The capital of Germany is"
+  at ` Germany` moves the answer toward Paris step by step (`Paris − Berlin` from −6.6 to −4.6 at
+  4.7× its natural activation; the same for Italy / Rome), yet Berlin stays on top: the country
+  is also carried by other latents (3884, 185, …, which fire for every country) and by the rest of
+  the residual stream.
+* **What the other tools say.** At the last position the largest effects come from template
+  latents shared by all countries, and direct logit attribution is small everywhere (|DLA| ≤ 0.12):
+  at layer 15 of 30 the latents act through later layers, which is why ablation and attribution
+  patching, not DLA, find the France latent.
+* **Geometry.** Its nearest decoder neighbours have cosine ≤ 0.28 and none fires on France: in this
+  4608-latent SAE "France" has not split into several latents.
+""")
+
+_nb.write(sys.argv[1])

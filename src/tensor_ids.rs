@@ -1,0 +1,55 @@
+//! Tensor ids across evcxr cells.
+//!
+//! candle numbers tensors from a counter in a `static`, and its backward pass keys gradients by
+//! that number. evcxr links every notebook cell as a library of its own, each with its own copy
+//! of candle and so of the counter, which restarts at 1 in every cell. A model loaded in one
+//! cell and differentiated in another then shares ids with the new cell's tensors, and the
+//! backward pass mixes them up (e.g. `shape mismatch in add, lhs: [576, 49152], rhs: [1, 6, 9,
+//! 32]`). Models and SAEs record the next id when they are built ([`next_id`]); before a
+//! backward pass saescope moves this copy's counter past them ([`advance_past`]). In an
+//! ordinary program there is one counter and both calls cost nothing.
+use candle_core::{DType, Device, Tensor};
+
+/// The id the next tensor made by this copy of candle gets (0 if it cannot be read).
+pub(crate) fn next_id() -> usize {
+    // `TensorId` has no public accessor; its Debug form is `TensorId(N)`.
+    Tensor::zeros((), DType::U8, &Device::Cpu)
+        .ok()
+        .and_then(|t| {
+            let s = format!("{:?}", t.id());
+            s.trim_start_matches("TensorId(")
+                .trim_end_matches(')')
+                .parse::<usize>()
+                .ok()
+        })
+        .map_or(0, |n| n + 1)
+}
+
+/// Make throwaway tensors until this copy's next id is at least `mark` (a few thousand for a
+/// model: about 0.1 ms per thousand).
+pub(crate) fn advance_past(mark: usize) {
+    let mut next = next_id();
+    while next != 0 && next < mark {
+        for _ in 0..(mark - next).min(1 << 16) {
+            let _ = Tensor::zeros((), DType::U8, &Device::Cpu);
+        }
+        next = next_id();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn advance_moves_the_counter() {
+        let a = next_id();
+        assert!(a > 0, "the Debug form of TensorId changed");
+        assert!(next_id() > a, "every tensor takes a new id");
+        advance_past(a + 5000);
+        assert!(next_id() >= a + 5000);
+        let b = next_id();
+        advance_past(10); // already past: nothing to do
+        assert_eq!(next_id(), b + 2); // one tensor each for the two calls
+    }
+}
