@@ -26,7 +26,12 @@ and the metric `logit(" Paris") − logit(" London")` at the last position:
 answer "Paris": it is among the latents whose ablation lowers the Paris − London difference most
 (and attribution patching finds it without ablating anything); it fires on France-related tokens in
 other contexts (the French Revolution, French food) but not on other countries; and writing it into
-"The capital of Germany is" at ` Germany` pushes the answer toward Paris.*
+"The capital of Germany is" at ` Germany` pushes the answer toward Paris.* We also run a control
+that the first tests do not: words that share something with "France" other than its meaning.
+
+A second, methodological hypothesis: *attribution patching ranks the latents as true ablation
+does* (Spearman correlation above 0.9 and the same signs), so it can replace one forward pass per
+latent by a single backward pass.
 """)
 md("## Setup")
 code(r""":dep saescope = { path = ".." }""")
@@ -116,15 +121,34 @@ for (i, text) in france_texts.iter().chain(other_texts.iter()).enumerate() {
 }
 let specific: Vec<usize> = (0..cand.len()).filter(|&j| fr_min[j] > 0.0 && other_max[j] == 0.0).map(|j| cand[j]).collect();
 println!("France-specific latents (fire on every France text, on no other): {specific:?}");
-let france_latent = specific[0];
-let rank = top_france.iter().position(|x| x.latent == france_latent).unwrap();
-println!("chosen: latent {france_latent}, ablation effect at ' France' {:+.3} (rank {} of {} by |ablation|)", top_france[rank].ablation, rank + 1, at_france.latents.len());""", contains=["France-specific latents", "chosen: latent"])
+let candidate = specific[0];
+let rank = top_france.iter().position(|x| x.latent == candidate).unwrap();
+println!("chosen: latent {candidate}, ablation effect at ' France' {:+.3} (rank {} of {} by |ablation|)", top_france[rank].ablation, rank + 1, at_france.latents.len());""", contains=["France-specific latents", "chosen: latent"])
 md(r"""
-### An intervention: write the France latent into another country
+### A control: other words that begin with "F"
 
-Take "The capital of Germany is" and set the France latent at ` Germany` to a value (its activation
-at ` France` is about 17), with the error term on so nothing else changes; then read
-`logit(" Paris") − logit(" Berlin")` at the last position. The same for Italy / Rome.
+"France" and "French" both start with *F*, and none of the other countries does. The latent's
+activation on F-words that have nothing to do with France, and on two more countries without F:
+""")
+code(r"""let controls = ["The capital of Finland is", "The capital of Fiji is", "See you on Friday", "I opened the file", "The Ford car", "The capital of Portugal is", "The capital of Belgium is"];
+let mut f_words_firing = 0;
+for text in controls {
+    let t = model.to_tokens(text)?;
+    let strs = model.to_str_tokens(text)?;
+    let a: Vec<f32> = sae_acts(&model, &t, &sae)?.i((0, .., candidate))?.to_vec1()?;
+    let fired: Vec<String> = strs.iter().zip(&a).skip(1).filter(|(_, v)| **v > 0.0).map(|(s, v)| format!("{s:?} {v:.1}")).collect();
+    if strs.iter().zip(&a).skip(1).any(|(s, v)| *v > 0.0 && s.trim_start().to_lowercase().starts_with('f')) { f_words_firing += 1; }
+    println!("{text:28} fires on: {fired:?}");
+}
+println!("F-words it fires on that are not about France: {f_words_firing} of 5");""", contains=["F-words it fires on"])
+md(r"""
+### An intervention: write the latent into another country
+
+Whatever the latent means, is the model's answer sensitive to it? Take "The capital of Germany is"
+and set the latent at ` Germany` to a value (its activation at ` France` is about 17), with the
+error term on so nothing else changes; then read `logit(" Paris") − logit(" Berlin")` at the last
+position, and the same for the first token of Helsinki, capital of another F-country. Then Italy /
+Rome.
 """)
 code(r"""/// Logits with `latent` set to `value` at position `pos` (SAE spliced in with its error term).
 fn set_latent(model: &HookedModel, sae: &Sae, toks: &Tensor, pos: usize, latent: usize, value: f32) -> saescope::Result<Tensor> {
@@ -145,23 +169,28 @@ for (country, capital) in [("Germany", " Berlin"), ("Italy", " Rome")] {
     let pos = model.get_token_position(&format!(" {country}"), &p, false)?;
     let last = t.dim(1)? - 1;
     let (paris, own) = (model.to_single_token(" Paris")? as usize, model.to_single_token(capital)? as usize);
+    let hel = model.to_tokens(" Helsinki")?.i((0, 1))?.to_scalar::<u32>()? as usize;   // after BOS
     let mut diffs: Vec<f32> = Vec::new();
+    let mut hel_diffs: Vec<f32> = Vec::new();
     for &v in &values {
-        let l: Vec<f32> = set_latent(&model, &sae, &t, pos, france_latent, v)?.i((0, last))?.to_vec1()?;
+        let l: Vec<f32> = set_latent(&model, &sae, &t, pos, candidate, v)?.i((0, last))?.to_vec1()?;
         diffs.push(l[paris] - l[own]);
+        hel_diffs.push(l[hel] - l[own]);
     }
     println!("{p}: logit(Paris) − logit({}) for value {values:?}: {diffs:.2?}", capital.trim());
+    println!("{:26} logit({:?}) − logit({}): {hel_diffs:.2?}", "", model.to_string(&[hel as u32])?, capital.trim());
     all_rise &= diffs.windows(2).all(|w| w[1] > w[0]);
 }
-println!("adding the France latent moves every answer toward Paris: {all_rise}");""", contains=["moves every answer toward Paris: true"])
+println!("adding the latent moves every answer toward Paris: {all_rise}");""", contains=["moves every answer toward Paris: true"])
 md(r"""
 ## 4. Geometry: the latent's decoder neighbours
 
-The latents whose decoder directions are closest to the France latent's (cosine similarity), and
-the similarity matrix among them. If the SAE had split "France" into several latents (feature
-splitting), they would show up here with high cosine and would also fire on France.
+The latents whose decoder directions are closest to the candidate's (cosine similarity), and
+the similarity matrix among them. If the SAE had split this feature into several latents (feature
+splitting), they would show up here with high cosine and would also fire on "The French
+Revolution".
 """)
-code(r"""let (nn, svg) = plot_nearest_neighbours("France latent and its nearest decoder neighbours", &sae, france_latent, &sae, 6)?;
+code(r"""let (nn, svg) = plot_nearest_neighbours(&format!("Latent {candidate} and its nearest decoder neighbours"), &sae, candidate, &sae, 6)?;
 let nn_ids: Vec<usize> = nn.iter().map(|p| p.0).collect();
 let on_revolution = max_acts(&model, &sae, "The French Revolution", &nn_ids)?;
 for ((l, cos), a) in nn.iter().zip(&on_revolution) { println!("latent {l:5}: cosine {cos:.3}, max activation on \"The French Revolution\" {a:.1}"); }""", contains=["cosine"])
@@ -169,26 +198,28 @@ code(r"""svg""", expect=["image/svg+xml"])
 md(r"""
 ## Conclusion
 
-* **Supported — the model uses a France latent to answer "Paris".** At the ` France` token,
-  latent 1252 is the second-largest contributor to `logit(Paris) − logit(London)`: ablating it
-  lowers the difference by 0.46 (of 5.21). Attribution patching, from one backward pass, ranks
-  it the same way (attribution +0.33; Spearman 0.996 with the true ablations over all 48 active
-  latents, every sign right).
-* **It is about France, not about capitals.** It fires on France-related tokens in every France
-  prompt (the French Revolution, French food, "In France") and never on Germany, Italy, Japan or
-  Spain; of the 8 latents with the largest effects at ` France` it is the only one that
-  separates the two groups.
-* **Causal in the other direction, but not alone.** Writing it into "The capital of Germany is"
-  at ` Germany` moves the answer toward Paris step by step (`Paris − Berlin` from −6.6 to −4.6 at
-  4.7× its natural activation; the same for Italy / Rome), yet Berlin stays on top: the country
-  is also carried by other latents (3884, 185, …, which fire for every country) and by the rest of
-  the residual stream.
-* **What the other tools say.** At the last position the largest effects come from template
-  latents shared by all countries, and direct logit attribution is small everywhere (|DLA| ≤ 0.12):
-  at layer 15 of 30 the latents act through later layers, which is why ablation and attribution
-  patching, not DLA, find the France latent.
-* **Geometry.** Its nearest decoder neighbours have cosine ≤ 0.28 and none fires on France: in this
-  4608-latent SAE "France" has not split into several latents.
+* **The tools agree on which latents matter.** At the ` France` token, latent 1252 is the
+  second-largest contributor to `logit(Paris) − logit(London)`: ablating it lowers the difference
+  by 0.46 (of 5.21). Attribution patching, from one backward pass, ranks it the same way
+  (attribution +0.33; Spearman 0.996 with the true ablations over all 48 active latents, every
+  sign right). At the last position the largest effects come from template latents that fire the
+  same for every country, and direct logit attribution is small everywhere (|DLA| ≤ 0.12): at
+  layer 15 of 30 the latents act through later layers, so ablation and attribution patching, not
+  DLA, are the tools that find them.
+* **Refuted: it is not a France latent.** It passes the first test — it fires on every France
+  prompt and on none of Germany, Italy, Japan, Spain — but the spelling control shows what it
+  really tracks: it fires just as strongly on Finland, Fiji, Friday, file and Ford, and not on
+  Portugal or Belgium. It is a "token starting with F" latent (notebook 02's dashboard of it shows
+  the same in the corpus: `F`, `f`, `file`, `FILE`). Comparing France only with other countries
+  confounded meaning with spelling.
+* **But the answer is sensitive to it.** Writing it into "The capital of Germany is" at
+  ` Germany` moves the answer toward Paris step by step (`Paris − Berlin` from −6.6 to −4.6 at
+  4.7× its natural activation; Italy / Rome alike) — and toward Helsinki almost as much, as an
+  "F-country" signal would. Berlin stays on top: the country's identity is carried by many other
+  latents and by the error term. The model seems to use the spelling feature as one cue among
+  many for "which capital".
+* **Geometry.** The latent's nearest decoder neighbours have cosine ≤ 0.28 and none fires on "The
+  French Revolution": the feature has not split into several latents in this 4608-latent SAE.
 """)
 
 _nb.write(sys.argv[1])
