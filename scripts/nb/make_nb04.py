@@ -103,7 +103,7 @@ for &coeff in &coeffs {
 }
 let raised = counts[2..].iter().all(|&n| n > counts[0]);
 println!("from coefficient 80 on, more samples mention data than unsteered: {raised} ({counts:?})");
-println!("steered text activates the latent more: {}", mean_acts[1..].iter().all(|&m| m > mean_acts[0]));""", contains=["more samples mention data than unsteered: true", "steered text activates the latent more: true"])
+println!("from coefficient 80 on, the steered text activates the latent more: {}", mean_acts[2..].iter().all(|&m| m > mean_acts[0]));""", contains=["more samples mention data than unsteered: true", "the steered text activates the latent more: true"])
 code(r"""let labels: Vec<String> = coeffs.iter().map(|c| format!("{c:.0}")).collect();""")
 code(r"""saescope::viz::line_chart("Steering with latent 3433 (6 samples per coefficient)", &labels, &[("samples mentioning data".to_string(), counts.clone()), ("mean activation of the latent".to_string(), mean_acts.clone())], "count / activation")?""", expect=["image/svg+xml"])
 md(r"""
