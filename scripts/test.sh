@@ -12,6 +12,6 @@ cargo build --release --all-targets   # benches and examples must compile too
 cargo test --release                  # unit, integration, CLI, golden and doc tests
 if [ "${SAESCOPE_SKIP_NOTEBOOKS:-0}" != "1" ]; then
   scripts/setup_notebooks.sh
-  scripts/run_notebooks.sh
+  scripts/run_notebooks.sh notebooks/*.ipynb tests/notebooks/*.ipynb   # course notebooks + kernel regression tests
 fi
 echo "scripts/test.sh: all tests passed in $(( $(date +%s) - start ))s"

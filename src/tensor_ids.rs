@@ -10,19 +10,29 @@
 //! ordinary program there is one counter and both calls cost nothing.
 use candle_core::{DType, Device, Tensor};
 
+/// The number behind `t`'s id (0 if it cannot be read).
+pub(crate) fn id_of(t: &Tensor) -> usize {
+    // `TensorId` has no public accessor; its Debug form is `TensorId(N)`.
+    let s = format!("{:?}", t.id());
+    s.trim_start_matches("TensorId(")
+        .trim_end_matches(')')
+        .parse::<usize>()
+        .unwrap_or(0)
+}
+
 /// The id the next tensor made by this copy of candle gets (0 if it cannot be read).
 pub(crate) fn next_id() -> usize {
-    // `TensorId` has no public accessor; its Debug form is `TensorId(N)`.
     Tensor::zeros((), DType::U8, &Device::Cpu)
         .ok()
-        .and_then(|t| {
-            let s = format!("{:?}", t.id());
-            s.trim_start_matches("TensorId(")
-                .trim_end_matches(')')
-                .parse::<usize>()
-                .ok()
-        })
+        .map(|t| id_of(&t))
+        .filter(|&n| n > 0)
         .map_or(0, |n| n + 1)
+}
+
+/// Identifies the copy of saescope this code runs in (the address of one of its functions):
+/// objects that keep trait objects compare it to rebuild them in the calling cell's copy.
+pub(crate) fn copy_id() -> usize {
+    copy_id as fn() -> usize as usize
 }
 
 /// Make throwaway tensors until this copy's next id is at least `mark` (a few thousand for a
@@ -51,5 +61,8 @@ mod tests {
         let b = next_id();
         advance_past(10); // already past: nothing to do
         assert_eq!(next_id(), b + 2); // one tensor each for the two calls
+        let t = Tensor::zeros(3, DType::F32, &Device::Cpu).unwrap();
+        assert_eq!(id_of(&t) + 1, next_id() - 1);
+        assert_eq!(copy_id(), copy_id());
     }
 }

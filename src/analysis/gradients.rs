@@ -82,7 +82,8 @@ pub fn get_cache_fwd_and_bwd(
     let mark = saes
         .iter()
         .map(|s| s.ids_below)
-        .fold(model.ids_below, usize::max);
+        .fold(model.ids_below, usize::max)
+        .max(crate::tensor_ids::id_of(&toks) + 1);
     crate::tensor_ids::advance_past(mark);
     let slots: RefCell<Vec<(String, Tensor, Var)>> = RefCell::new(Vec::new());
     let mut hooks = Hooks::new();

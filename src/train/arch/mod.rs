@@ -190,6 +190,8 @@ pub struct TrainingSae {
     /// Use the fused CPU step where one exists ([`topk_fused`]; default `true`). `false` forces
     /// the autograd graph (same maths; used to check the kernels).
     pub use_fused_kernels: bool,
+    /// The copy of saescope that made `arch` (see `crate::tensor_ids`).
+    made_in: usize,
 }
 
 /// `‖W_dec[i]‖` per latent (graph-tracked).
@@ -203,6 +205,30 @@ pub fn sum_sq_mean(a: &Tensor, b: &Tensor) -> Result<Tensor> {
 }
 
 impl TrainingSae {
+    /// Before building an autograd graph: if this SAE was made in another evcxr cell, rebuild
+    /// its architecture object here (keeping its buffers), so that its code, and the tensors it
+    /// makes, come from the current cell's copy of candle; then move this copy's tensor-id
+    /// counter past the parameters and the input (see `crate::tensor_ids`). In an ordinary
+    /// program both are no-ops.
+    fn prepare_graph(&mut self, sae_in: &Tensor) -> Result<()> {
+        use crate::tensor_ids::{advance_past, copy_id, id_of};
+        if self.made_in != copy_id() {
+            let buffers: HashMap<String, f64> = self.arch.buffers().into_iter().collect();
+            let mut arch = make_arch(&self.cfg)?;
+            arch.load_buffers(&buffers)?;
+            self.arch = arch;
+            self.made_in = copy_id();
+        }
+        let mark = self
+            .params
+            .vars
+            .iter()
+            .map(|v| id_of(v.as_tensor()))
+            .fold(id_of(sae_in), usize::max);
+        advance_past(mark + 1);
+        Ok(())
+    }
+
     /// SAELens's initialisation: `W_dec` kaiming-uniform, rows rescaled to
     /// `decoder_init_norm`, `W_enc = W_decᵀ`, biases 0 (`b_dec` may be set later by the
     /// trainer's `b_dec_init_method`), then the architecture's own parameters.
@@ -235,6 +261,7 @@ impl TrainingSae {
             params,
             arch,
             use_fused_kernels: true,
+            made_in: crate::tensor_ids::copy_id(),
         })
     }
 
@@ -246,6 +273,7 @@ impl TrainingSae {
         dead: &[bool],
         coefficients: &HashMap<String, f64>,
     ) -> Result<StepOutput> {
+        self.prepare_graph(sae_in)?;
         self.arch.before_forward(&self.params)?;
         let p = &self.params;
         let centered = if self.cfg.apply_b_dec_to_input {
