@@ -6,8 +6,12 @@
 //! cell and differentiated in another then shares ids with the new cell's tensors, and the
 //! backward pass mixes them up (e.g. `shape mismatch in add, lhs: [576, 49152], rhs: [1, 6, 9,
 //! 32]`). Models and SAEs record the next id when they are built ([`next_id`]); before a
-//! backward pass saescope moves this copy's counter past them ([`advance_past`]). In an
-//! ordinary program there is one counter and both calls cost nothing.
+//! backward pass saescope moves this copy's counter past them ([`advance_past`]). Objects that
+//! keep trait objects (training architectures) note the copy that made them ([`copy_id`]) and
+//! are rebuilt in the calling copy; a custom metric whose result was made by another copy's
+//! counter makes `get_cache_fwd_and_bwd` start again far above that counter. In an ordinary
+//! program there is one counter and all of this costs nothing.
+//! `tests/notebooks/evcxr-cross-cell.ipynb` is the regression test (it needs a real kernel).
 use candle_core::{DType, Device, Tensor};
 
 /// The number behind `t`'s id (0 if it cannot be read).

@@ -22,7 +22,7 @@ code(r"""use saescope::analysis::{attribution_patching, Metric};
 use saescope::train::config::RunnerConfig;
 use saescope::train::synthetic::InMemorySource;
 use saescope::train::trainer::Trainer;
-use saescope::{Device, HookedModel, Sae, Tensor};
+use saescope::{Device, HookedModel, IndexOp, Sae, Tensor};
 let model = HookedModel::from_pretrained("smollm2")?;
 let sae = Sae::shipped()?;
 let tokens = model.to_tokens("The capital of France is")?;
@@ -46,6 +46,17 @@ for a in ["standard", "gated", "jumprelu", "topk", "batchtopk"] { trainers.push(
 code(r"""let again: Vec<f32> = attribution_patching(&model, &tokens, &sae, &metric)?.at_pos(None)?;
 let diff = reference.iter().zip(&again).map(|(a, b)| (a - b).abs()).fold(0f32, f32::max);
 println!("attribution in a later cell matches the loading cell's (max |diff| {diff:.1e}): {}", diff < 1e-4);""", contains=["matches the loading cell's (max |diff|", ": true"])
+code(r"""// The metric as a closure written in this cell: it makes its tensors with this cell's
+// counter, which we move to where a later cell's forward pass will be making its own.
+let (paris, london) = (model.to_single_token(" Paris")? as usize, model.to_single_token(" London")? as usize);
+let custom = Metric::custom(move |logits: &Tensor, _tokens: &Tensor| {
+    let row = logits.i((0, logits.dim(1)? - 1))?;
+    Ok((row.i(paris)? - row.i(london)?)?)
+});
+for _ in 0..4000 { let _ = Tensor::zeros(1, saescope::DType::F32, &Device::Cpu)?; }""")
+code(r"""let with_custom: Vec<f32> = attribution_patching(&model, &tokens, &sae, &custom)?.at_pos(None)?;
+let diff = reference.iter().zip(&with_custom).map(|(a, b)| (a - b).abs()).fold(0f32, f32::max);
+println!("a custom metric from an earlier cell gives the same attribution (max |diff| {diff:.1e}): {}", diff < 1e-4);""", contains=["gives the same attribution (max |diff|", ": true"])
 code(r"""let mut all_ok = true;
 for (a, t) in trainers.iter_mut() {
     let r = t.fit(&mut source);

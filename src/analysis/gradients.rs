@@ -13,6 +13,7 @@ use crate::hooks::Hooks;
 use crate::model::HookedModel;
 use crate::sae::splice::SaeRunOptions;
 use crate::sae::Sae;
+use crate::tensor_ids::{advance_past, id_of, next_id};
 use candle_core::{DType, IndexOp, Tensor, Var};
 use std::cell::RefCell;
 
@@ -83,38 +84,16 @@ pub fn get_cache_fwd_and_bwd(
         .iter()
         .map(|s| s.ids_below)
         .fold(model.ids_below, usize::max)
-        .max(crate::tensor_ids::id_of(&toks) + 1);
-    crate::tensor_ids::advance_past(mark);
-    let slots: RefCell<Vec<(String, Tensor, Var)>> = RefCell::new(Vec::new());
-    let mut hooks = Hooks::new();
-    for name in hook_names {
-        let slots = &slots;
-        hooks.add(*name, move |x: &Tensor, n: &str| {
-            let zero = Var::zeros(x.shape(), x.dtype(), x.device())?;
-            let y = (x + zero.as_tensor())?;
-            slots.borrow_mut().push((n.to_string(), x.detach(), zero));
-            Ok(Some(y))
-        });
+        .max(id_of(&toks) + 1);
+    advance_past(mark);
+    let (mut logits, mut slots, mut m, foreign) =
+        forward_and_metric(model, &toks, saes, opts, hook_names, metric)?;
+    if let Some(metric_id) = foreign {
+        // A custom metric from another evcxr cell made its tensors with that cell's counter,
+        // whose ids may coincide with this pass's: start this cell's ids far above it, again.
+        advance_past(metric_id + FOREIGN_METRIC_ID_MARGIN);
+        (logits, slots, m, _) = forward_and_metric(model, &toks, saes, opts, hook_names, metric)?;
     }
-    let logits = model.run_with_hooks_with_saes(&toks, saes, opts, hooks)?;
-    let slots = slots.into_inner();
-    for n in hook_names {
-        match slots.iter().filter(|(s, _, _)| s == n).count() {
-            1 => {}
-            0 => {
-                return Err(Error::Invalid(format!(
-                    "hook `{n}` did not fire in the forward pass (an SAE hook point needs its SAE \
-                     in `saes`)"
-                )))
-            }
-            k => {
-                return Err(Error::Invalid(format!(
-                    "hook `{n}` fired {k} times in one forward pass; differentiate it separately"
-                )))
-            }
-        }
-    }
-    let m = metric.eval(model, &logits, &toks)?;
     let value = m.to_dtype(DType::F64)?.to_scalar::<f64>()?;
     if !value.is_finite() {
         return Err(Error::Invalid(format!(
@@ -138,6 +117,65 @@ pub fn get_cache_fwd_and_bwd(
         fwd,
         bwd,
     })
+}
+
+/// Room left for the tensors of a custom metric made in another evcxr cell.
+const FOREIGN_METRIC_ID_MARGIN: usize = 1 << 20;
+
+/// Slots of the differentiated hook points: (name, activation, the zero [`Var`] added to it).
+type Slots = Vec<(String, Tensor, Var)>;
+
+/// One forward pass with a zero [`Var`] added at each of `hook_names`, and the metric. The last
+/// value is `Some(id)` when a custom metric's result was not made by this copy of candle (see
+/// `crate::tensor_ids`).
+fn forward_and_metric(
+    model: &HookedModel,
+    toks: &Tensor,
+    saes: &[&Sae],
+    opts: &SaeRunOptions,
+    hook_names: &[&str],
+    metric: &Metric,
+) -> Result<(Tensor, Slots, Tensor, Option<usize>)> {
+    let slots: RefCell<Slots> = RefCell::new(Vec::new());
+    let mut hooks = Hooks::new();
+    for name in hook_names {
+        let slots = &slots;
+        hooks.add(*name, move |x: &Tensor, n: &str| {
+            let zero = Var::zeros(x.shape(), x.dtype(), x.device())?;
+            let y = (x + zero.as_tensor())?;
+            slots.borrow_mut().push((n.to_string(), x.detach(), zero));
+            Ok(Some(y))
+        });
+    }
+    let logits = model.run_with_hooks_with_saes(toks, saes, opts, hooks)?;
+    let slots = slots.into_inner();
+    for n in hook_names {
+        match slots.iter().filter(|(s, _, _)| s == n).count() {
+            1 => {}
+            0 => {
+                return Err(Error::Invalid(format!(
+                    "hook `{n}` did not fire in the forward pass (an SAE hook point needs its SAE \
+                     in `saes`)"
+                )))
+            }
+            k => {
+                return Err(Error::Invalid(format!(
+                    "hook `{n}` fired {k} times in one forward pass; differentiate it separately"
+                )))
+            }
+        }
+    }
+    let before = next_id();
+    let (m, foreign) = match metric {
+        Metric::Custom(f) => {
+            let raw = f(&logits, toks)?;
+            let id = id_of(&raw);
+            let ours = before <= id && id < next_id();
+            (metric.check_scalar(raw)?, (!ours).then_some(id))
+        }
+        _ => (metric.eval(model, &logits, toks)?, None),
+    };
+    Ok((logits, slots, m, foreign))
 }
 
 /// Attribution patching of one SAE's latents: activations, gradients and

@@ -107,6 +107,11 @@ impl Metric {
             Metric::Loss => model.loss(tokens, logits)?,
             Metric::Custom(f) => f(logits, tokens)?,
         };
+        self.check_scalar(t)
+    }
+
+    /// `t` as a 0-dim tensor; an error unless it holds exactly one number.
+    pub(crate) fn check_scalar(&self, t: Tensor) -> Result<Tensor> {
         if t.elem_count() != 1 {
             return Err(Error::Invalid(format!(
                 "a metric must be a scalar; the custom metric returned shape {:?}",

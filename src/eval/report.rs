@@ -82,7 +82,7 @@ pub struct FeatureMetrics {
     pub weights: WeightMetrics,
 }
 
-/// What [`run_evals`] returns; groups left out were not computed.
+/// What [`run_evals`](super::run_evals) returns; groups left out were not computed.
 #[derive(Clone, Debug, Default, Serialize, Deserialize)]
 pub struct EvalReport {
     pub sae_hook_name: String,

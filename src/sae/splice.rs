@@ -1,4 +1,4 @@
-//! Splicing SAEs into a [`HookedModel`], with SAELens's `HookedSAETransformer` semantics
+//! Splicing SAEs into a [`HookedModel`](crate::HookedModel), with SAELens's `HookedSAETransformer` semantics
 //! (spec §C): while an SAE is attached at a hook, that hook point is replaced by the SAE, whose
 //! hook points `<hook>.hook_sae_{input,acts_pre,acts_post,recons,error,output}` fire instead;
 //! with `use_error_term` the SAE's error (recomputed without hooks, detached) is added back so

@@ -5,7 +5,7 @@
 //!
 //! - `topk` ([`super::topk_fused`]): only the selected `(latent, value)` pairs, sparse decode
 //!   and sparse gradients;
-//! - `standard` with `lp_norm = 1` ([`super::standard_fused`]): four dense matmuls (the graph
+//! - `standard` with `lp_norm = 1` (`standard_fused.rs`): four dense matmuls (the graph
 //!   needs five: it also forms `∂x̃ = ∂h W_encᵀ` just to sum it into `∂b_dec`).
 use super::TrainingSae;
 use crate::error::Result;
