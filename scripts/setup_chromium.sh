@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Install Debian's chromium, which tests/dashboard.rs uses to open the feature dashboards' HTML
+# Install Debian's chromium, which tests/dashboard_output.rs uses to open the feature dashboards' HTML
 # headlessly (no console errors, a screenshot of the top-examples table). Idempotent.
 # Without chromium that test is skipped, unless CI is set (then it fails).
 set -euo pipefail

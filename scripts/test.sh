@@ -7,7 +7,7 @@ cd "$(dirname "$0")/.."
 start=$(date +%s)
 scripts/fetch_model.sh
 scripts/setup_corpus.sh               # default offline corpus (Debian packages) for data/training tests
-scripts/setup_chromium.sh             # headless chromium for the dashboard HTML test (tests/dashboard.rs)
+scripts/setup_chromium.sh             # headless chromium for the dashboard HTML test (tests/dashboard_output.rs)
 cargo build --release --all-targets   # benches and examples must compile too
 cargo test --release                  # unit, integration, CLI, golden and doc tests
 if [ "${SAESCOPE_SKIP_NOTEBOOKS:-0}" != "1" ]; then

@@ -1,6 +1,9 @@
-//! Brute-force reference computations for `tests/dashboard.rs`, written independently of
-//! `saescope::analysis::dashboard` (dense activations, plain loops, hook-based ablations).
+//! Brute-force reference computations for the dashboard tests (`tests/dashboard*.rs`), written
+//! independently of `saescope::analysis::dashboard` (dense activations, plain loops, hook-based
+//! ablations), and their shared fixture.
 #![allow(dead_code)]
+pub mod fixture;
+
 use saescope::{DType, Device, HookedModel, Hooks, IndexOp, Sae, Tensor};
 
 /// Dense SAE activations `[rows * pos][d_sae]` of token rows, `batch` rows per model pass.
