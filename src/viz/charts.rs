@@ -368,17 +368,25 @@ pub fn line_chart(
             }
         }
 
-        chart
-            .configure_series_labels()
-            .position(SeriesLabelPosition::UpperLeft)
-            .label_font((FONT, LABEL_PT))
-            .background_style(WHITE.mix(0.85))
-            .border_style(BLACK.mix(0.4))
-            .draw()
-            .map_err(plot_err)?;
+        draw_legend(&mut chart)?;
         root.present().map_err(plot_err)?;
     }
     Ok(Svg(buf))
+}
+
+/// The series legend in the upper left corner, as every chart here draws it.
+pub(super) fn draw_legend<'a, DB: DrawingBackend + 'a, CT: CoordTranslate>(
+    chart: &mut ChartContext<'a, DB, CT>,
+) -> Result<()> {
+    chart
+        .configure_series_labels()
+        .position(SeriesLabelPosition::UpperLeft)
+        .label_font((FONT, LABEL_PT))
+        .background_style(WHITE.mix(0.85))
+        .border_style(BLACK.mix(0.4))
+        .draw()
+        .map_err(plot_err)?;
+    Ok(())
 }
 
 /// How heatmap values map to colours.

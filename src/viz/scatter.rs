@@ -1,7 +1,9 @@
 //! Scatter charts (attribution vs ablation, PCA projections) rendered to SVG with plotters.
 use plotters::prelude::*;
 
-use super::charts::{fmt_tick, plot_err, tidy_label, FONT, LABEL_PT, MARGIN, PALETTE, TITLE_PT};
+use super::charts::{
+    draw_legend, fmt_tick, plot_err, tidy_label, FONT, LABEL_PT, MARGIN, PALETTE, TITLE_PT,
+};
 use super::svg::Svg;
 use crate::error::{Error, Result};
 
@@ -171,14 +173,7 @@ pub fn scatter(
             }
         }
         if legend || opts.diagonal {
-            chart
-                .configure_series_labels()
-                .position(SeriesLabelPosition::UpperLeft)
-                .label_font((FONT, LABEL_PT))
-                .background_style(WHITE.mix(0.85))
-                .border_style(BLACK.mix(0.4))
-                .draw()
-                .map_err(plot_err)?;
+            draw_legend(&mut chart)?;
         }
         root.present().map_err(plot_err)?;
     }
