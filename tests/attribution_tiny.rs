@@ -224,26 +224,8 @@ fn batched_ablation_equals_one_latent_per_pass() {
     );
     let mut worst = 0f64;
     for e in &abl.effects {
-        let mut hooks = Hooks::new();
         let l = e.latent;
-        hooks.add(
-            "blocks.0.hook_resid_post.hook_sae_acts_post",
-            move |f: &Tensor, _| {
-                let (b, p, d) = f.dims3()?;
-                let mut keep = vec![1f32; b * p * d];
-                for r in 0..b {
-                    keep[(r * p + 3) * d + l] = 0.0;
-                }
-                Ok(Some(f.mul(&Tensor::from_vec(
-                    keep,
-                    (b, p, d),
-                    f.device(),
-                )?)?))
-            },
-        );
-        let logits = model
-            .run_with_hooks_with_saes(&toks, &[&sae], &opts, hooks)
-            .unwrap();
+        let logits = zero_latent_at_3(&model, &toks, &sae, &opts, l);
         let want = base - metric.value(&model, &logits, &toks).unwrap();
         worst = worst.max((e.effect - want).abs());
         if !active.contains(&l) {
@@ -272,25 +254,7 @@ fn batched_ablation_equals_one_latent_per_pass() {
     let loss = ablation_effects(&model, &toks, &sae, &Metric::Loss, Some(3), Some(three)).unwrap();
     for e in &loss.effects {
         let l = e.latent;
-        let mut hooks = Hooks::new();
-        hooks.add(
-            "blocks.0.hook_resid_post.hook_sae_acts_post",
-            move |f: &Tensor, _| {
-                let (b, p, d) = f.dims3()?;
-                let mut keep = vec![1f32; b * p * d];
-                for r in 0..b {
-                    keep[(r * p + 3) * d + l] = 0.0;
-                }
-                Ok(Some(f.mul(&Tensor::from_vec(
-                    keep,
-                    (b, p, d),
-                    f.device(),
-                )?)?))
-            },
-        );
-        let logits = model
-            .run_with_hooks_with_saes(&toks, &[&sae], &opts, hooks)
-            .unwrap();
+        let logits = zero_latent_at_3(&model, &toks, &sae, &opts, l);
         let want = loss.metric - Metric::Loss.value(&model, &logits, &toks).unwrap();
         assert!(
             (e.effect - want).abs() < 1e-5 && e.effect != 0.0,
@@ -450,4 +414,34 @@ fn bad_arguments_are_errors_that_name_the_fix() {
     let row = a.at_pos(Some(2)).unwrap();
     let best = row.iter().fold(0f32, |m, v| m.max(v.abs()));
     assert_eq!((top.len(), top[0].1.abs()), (3, best));
+}
+
+/// Logits with `latent` of the SAE on `blocks.0.hook_resid_post` zeroed at position 3 of every
+/// row: one plain hooked pass, the reference for the batched ablations.
+fn zero_latent_at_3(
+    model: &HookedModel,
+    toks: &Tensor,
+    sae: &Sae,
+    opts: &SaeRunOptions,
+    latent: usize,
+) -> Tensor {
+    let mut hooks = Hooks::new();
+    hooks.add(
+        "blocks.0.hook_resid_post.hook_sae_acts_post",
+        move |f: &Tensor, _| {
+            let (b, p, d) = f.dims3()?;
+            let mut keep = vec![1f32; b * p * d];
+            for r in 0..b {
+                keep[(r * p + 3) * d + latent] = 0.0;
+            }
+            Ok(Some(f.mul(&Tensor::from_vec(
+                keep,
+                (b, p, d),
+                f.device(),
+            )?)?))
+        },
+    );
+    model
+        .run_with_hooks_with_saes(toks, &[sae], opts, hooks)
+        .unwrap()
 }
