@@ -9,6 +9,7 @@ if command -v chromium >/dev/null 2>&1; then
 fi
 SUDO=""
 if [ "$(id -u)" != 0 ]; then SUDO=sudo; fi
+echo "setup_chromium: installing Debian's chromium with apt-get (apt-get update first)"
 $SUDO apt-get update
 DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y chromium
 chromium --version

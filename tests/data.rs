@@ -3,7 +3,8 @@ mod common;
 
 use common::hub_server::HubServer;
 use saescope::data::{
-    default_corpus_dir, pack, Document, PackOptions, RowStream, SeparatorToken, TextDataset,
+    default_corpus_dir, held_out_sources, pack, CorpusSplit, Document, PackOptions, RowStream,
+    SeparatorToken, TextDataset, HELD_OUT_DOCUMENTS, HELD_OUT_SHUFFLE_SEED,
 };
 use saescope::{LoadOptions, Tok};
 use std::path::Path;
@@ -346,6 +347,96 @@ fn default_corpus_packs_with_smollm2() {
         assert_eq!(r.len(), 128);
         assert_eq!(r[0], bos);
     }
+}
+
+/// The held-out slice is the tail of the shuffle the shipped SAE's activations were cached in
+/// (seed 42, epoch 0), and the 2 M tokens it cached end long before it: the shipped SAE never
+/// trained on a held-out document. The train and held-out splits partition the corpus.
+/// `SAESCOPE_WRITE_HELDOUT=1` rewrites `data/corpus.heldout.txt` from the rule.
+#[test]
+fn held_out_slice_was_never_trained_on() {
+    let (Some(tok), true) = (
+        smollm2_tok(),
+        default_corpus_dir().join(".complete").exists(),
+    ) else {
+        eprintln!("skipping: default corpus not built (scripts/setup_corpus.sh)");
+        return;
+    };
+    let all = TextDataset::default_corpus().unwrap();
+    let n = all.len();
+    let perm =
+        saescope::rng::permutation(n, saescope::rng::derive_seed(HELD_OUT_SHUFFLE_SEED, &[0]));
+    let src = |i: u32| all.source(i as usize).unwrap().to_string();
+    let mut tail: Vec<String> = perm[n - HELD_OUT_DOCUMENTS..]
+        .iter()
+        .map(|&i| src(i))
+        .collect();
+    tail.sort();
+    if std::env::var_os("SAESCOPE_WRITE_HELDOUT").is_some() {
+        let mut text = format!(
+            "# The held-out slice of saescope's default corpus: the last {HELD_OUT_DOCUMENTS} documents of the corpus\n\
+             # ({n} documents) shuffled with seed {HELD_OUT_SHUFFLE_SEED}, epoch 0 (saescope::data::CorpusSplit).\n\
+             # Written by SAESCOPE_WRITE_HELDOUT=1 cargo test --release --test data held_out_slice\n"
+        );
+        for t in &tail {
+            text.push_str(t);
+            text.push('\n');
+        }
+        std::fs::write(
+            Path::new(env!("CARGO_MANIFEST_DIR")).join("data/corpus.heldout.txt"),
+            text,
+        )
+        .unwrap();
+    }
+    let held = held_out_sources();
+    assert_eq!(held.len(), HELD_OUT_DOCUMENTS);
+    // Debian revisions of the same upstream release keep the source ids.
+    let ids: std::collections::HashSet<String> = (0..n as u32).map(src).collect();
+    let missing: Vec<_> = held.iter().filter(|h| !ids.contains(**h)).take(5).collect();
+    assert!(
+        missing.is_empty(),
+        "held-out documents absent from this corpus: {missing:?}"
+    );
+    let reference_docs = 15446; // data/corpus.manifest.json
+    if n == reference_docs {
+        let listed: Vec<&str> = {
+            let mut v: Vec<&str> = held.iter().copied().collect();
+            v.sort();
+            v
+        };
+        assert_eq!(
+            tail, listed,
+            "data/corpus.heldout.txt is not the rule's tail"
+        );
+    }
+    // Replay the shipped SAE's cache order: rows of 128 (BOS first, BOS between documents),
+    // 2 M tokens without special tokens need fewer than 2_000_000 / 100 rows.
+    let first_held = perm
+        .iter()
+        .position(|&i| held.contains(all.source(i as usize).unwrap()))
+        .unwrap();
+    let o = PackOptions::saelens(&tok, 128, true, Some(SeparatorToken::Bos), false).unwrap();
+    let mut s = RowStream::new(
+        Arc::new(all.clone()),
+        Some(tok),
+        o,
+        Some(HELD_OUT_SHUFFLE_SEED),
+    )
+    .unwrap();
+    s.next_rows(2_000_000 / 100).unwrap();
+    let read = s.state().next_doc;
+    assert!(
+        read < first_held,
+        "the shipped SAE's stream read {read} documents; the first held-out one is at {first_held}"
+    );
+    eprintln!("shipped SAE's 2 M tokens read documents 0..{read} of the seed-42 order; held out: {first_held}..{n}");
+    // The splits partition the corpus.
+    let train = TextDataset::default_corpus_split(CorpusSplit::Train).unwrap();
+    let heldout = TextDataset::load("default:heldout", None, &LoadOptions::default()).unwrap();
+    assert_eq!(heldout.len(), HELD_OUT_DOCUMENTS);
+    assert_eq!(train.len() + heldout.len(), n);
+    assert!((0..heldout.len()).all(|i| held.contains(heldout.source(i).unwrap())));
+    assert!((0..train.len()).all(|i| !held.contains(train.source(i).unwrap())));
 }
 
 /// Token count of the default corpus with the SmolLM2 tokenizer (slow: `--ignored`).

@@ -1,4 +1,5 @@
 //! Loading documents: text files, JSONL, the default offline corpus, hub dataset repos.
+use super::corpus::CorpusSplit;
 use crate::error::{Error, Result};
 use crate::model::LoadOptions;
 use std::path::{Path, PathBuf};
@@ -15,16 +16,11 @@ pub enum Document {
 #[derive(Clone, Debug, Default)]
 pub struct TextDataset {
     docs: Vec<Document>,
+    /// Each document's source id (`package:path` in the default corpus); empty when unknown.
+    sources: Vec<String>,
     /// Where it came from (for manifests and messages).
     pub name: String,
 }
-
-/// `data/corpus/` of the data directory ([`crate::model::default_data_dir`]).
-pub fn default_corpus_dir() -> PathBuf {
-    crate::model::default_data_dir().join("corpus")
-}
-
-const SETUP_HINT: &str = "run scripts/setup_corpus.sh to build the default corpus (it fetches Debian packages with apt-get download)";
 
 fn io_err(p: &Path, e: std::io::Error) -> Error {
     Error::io(p, e)
@@ -131,6 +127,7 @@ impl TextDataset {
                 .map(|s| Document::Text(s.into()))
                 .collect(),
             name: "texts".into(),
+            sources: Vec::new(),
         }
     }
 
@@ -139,14 +136,33 @@ impl TextDataset {
         TextDataset {
             docs: rows.into_iter().map(Document::Tokens).collect(),
             name: "token rows".into(),
+            sources: Vec::new(),
         }
     }
 
+    /// Documents with a name (for manifests and messages).
     pub fn from_documents(docs: Vec<Document>, name: impl Into<String>) -> Self {
         TextDataset {
             docs,
             name: name.into(),
+            ..Default::default()
         }
+    }
+
+    /// The same documents, each with a source id (`sources.len()` must equal `len()`, else
+    /// the ids are dropped).
+    pub fn with_sources(mut self, sources: Vec<String>) -> Self {
+        self.sources = if sources.len() == self.docs.len() {
+            sources
+        } else {
+            Vec::new()
+        };
+        self
+    }
+
+    /// The source id of document `i` (`package:path` in the default corpus), if known.
+    pub fn source(&self, i: usize) -> Option<&str> {
+        self.sources.get(i).map(String::as_str)
     }
 
     /// One document per JSONL line. `field`: the text (or token-list) field; `None` → SAELens's
@@ -157,6 +173,7 @@ impl TextDataset {
         let mut ds = TextDataset {
             docs: Vec::new(),
             name: path.display().to_string(),
+            sources: Vec::new(),
         };
         ds.append_jsonl(path, field)?;
         Ok(ds)
@@ -198,6 +215,7 @@ impl TextDataset {
         let mut ds = TextDataset {
             docs: Vec::new(),
             name: dir.display().to_string(),
+            sources: Vec::new(),
         };
         for f in files {
             if is_jsonl(&f) {
@@ -219,43 +237,6 @@ impl TextDataset {
         Ok(ds)
     }
 
-    /// The default offline corpus (`data/corpus/`, JSONL shards with a `text` field).
-    pub fn default_corpus() -> Result<Self> {
-        Self::from_corpus_dir(default_corpus_dir())
-    }
-
-    /// A corpus directory written by `scripts/setup_corpus.sh` (`corpus-*.jsonl`).
-    pub fn from_corpus_dir(dir: impl AsRef<Path>) -> Result<Self> {
-        let dir = dir.as_ref();
-        let mut shards: Vec<PathBuf> = match std::fs::read_dir(dir) {
-            Ok(rd) => rd
-                .filter_map(|e| e.ok().map(|e| e.path()))
-                .filter(|p| {
-                    is_jsonl(p)
-                        && p.file_name()
-                            .and_then(|n| n.to_str())
-                            .is_some_and(|n| n.starts_with("corpus-"))
-                })
-                .collect(),
-            Err(_) => Vec::new(),
-        };
-        shards.sort();
-        if shards.is_empty() || !dir.join(".complete").exists() {
-            return Err(Error::Invalid(format!(
-                "the default corpus is missing or incomplete at {}: {SETUP_HINT}",
-                dir.display()
-            )));
-        }
-        let mut ds = TextDataset {
-            docs: Vec::new(),
-            name: "saescope-default-corpus".into(),
-        };
-        for s in shards {
-            ds.append_jsonl(&s, Some("text"))?;
-        }
-        Ok(ds)
-    }
-
     /// Files of a hub dataset repo (`datasets--{org}--{name}` in the hub cache), with the
     /// cache / endpoint / offline / revision settings of `opts` (as model downloads).
     /// `files`: paths inside the repo (`*.jsonl`, or any other text file = one document);
@@ -270,6 +251,7 @@ impl TextDataset {
         let mut ds = TextDataset {
             docs: Vec::new(),
             name: format!("hub:{repo_id}"),
+            sources: Vec::new(),
         };
         for (name, p) in paths {
             if name.ends_with(".parquet") {
@@ -289,14 +271,15 @@ impl TextDataset {
     }
 
     /// A dataset named by a string (SAELens's `dataset_path`, and the CLI's `--dataset`):
-    /// - `""`, `default` or `corpus` → the default corpus;
+    /// - `""`, `default` or `corpus` → the default corpus; `default:train` → without its
+    ///   held-out slice, `default:heldout` → only that slice ([`CorpusSplit`]);
     /// - `hub:ORG/NAME` or `hub:ORG/NAME:FILE[,FILE...]` → a hub dataset repo;
     /// - a directory → [`TextDataset::from_dir`]; a `*.jsonl` file → [`TextDataset::from_jsonl`];
     ///   any other file → the whole file as one document.
     pub fn load(spec: &str, field: Option<&str>, opts: &LoadOptions) -> Result<Self> {
         let s = spec.trim();
-        if s.is_empty() || s == "default" || s == "corpus" {
-            return Self::default_corpus();
+        if let Some(split) = CorpusSplit::from_spec(s) {
+            return Self::default_corpus_split(split);
         }
         if let Some(rest) = s.strip_prefix("hub:") {
             let (repo, files) = match rest.split_once(':') {
@@ -317,6 +300,7 @@ impl TextDataset {
             return Ok(TextDataset {
                 docs: vec![Document::Text(String::from_utf8_lossy(&b).into_owned())],
                 name: p.display().to_string(),
+                sources: Vec::new(),
             });
         }
         Err(Error::Invalid(format!(

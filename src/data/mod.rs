@@ -2,7 +2,8 @@
 //!
 //! - [`TextDataset`]: documents from a directory of text files, a JSONL file (a `text` field by
 //!   default; pre-tokenised `tokens` / `input_ids` fields too), the default offline corpus
-//!   (`data/corpus/`, built by `scripts/setup_corpus.sh`), or a hub dataset repo via hf-hub.
+//!   (`data/corpus/`, built by `scripts/setup_corpus.sh`; [`CorpusSplit`] names its held-out
+//!   slice), or a hub dataset repo via hf-hub.
 //! - [`pack`]: SAELens's `concat_and_batch_sequences` (each row starts with BOS when
 //!   `prepend_bos`; documents separated by the separator token, BOS by default; concatenate
 //!   then chunk into `context_size` rows).
@@ -10,12 +11,16 @@
 //!   with optional seeded document shuffling.
 //! - [`token_rows`]: the first `n` packed rows of a dataset as a `[n, context_size]` tensor
 //!   (evals, dashboards, notebooks).
+mod corpus;
 mod dataset;
 mod hub;
 mod packing;
 pub mod rng;
 
-pub use dataset::{default_corpus_dir, Document, TextDataset};
+pub use corpus::{
+    default_corpus_dir, held_out_sources, CorpusSplit, HELD_OUT_DOCUMENTS, HELD_OUT_SHUFFLE_SEED,
+};
+pub use dataset::{Document, TextDataset};
 pub use packing::{pack, PackOptions, RowStream, RowStreamState, SeparatorToken};
 
 use crate::error::Result;

@@ -2,7 +2,9 @@
 //!
 //! [`run_evals`] streams token rows `[n, ctx]` through the model in batches and returns an
 //! [`EvalReport`] (serde; the groups and names of SAELens's `run_evals` output, plus
-//! density statistics). Special tokens (by default the tokenizer's BOS / EOS / PAD, as SAELens's
+//! density statistics). [`run_default_evals`] runs them on [`DEFAULT_EVAL_TOKENS`] tokens of
+//! the default corpus's held-out slice (documents the shipped SAE never trained on) and records
+//! which in the report's `dataset`. Special tokens (by default the tokenizer's BOS / EOS / PAD, as SAELens's
 //! `get_special_token_ids`) are excluded from every metric, and their positions bypass the SAE
 //! in the spliced run.
 //!
@@ -32,9 +34,14 @@
 //! println!("{}", serde_json::to_string_pretty(&report).unwrap());
 //! # Ok(()) }
 //! ```
+mod dataset;
 pub mod metrics;
 mod report;
 
+pub use dataset::{
+    dataset_tokens, held_out_tokens, run_default_evals, EvalDataset, DEFAULT_EVAL_CONTEXT,
+    DEFAULT_EVAL_TOKENS,
+};
 pub use report::*;
 
 use crate::error::{Error, Result};

@@ -100,6 +100,10 @@ pub struct EvalReport {
     #[serde(skip_serializing_if = "Option::is_none")]
     pub feature_stats: Option<FeatureStats>,
     pub token_stats: TokenStats,
+    /// Which tokens were evaluated (set by [`run_default_evals`](super::run_default_evals),
+    /// `saescope eval`, or the caller).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub dataset: Option<super::EvalDataset>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub feature_metrics: Option<FeatureMetrics>,
 }

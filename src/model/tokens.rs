@@ -36,7 +36,7 @@ impl HookedModel {
             .flat_map(|r| {
                 r.iter()
                     .copied()
-                    .chain(std::iter::repeat(pad).take(max - r.len()))
+                    .chain(std::iter::repeat_n(pad, max - r.len()))
             })
             .collect();
         Ok(Tensor::from_vec(flat, (rows.len(), max), self.device())?)
@@ -76,7 +76,7 @@ impl HookedModel {
             .enumerate()
             .filter(|(_, t)| **t == id)
             .map(|(i, _)| i);
-        let pos = if last { hits.last() } else { hits.next() };
+        let pos = if last { hits.next_back() } else { hits.next() };
         pos.ok_or_else(|| {
             Error::Tokenizer(format!(
                 "token `{single_token}` (id {id}) does not occur in `{text}`"
