@@ -35,6 +35,7 @@
 //! # Ok(()) }
 //! ```
 mod dataset;
+mod logit_metrics;
 pub mod metrics;
 mod report;
 
@@ -341,20 +342,18 @@ pub fn run_evals(
             let keep_ce: Vec<bool> = (0..len)
                 .flat_map(|r| keep[r * ctx..r * ctx + ctx - 1].iter().copied())
                 .collect();
+            let m = logit_metrics::logit_metrics(&batch, [&clean, &sae_logits, &abl])?;
             if opts.compute_ce_loss {
-                for (acc, lg) in [
-                    (&mut ce_clean, &clean),
-                    (&mut ce_sae, &sae_logits),
-                    (&mut ce_abl, &abl),
-                ] {
-                    let l = model.per_token_loss(&batch, lg)?;
-                    acc.add_masked(&l.flatten_all()?.to_vec1::<f32>()?, &keep_ce);
+                for (acc, l) in [&mut ce_clean, &mut ce_sae, &mut ce_abl]
+                    .into_iter()
+                    .zip(&m.ce)
+                {
+                    acc.add_masked(l, &keep_ce);
                 }
             }
             if opts.compute_kl {
-                for (acc, lg) in [(&mut kl_sae, &sae_logits), (&mut kl_abl, &abl)] {
-                    let k = kl_div(&clean, lg)?;
-                    acc.add_masked(&k.flatten_all()?.to_vec1::<f32>()?, &keep);
+                for (acc, k) in [&mut kl_sae, &mut kl_abl].into_iter().zip(&m.kl) {
+                    acc.add_masked(k, &keep);
                 }
             }
         }
