@@ -459,13 +459,19 @@ fn truncate_for_msg(s: &str) -> String {
 /// Read GGUF metadata from `path` with errors that name the file; never panics on a corrupt
 /// file (a panic inside the reader is turned into an error).
 pub fn read_gguf_content(path: &Path) -> Result<gguf_file::Content> {
-    let mut file = std::fs::File::open(path).map_err(|e| {
+    let file = std::fs::File::open(path).map_err(|e| {
         if e.kind() == std::io::ErrorKind::NotFound {
             Error::model_file(path, "file not found")
         } else {
             Error::io(path, e)
         }
     })?;
+    // Buffered, with the position kept here: the header is tens of thousands of small reads
+    // (one per vocabulary string), each preceded by a position query.
+    let mut file = PositionedReader {
+        inner: std::io::BufReader::new(file),
+        pos: 0,
+    };
     let res = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
         gguf_file::Content::read(&mut file)
     }));
@@ -479,6 +485,31 @@ pub fn read_gguf_content(path: &Path) -> Result<gguf_file::Content> {
             path,
             "not a valid GGUF file: the GGUF reader panicked on its header",
         )),
+    }
+}
+
+/// A buffered reader that tracks its own position, so that `stream_position` is not a system
+/// call.
+struct PositionedReader<R> {
+    inner: std::io::BufReader<R>,
+    pos: u64,
+}
+
+impl<R: std::io::Read> std::io::Read for PositionedReader<R> {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        let n = self.inner.read(buf)?;
+        self.pos += n as u64;
+        Ok(n)
+    }
+}
+
+impl<R: std::io::Read + std::io::Seek> std::io::Seek for PositionedReader<R> {
+    fn seek(&mut self, to: std::io::SeekFrom) -> std::io::Result<u64> {
+        self.pos = self.inner.seek(to)?;
+        Ok(self.pos)
+    }
+    fn stream_position(&mut self) -> std::io::Result<u64> {
+        Ok(self.pos)
     }
 }
 

@@ -24,9 +24,11 @@ fn shipped_sae_folder_and_recorded_evals() {
     assert_eq!((sae.cfg().d_in, sae.cfg().d_sae), (576, 4608));
     assert_eq!(sae.hook_name(), "blocks.15.hook_resid_post");
     assert_eq!(sae.k(), Some(48));
-    // The recorded evals (64 Ki tokens of the corpus) meet the targets.
+    // The recorded evals (`saescope eval` defaults: 32 Ki held-out corpus tokens) meet the targets.
     let v: serde_json::Value =
         serde_json::from_str(&std::fs::read_to_string(dir.join("eval.json")).unwrap()).unwrap();
+    assert_eq!(v["dataset"]["name"], "default:heldout");
+    assert_eq!(v["dataset"]["tokens"], saescope::eval::DEFAULT_EVAL_TOKENS);
     let get = |a: &str, b: &str| v[a][b].as_f64().unwrap_or_else(|| panic!("{a}.{b}"));
     assert!(get("sparsity", "l0") <= 64.0);
     assert!(get("reconstruction_quality", "explained_variance") >= 0.75);

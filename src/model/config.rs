@@ -181,6 +181,9 @@ impl Processing {
     }
 }
 
+/// The longest context a rotary model may declare (its cos/sin tables are `n_ctx × d_head / 2`).
+pub const MAX_ROTARY_CTX: usize = 1 << 20;
+
 impl ModelConfig {
     /// Query heads per key/value head.
     pub fn kv_repeat(&self) -> usize {
@@ -210,7 +213,7 @@ impl ModelConfig {
         if self.n_layers == 0 || self.d_model == 0 || self.n_heads == 0 || self.d_head == 0 {
             return bad(format!("zero-sized dimension in {self:?}"));
         }
-        if self.n_kv_heads == 0 || self.n_heads % self.n_kv_heads != 0 {
+        if self.n_kv_heads == 0 || !self.n_heads.is_multiple_of(self.n_kv_heads) {
             return bad(format!(
                 "n_heads {} is not a multiple of n_kv_heads {}",
                 self.n_heads, self.n_kv_heads
@@ -241,6 +244,14 @@ impl ModelConfig {
             return bad(format!("attn_scale must be positive, got {scale}"));
         }
         if let Positional::Rotary { dim, .. } = self.positional {
+            // The rotary tables hold every position up front.
+            if self.n_ctx > MAX_ROTARY_CTX {
+                return bad(format!(
+                    "context length n_ctx = {} is more than the {MAX_ROTARY_CTX} positions saescope \
+                     supports for rotary models (its rotary tables are computed up front)",
+                    self.n_ctx
+                ));
+            }
             if dim != self.d_head {
                 return bad(format!(
                     "partial rotary (rotary_dim {dim} < d_head {}) is not supported",

@@ -27,11 +27,34 @@ impl GgufSource {
             .map_err(|e| Error::model_file(path, e))?
             .len();
         let reader = BufReader::new(file);
-        // A truncated file reads its header fine; check that every tensor's bytes are present.
+        // A truncated file reads its header fine; check that every tensor's bytes are present
+        // (in checked arithmetic: a corrupt shape can claim more than 2^64 elements).
         for (name, info) in &content.tensor_infos {
-            let bytes = info.shape.elem_count() / info.ggml_dtype.block_size()
-                * info.ggml_dtype.type_size();
-            let end = content.tensor_data_offset + info.offset + bytes as u64;
+            let dims = info.shape.dims();
+            let (block, size) = (
+                info.ggml_dtype.block_size() as u64,
+                info.ggml_dtype.type_size() as u64,
+            );
+            let end = dims
+                .iter()
+                .try_fold(1u64, |n, &d| n.checked_mul(d as u64))
+                .filter(|n| n % block == 0)
+                .and_then(|n| (n / block).checked_mul(size))
+                .and_then(|b| {
+                    content
+                        .tensor_data_offset
+                        .checked_add(info.offset)?
+                        .checked_add(b)
+                });
+            let Some(end) = end else {
+                return Err(Error::model_file(
+                    path,
+                    format!(
+                        "corrupt header: tensor `{name}` has shape {dims:?}, impossible for {:?} at offset {}",
+                        info.ggml_dtype, info.offset
+                    ),
+                ));
+            };
             if end > len {
                 return Err(Error::model_file(
                     path,
@@ -92,6 +115,12 @@ impl GgufSource {
         let k = |s: &str| format!("llama.{s}");
         let d_model = self.meta_u32(&k("embedding_length"))? as usize;
         let n_heads = self.n_heads;
+        if n_heads == 0 {
+            return Err(Error::model_file(
+                &self.path,
+                format!("metadata `{}` is 0", k("attention.head_count")),
+            ));
+        }
         let d_head = self
             .meta_u32(&k("attention.key_length"))
             .map(|x| x as usize)

@@ -84,11 +84,12 @@ impl HookedModel {
             .map(|s| s.to_string_lossy().into_owned())
             .unwrap_or_default();
         let name = name.split(".Q").next().unwrap_or(&name).to_string();
-        let cfg = src.config(&name)?;
+        let in_file = |e| in_model_file(path, e);
+        let cfg = src.config(&name).map_err(in_file)?;
         let tok = Tok::from_gguf(&src.content, path)?;
-        let sd = llama::convert(&mut src, &cfg)?;
+        let sd = llama::convert(&mut src, &cfg).map_err(in_file)?;
         drop(src);
-        Self::from_state_dict(sd, cfg, Some(tok), opts)
+        Self::from_state_dict(sd, cfg, Some(tok), opts).map_err(in_file)
     }
 
     /// Load an HF-layout directory: `config.json` (`GPT2LMHeadModel`, `LlamaForCausalLM` or
@@ -144,7 +145,7 @@ impl HookedModel {
         } else {
             None
         };
-        Self::from_state_dict(sd, cfg, tok, opts)
+        Self::from_state_dict(sd, cfg, tok, opts).map_err(|e| in_model_file(&shown, e))
     }
 
     /// Build from a TL-layout state dict (unprocessed), applying `opts.processing`.
@@ -154,8 +155,19 @@ impl HookedModel {
         tok: Option<Tok>,
         opts: &LoadOptions,
     ) -> Result<Self> {
+        sd.check_shapes(&cfg)?;
         processing::process(&mut sd, &mut cfg, opts.processing)?;
         Self::build(sd, cfg, tok, &opts.device)
+    }
+}
+
+/// A config, shape or tensor error met while building a model from `path`, as an error about
+/// that file.
+fn in_model_file(path: &Path, e: Error) -> Error {
+    match e {
+        Error::Config(m) | Error::Invalid(m) => Error::model_file(path, m),
+        Error::Candle(e) => Error::model_file(path, e),
+        e => e,
     }
 }
 

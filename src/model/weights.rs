@@ -1,5 +1,6 @@
 //! Weights in TransformerLens's state-dict layout (`blocks.{l}.attn.W_Q [n_heads, d_model, d_head]`,
 //! `unembed.W_U [d_model, d_vocab]`, ...), and the sources they are converted from.
+use super::config::ModelConfig;
 use crate::error::{Error, Result};
 use candle_core::Tensor;
 use std::collections::HashMap;
@@ -39,6 +40,55 @@ impl StateDict {
     pub fn is_empty(&self) -> bool {
         self.map.is_empty()
     }
+
+    /// Check every weight with a fixed TL shape against `cfg` (`W_Q [n_heads, d_model, d_head]`,
+    /// `mlp.W_in [d_model, d_mlp]`, ...), so that a file whose tensors disagree with its config
+    /// is refused at load time instead of failing (or panicking in a kernel) in the forward pass.
+    pub fn check_shapes(&self, cfg: &ModelConfig) -> Result<()> {
+        let mut names: Vec<&String> = self.map.keys().collect();
+        names.sort();
+        for name in names {
+            let Some(want) = tl_shape(name, cfg) else {
+                continue;
+            };
+            let got = self.map[name].dims();
+            if got != want.as_slice() {
+                return Err(Error::Config(format!(
+                    "weight `{name}` has shape {got:?}, but the config (d_model = {}, n_heads = {}, \
+                     n_kv_heads = {}, d_head = {}, d_mlp = {}, d_vocab = {}, n_ctx = {}) needs {want:?}",
+                    cfg.d_model, cfg.n_heads, cfg.n_kv_heads, cfg.d_head, cfg.d_mlp, cfg.d_vocab, cfg.n_ctx
+                )));
+            }
+        }
+        Ok(())
+    }
+}
+
+/// The shape TL gives a state-dict entry under `cfg`, for the names whose shape is fixed.
+fn tl_shape(name: &str, cfg: &ModelConfig) -> Option<Vec<usize>> {
+    let (d, h, hkv, dh) = (cfg.d_model, cfg.n_heads, cfg.n_kv_heads, cfg.d_head);
+    let (m, v) = (cfg.d_mlp, cfg.d_vocab);
+    let local = match name.strip_prefix("blocks.") {
+        Some(rest) => rest.split_once('.')?.1,
+        None => name,
+    };
+    Some(match local {
+        "embed.W_E" => vec![v, d],
+        "pos_embed.W_pos" => vec![cfg.n_ctx, d],
+        "unembed.W_U" => vec![d, v],
+        "unembed.b_U" => vec![v],
+        "ln_final.w" | "ln_final.b" | "ln1.w" | "ln1.b" | "ln2.w" | "ln2.b" | "ln1_post.w"
+        | "ln2_post.w" | "attn.b_O" | "mlp.b_out" => vec![d],
+        "attn.W_Q" => vec![h, d, dh],
+        "attn.W_K" | "attn.W_V" => vec![hkv, d, dh],
+        "attn.W_O" => vec![h, dh, d],
+        "attn.b_Q" => vec![h, dh],
+        "attn.b_K" | "attn.b_V" => vec![hkv, dh],
+        "mlp.W_in" | "mlp.W_gate" => vec![d, m],
+        "mlp.W_out" => vec![m, d],
+        "mlp.b_in" => vec![m],
+        _ => return None,
+    })
 }
 
 /// Where a converter reads source tensors from, one at a time (so that loading never holds two

@@ -144,6 +144,7 @@ impl Sae {
             tensors: tensors.into_iter().collect(),
             sparsity: None,
             weights_path: PathBuf::from("<tensors>"),
+            cfg_path: None,
         };
         let mut sae = Self::from_raw(raw, device)?;
         sae.cfg.extra = cfg.extra;
@@ -154,9 +155,34 @@ impl Sae {
     /// (`scaling_factor`, `log_threshold`, batchtopk → jumprelu), architecture and shape
     /// checks.
     pub(crate) fn from_raw(raw: loaders::RawSae, device: &Device) -> Result<Self> {
+        // A tensor operation that fails on what a file holds (a shape or dtype the conversion
+        // cannot use) is an error about that file.
         let path = raw.weights_path.clone();
-        let mut cfg = SaeConfig::from_json_value(Value::Object(raw.cfg))?;
-        let dtype = cfg.dtype()?;
+        let from_file = raw.cfg_path.is_some();
+        Self::convert_raw(raw, device).map_err(|e| match e {
+            Error::Candle(e) if from_file => Error::sae_file(&path, e),
+            e => e,
+        })
+    }
+
+    fn convert_raw(raw: loaders::RawSae, device: &Device) -> Result<Self> {
+        let path = raw.weights_path.clone();
+        // Config errors name the file the config came from.
+        let cfg_file = raw.cfg_path.clone();
+        let in_cfg_file = |e: Error| match (e, &cfg_file) {
+            (Error::SaeConfig(reason), Some(p)) => Error::sae_file(p, reason),
+            (e, _) => e,
+        };
+        let mut cfg = SaeConfig::from_json_value(Value::Object(raw.cfg)).map_err(in_cfg_file)?;
+        let dtype = cfg.dtype().map_err(in_cfg_file)?;
+        // In shape messages: "the config" or "the config in cfg.json".
+        let cfg_name = match &cfg_file {
+            Some(p) if *p != path => format!(
+                "the config in {}",
+                p.file_name().unwrap_or_default().to_string_lossy()
+            ),
+            _ => "the config".to_string(),
+        };
         cfg.dtype = config::dtype_name(dtype).to_string();
         cfg.device = if device.is_cuda() {
             "cuda"
@@ -208,7 +234,20 @@ impl Sae {
                 }
             }
             if !t.contains_key("threshold") {
-                let th = loaders::files::take(&mut t, "topk_threshold", &path)?;
+                // One threshold per latent: W_enc's width (the file's, not the config's claim;
+                // a mismatch with the config is reported below).
+                let width = t.get("W_enc").and_then(|w| w.dims().last().copied());
+                let th = t.remove("topk_threshold").ok_or_else(|| {
+                    Error::sae_file(
+                        &path,
+                        format!(
+                            "architecture mismatch: {cfg_name} says `{}`, which needs `threshold` \
+                             or `topk_threshold`; the file has: {}",
+                            cfg.architecture,
+                            t.keys().cloned().collect::<Vec<_>>().join(", ")
+                        ),
+                    )
+                })?;
                 let v = th
                     .flatten_all()?
                     .to_dtype(DType::F64)?
@@ -218,7 +257,7 @@ impl Sae {
                     .ok_or_else(|| Error::sae_file(&path, "topk_threshold is empty"))?;
                 t.insert(
                     "threshold".into(),
-                    Tensor::full(v, cfg.d_sae, device)?.to_dtype(work)?,
+                    Tensor::full(v, width.unwrap_or(0), device)?.to_dtype(work)?,
                 );
             }
             t.remove("topk_threshold");
@@ -232,19 +271,19 @@ impl Sae {
         if cfg.architecture.is_transcoder() && cfg.d_out.is_none() {
             cfg.d_out = t.get("W_dec").and_then(|w| w.dims().get(1).copied());
         }
-        check_tensor_set(&t, arch.as_ref(), &cfg, &path)?;
+        check_tensor_set(&t, arch.as_ref(), &cfg, &cfg_name, &path)?;
         let mut w = weights_from(&mut t, &path)?;
-        check_shapes(&w, &cfg, &path)?;
+        check_shapes(&w, &cfg, &cfg_name, &path)?;
         // Final dtype.
         if dtype != work {
             w = cast_weights(&w, dtype)?;
         }
         let sparsity = match raw.sparsity {
-            Some(s) => {
+            Some((s, sparsity_path)) => {
                 let s = s.to_device(device)?.to_dtype(DType::F32)?;
                 if s.dims() != [cfg.d_sae] {
                     return Err(Error::sae_file(
-                        &path,
+                        &sparsity_path,
                         format!(
                             "sparsity should have shape [{}] (d_sae), has {:?}",
                             cfg.d_sae,
@@ -358,6 +397,7 @@ fn check_tensor_set(
     t: &loaders::TensorMap,
     arch: &dyn ArchImpl,
     cfg: &SaeConfig,
+    cfg_name: &str,
     path: &Path,
 ) -> Result<()> {
     let mut expected: Vec<&str> = vec!["W_enc", "W_dec", "b_dec"];
@@ -376,7 +416,7 @@ fn check_tensor_set(
         return Ok(());
     }
     let mut msg = format!(
-        "architecture mismatch: the config says `{}`, which has tensors {}",
+        "architecture mismatch: {cfg_name} says `{}`, which has tensors {}",
         cfg.architecture,
         expected.join(", ")
     );
@@ -409,7 +449,7 @@ fn weights_from(t: &mut loaders::TensorMap, path: &Path) -> Result<SaeWeights> {
     Ok(w)
 }
 
-fn check_shapes(w: &SaeWeights, cfg: &SaeConfig, path: &Path) -> Result<()> {
+fn check_shapes(w: &SaeWeights, cfg: &SaeConfig, cfg_name: &str, path: &Path) -> Result<()> {
     let (d_in, d_sae, d_out) = (cfg.d_in, cfg.d_sae, cfg.d_out());
     let check = |name: &str, t: &Tensor, want: &[usize]| -> Result<()> {
         if t.dims() == want {
@@ -422,7 +462,7 @@ fn check_shapes(w: &SaeWeights, cfg: &SaeConfig, path: &Path) -> Result<()> {
         Err(Error::sae_file(
             path,
             format!(
-                "tensor `{name}` has shape {:?}, but the config (d_in = {d_in}, d_sae = {d_sae}{}) \
+                "tensor `{name}` has shape {:?}, but {cfg_name} (d_in = {d_in}, d_sae = {d_sae}{}) \
                  needs {want:?}{hint}",
                 t.dims(),
                 if cfg.architecture.is_transcoder() {

@@ -305,22 +305,42 @@ impl CachedActivations {
     pub fn open(dir: impl AsRef<Path>, seed: Option<u64>) -> Result<Self> {
         let dir = dir.as_ref().to_path_buf();
         let manifest = ActCacheManifest::read(&dir)?;
+        let mp = dir.join(MANIFEST);
         if !manifest.complete {
             return Err(Error::Invalid(format!(
                 "activation cache {} is incomplete (interrupted while writing?); rerun `saescope cache-activations`",
-                dir.display()
+                mp.display()
             )));
         }
         if manifest.n_tokens == 0 || manifest.shards.is_empty() {
             return Err(Error::Invalid(format!(
-                "activation cache {} is empty",
-                dir.display()
+                "activation cache {} lists no tokens",
+                mp.display()
+            )));
+        }
+        // Each shard's rows are checked against the manifest when it is read; here the
+        // manifest itself must add up (an empty shard or width would never yield a row).
+        let listed: u64 = manifest.shards.iter().map(|s| s.n_tokens as u64).sum();
+        if manifest.d_in == 0
+            || manifest.shards.iter().any(|s| s.n_tokens == 0)
+            || listed != manifest.n_tokens
+        {
+            return Err(Error::Invalid(format!(
+                "activation cache {} is corrupt: d_in = {}, n_tokens = {}, shards of {:?} tokens",
+                mp.display(),
+                manifest.d_in,
+                manifest.n_tokens,
+                manifest
+                    .shards
+                    .iter()
+                    .map(|s| s.n_tokens)
+                    .collect::<Vec<_>>()
             )));
         }
         for s in &manifest.shards {
             if !dir.join(&s.file).is_file() {
                 return Err(Error::Invalid(format!(
-                    "activation cache {}: shard {} listed in the manifest is missing",
+                    "activation cache {}: shard {} listed in {MANIFEST} is missing",
                     dir.display(),
                     s.file
                 )));
@@ -358,43 +378,71 @@ impl CachedActivations {
 
     /// Read one shard: activations (row-major) and token ids.
     pub fn read_shard(&self, i: usize) -> Result<(Vec<f32>, Vec<u32>)> {
-        let s = &self.manifest.shards[i];
+        let s = self.manifest.shards.get(i).ok_or_else(|| {
+            Error::Invalid(format!(
+                "activation cache {}: no shard {i} (it has {})",
+                self.dir.display(),
+                self.manifest.shards.len()
+            ))
+        })?;
         let p = self.dir.join(&s.file);
+        let bad = |m: String| Error::Invalid(format!("cache shard {}: {m}", p.display()));
         let m = candle_core::safetensors::load(&p, &Device::Cpu)
             .map_err(|e| Error::Invalid(format!("cannot read cache shard {}: {e}", p.display())))?;
-        let a = m.get("activations").ok_or_else(|| {
-            Error::Invalid(format!("cache shard {} has no `activations`", p.display()))
-        })?;
+        let a = m
+            .get("activations")
+            .ok_or_else(|| bad("no `activations`".into()))?;
         if a.dims() != [s.n_tokens, self.manifest.d_in] {
-            return Err(Error::Invalid(format!(
-                "cache shard {}: activations {:?}, manifest says [{}, {}]",
-                p.display(),
+            return Err(bad(format!(
+                "activations {:?}, {MANIFEST} says [{}, {}]",
                 a.dims(),
                 s.n_tokens,
                 self.manifest.d_in
             )));
         }
-        let acts: Vec<f32> = a.to_dtype(DType::F32)?.flatten_all()?.to_vec1()?;
+        let as_vec = |t: &Tensor, dtype: DType| t.to_dtype(dtype)?.flatten_all();
+        let acts: Vec<f32> = as_vec(a, DType::F32)
+            .and_then(|t| t.to_vec1())
+            .map_err(|e| bad(format!("activations: {e}")))?;
         let toks: Vec<u32> = match m.get("token_ids") {
-            Some(t) => t.to_dtype(DType::U32)?.to_vec1()?,
+            Some(t) if t.dims() == [s.n_tokens] => as_vec(t, DType::U32)
+                .and_then(|t| t.to_vec1())
+                .map_err(|e| bad(format!("token_ids: {e}")))?,
+            Some(t) => {
+                return Err(bad(format!(
+                    "token_ids {:?}, {MANIFEST} says [{}]",
+                    t.dims(),
+                    s.n_tokens
+                )))
+            }
             None => Vec::new(),
         };
         Ok((acts, toks))
+    }
+
+    /// The shards of `window` in `epoch`, in reading order.
+    fn window_shards_of(&self, epoch: u64, window: usize) -> Vec<usize> {
+        let n_shards = self.manifest.shards.len();
+        let order: Vec<u32> = match self.seed {
+            Some(s) => permutation(n_shards, derive_seed(s, &[epoch])),
+            None => (0..n_shards as u32).collect(),
+        };
+        let k = self.window_shards;
+        order
+            .iter()
+            .skip(window.saturating_mul(k))
+            .take(k)
+            .map(|&i| i as usize)
+            .collect()
     }
 
     fn ensure_loaded(&mut self) -> Result<()> {
         if matches!(&self.loaded, Some((e, w, _, _)) if *e == self.epoch && *w == self.window) {
             return Ok(());
         }
-        let n_shards = self.manifest.shards.len();
-        let order: Vec<u32> = match self.seed {
-            Some(s) => permutation(n_shards, derive_seed(s, &[self.epoch])),
-            None => (0..n_shards as u32).collect(),
-        };
-        let k = self.window_shards;
         let mut rows = Vec::new();
-        for &si in order.iter().skip(self.window * k).take(k) {
-            rows.extend(self.read_shard(si as usize)?.0);
+        for si in self.window_shards_of(self.epoch, self.window) {
+            rows.extend(self.read_shard(si)?.0);
         }
         let n = rows.len() / self.manifest.d_in;
         let perm = match self.seed {
@@ -413,11 +461,22 @@ impl ActivationSource for CachedActivations {
 
     fn next_batch(&mut self, n: usize) -> Result<Tensor> {
         let d = self.manifest.d_in;
-        let mut out = Vec::with_capacity(n * d);
+        // Reserved once the first window is read: its shape has been checked against d_in.
+        let mut out = Vec::new();
         let mut need = n;
         while need > 0 {
             self.ensure_loaded()?;
+            out.reserve_exact((n * d).saturating_sub(out.len()));
             let (_, _, rows, perm) = self.loaded.as_ref().expect("loaded");
+            if self.cursor > perm.len() {
+                return Err(Error::Invalid(format!(
+                    "activation cache {}: position {} is past the {} rows of window {} (a state from another cache?)",
+                    self.dir.display(),
+                    self.cursor,
+                    perm.len(),
+                    self.window
+                )));
+            }
             let avail = perm.len() - self.cursor;
             let take = avail.min(need);
             for &i in &perm[self.cursor..self.cursor + take] {
@@ -472,10 +531,31 @@ impl ActivationSource for CachedActivations {
                 v[4], v[5], self.manifest.n_tokens, self.manifest.d_in
             )));
         }
-        self.epoch = v[0] as u64;
-        self.window = v[1] as usize;
+        let n_shards = self.manifest.shards.len();
+        let k = usize::try_from(v[3]).unwrap_or(0);
+        let window = usize::try_from(v[1]).unwrap_or(usize::MAX);
+        let not_here = || {
+            Error::Invalid(format!(
+                "act_cache.pos {v:?} is not a position in this cache of {n_shards} shards"
+            ))
+        };
+        if v[0] < 0 || v[2] < 0 || k == 0 || window >= n_shards.div_ceil(k) {
+            return Err(not_here());
+        }
+        let (old_k, epoch) = (self.window_shards, v[0] as u64);
+        self.window_shards = k;
+        let rows: usize = self
+            .window_shards_of(epoch, window)
+            .iter()
+            .map(|&i| self.manifest.shards[i].n_tokens)
+            .sum();
+        if v[2] as u64 > rows as u64 {
+            self.window_shards = old_k;
+            return Err(not_here());
+        }
+        self.epoch = epoch;
+        self.window = window;
         self.cursor = v[2] as usize;
-        self.window_shards = (v[3] as usize).max(1);
         self.loaded = None;
         Ok(())
     }

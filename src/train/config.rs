@@ -122,6 +122,12 @@ impl TrainSaeConfig {
                 self.normalize_activations
             ));
         }
+        if !matches!(self.reshape_activations.as_str(), "none" | "hook_z") {
+            return bad(format!(
+                "reshape_activations `{}` is not supported; use `none` or `hook_z`",
+                self.reshape_activations
+            ));
+        }
         if self.architecture == Architecture::JumpRelu {
             match self.jumprelu_sparsity_loss_mode.as_str() {
                 "step" | "tanh" => {}
@@ -500,6 +506,7 @@ impl RunnerConfig {
         let s = std::fs::read_to_string(path).map_err(|e| Error::io(path, e))?;
         Self::from_json_str(&s).map_err(|e| match e {
             Error::Config(m) => Error::Config(format!("{}: {m}", path.display())),
+            Error::SaeConfig(m) => Error::SaeConfig(format!("{}: {m}", path.display())),
             e => e,
         })
     }

@@ -449,7 +449,13 @@ pub fn train(cfg: &RunnerConfig, source: &mut dyn ActivationSource) -> Result<Sa
 /// the run restarts from the beginning, which gives the same result.
 pub fn resume(dir: &Path, source: &mut dyn ActivationSource) -> Result<Sae> {
     let cfg = read_run_config(dir)?;
-    let mut t = Trainer::new(&cfg, Some(dir.to_path_buf()))?;
+    // The config read back is refused here, not at a later step: say which file it came from.
+    let p = dir.join(RUNNER_CFG);
+    let mut t = Trainer::new(&cfg, Some(dir.to_path_buf())).map_err(|e| match e {
+        Error::Config(m) => Error::Config(format!("{}: {m}", p.display())),
+        Error::SaeConfig(m) => Error::SaeConfig(format!("{}: {m}", p.display())),
+        e => e,
+    })?;
     t.load_checkpoint(source)?;
     t.fit(source)
 }

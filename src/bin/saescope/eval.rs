@@ -127,6 +127,10 @@ pub fn run(args: EvalArgs) -> Result<()> {
         activation_scale: args.activation_scale,
         ..Default::default()
     };
+    eprintln!(
+        "saescope eval: {} rows of {} tokens from {}; three model passes per batch of {}",
+        record.rows, record.context_size, record.name, args.batch
+    );
     let mut report = run_evals(&model, &sae, &tokens, &opts)?;
     report.dataset = Some(record);
     println!("{}", serde_json::to_string_pretty(&report)?);

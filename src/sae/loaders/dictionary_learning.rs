@@ -120,6 +120,7 @@ pub(crate) fn load(ctx: &LoadCtx) -> Result<RawSae> {
         cfg,
         tensors,
         sparsity: None,
+        cfg_path: Some(cfg_path),
         weights_path,
     })
 }

@@ -76,7 +76,7 @@ pub(crate) fn read_npz(path: &Path) -> Result<TensorMap> {
             let (shape, dtype) = npz.get_shape_and_dtype(&name).map_err(|e| {
                 Error::sae_file(path, format!("array `{name}`: corrupt header: {e}"))
             })?;
-            let bytes = shape.elem_count() as u128 * dtype.size_in_bytes() as u128;
+            let bytes = claimed_bytes(shape.dims(), dtype.size_in_bytes());
             // Deflate cannot compress more than ~1032:1.
             if bytes > (len as u128 + 1024) * 1100 {
                 return Err(Error::sae_file(
@@ -99,10 +99,116 @@ pub(crate) fn read_npz(path: &Path) -> Result<TensorMap> {
     })
 }
 
+/// The bytes of the first entry of a zip whose name ends with `suffix`, read through the
+/// central directory, when it is stored uncompressed (as `torch.save` writes every entry).
+/// `None` when there is no such entry or the archive is not one this can read (the zip reader
+/// then reports it).
+fn stored_zip_entry(path: &Path, suffix: &str) -> Option<Vec<u8>> {
+    use std::io::{Read, Seek, SeekFrom};
+    let mut f = std::fs::File::open(path).ok()?;
+    let len = f.metadata().ok()?.len();
+    let mut read_at = |at: u64, n: u64| -> Option<Vec<u8>> {
+        if at.checked_add(n)? > len {
+            return None;
+        }
+        let mut b = vec![0u8; n as usize];
+        f.seek(SeekFrom::Start(at)).ok()?;
+        f.read_exact(&mut b).ok()?;
+        Some(b)
+    };
+    let u16_at =
+        |b: &[u8], i: usize| Some(u16::from_le_bytes(b.get(i..i + 2)?.try_into().ok()?) as u64);
+    let u32_at =
+        |b: &[u8], i: usize| Some(u32::from_le_bytes(b.get(i..i + 4)?.try_into().ok()?) as u64);
+    // End of central directory: in the last 64 KiB + 22 bytes.
+    let tail_len = len.min(65_557);
+    let tail = read_at(len - tail_len, tail_len)?;
+    let eocd = (0..tail.len().saturating_sub(21))
+        .rev()
+        .find(|&i| tail[i..i + 4] == [0x50, 0x4b, 0x05, 0x06])?;
+    let (cd_size, cd_off) = (u32_at(&tail, eocd + 12)?, u32_at(&tail, eocd + 16)?);
+    let cd = read_at(cd_off, cd_size)?;
+    let mut p = 0usize;
+    while cd.get(p..p + 4)? == [0x50, 0x4b, 0x01, 0x02] {
+        let (method, size) = (u16_at(&cd, p + 10)?, u32_at(&cd, p + 20)?);
+        let (nl, xl, cl) = (
+            u16_at(&cd, p + 28)?,
+            u16_at(&cd, p + 30)?,
+            u16_at(&cd, p + 32)?,
+        );
+        let local = u32_at(&cd, p + 42)?;
+        let name = cd.get(p + 46..p + 46 + nl as usize)?;
+        if name.ends_with(suffix.as_bytes()) {
+            if method != 0 {
+                return None;
+            }
+            let head = read_at(local, 30)?;
+            let start = local + 30 + u16_at(&head, 26)? + u16_at(&head, 28)?;
+            return read_at(start, size);
+        }
+        p += 46 + (nl + xl + cl) as usize;
+    }
+    None
+}
+
+/// Why candle's pickle reader would fail on `p` by allocating without bound, if it would: a
+/// string (BINUNICODE) whose claimed length runs past the end of the pickle. Walks the opcodes
+/// that reader knows (the others it refuses by itself).
+fn pickle_problem(p: &[u8]) -> Option<String> {
+    let mut i = 0usize;
+    while i < p.len() {
+        let op = p[i];
+        i += 1;
+        let arg = |n: usize| p.get(i..i + n);
+        let skip = match op {
+            b'.' => return None,
+            0x80 | b'K' | b'q' | b'h' => 1,
+            b'M' => 2,
+            b'J' | b'r' | b'j' => 4,
+            b'G' => 8,
+            0x8a => 1 + arg(1)?[0] as usize,
+            b'c' => {
+                let first = p[i..].iter().position(|&c| c == b'\n')? + 1;
+                first + p[i + first..].iter().position(|&c| c == b'\n')? + 1
+            }
+            b'X' => {
+                let n = u32::from_le_bytes(arg(4)?.try_into().ok()?) as usize;
+                if n > p.len() - i - 4 {
+                    return Some(format!(
+                        "its pickle (data.pkl) has a string of {n} bytes at offset {i}, past the end of its {} bytes",
+                        p.len()
+                    ));
+                }
+                4 + n
+            }
+            _ => 0,
+        };
+        i += skip;
+    }
+    None
+}
+
+/// The element count of `dims` and its size in bytes for `elem_size`-byte elements, without
+/// the wrap-around of a plain product (a corrupt header can claim more than 2^64 elements).
+fn claimed_bytes(dims: &[usize], elem_size: usize) -> u128 {
+    dims.iter()
+        .try_fold(elem_size as u128, |n, &d| n.checked_mul(d as u128))
+        .unwrap_or(u128::MAX)
+}
+
 /// All tensors of a PyTorch `torch.save` file holding a state dict (a dict of tensors, possibly
 /// under `key`), on CPU.
 pub(crate) fn read_pt(path: &Path, key: Option<&str>) -> Result<TensorMap> {
     let len = file_len(path)?;
+    if let Some(problem) = stored_zip_entry(path, "data.pkl")
+        .as_deref()
+        .and_then(pickle_problem)
+    {
+        return Err(Error::sae_file(
+            path,
+            format!("corrupt PyTorch checkpoint: {problem}"),
+        ));
+    }
     guard(path, "PyTorch", || {
         let pth = candle_core::pickle::PthTensors::new(path, key).map_err(|e| {
             Error::sae_file(
@@ -118,8 +224,7 @@ pub(crate) fn read_pt(path: &Path, key: Option<&str>) -> Result<TensorMap> {
         let mut out = TensorMap::new();
         for name in names {
             let info = &pth.tensor_infos()[&name];
-            let bytes =
-                info.layout.shape().elem_count() as u128 * info.dtype.size_in_bytes() as u128;
+            let bytes = claimed_bytes(info.layout.dims(), info.dtype.size_in_bytes());
             if bytes > len as u128 {
                 return Err(Error::sae_file(
                     path,

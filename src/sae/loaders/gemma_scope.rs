@@ -144,6 +144,7 @@ pub(crate) fn load(ctx: &LoadCtx) -> Result<RawSae> {
         cfg,
         tensors,
         sparsity: None,
+        cfg_path: Some(weights_path.clone()),
         weights_path,
     })
 }
@@ -217,6 +218,7 @@ pub(crate) fn load_transcoder(ctx: &LoadCtx) -> Result<RawSae> {
         cfg,
         tensors,
         sparsity: None,
+        cfg_path: Some(weights_path.clone()),
         weights_path,
     })
 }

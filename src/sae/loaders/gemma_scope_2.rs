@@ -41,13 +41,14 @@ pub(crate) fn load(ctx: &LoadCtx) -> Result<RawSae> {
         )));
     };
     // Optional raw config.
-    let raw_cfg = match ctx.src.optional(&ctx.file("config.json"))? {
+    let raw_cfg_path = ctx.src.optional(&ctx.file("config.json"))?;
+    let raw_cfg = match &raw_cfg_path {
         Some(p) => {
-            let m = read_json_object(&p)?;
+            let m = read_json_object(p)?;
             if let Some(a) = m.get("architecture").and_then(|v| v.as_str()) {
                 if a != "jump_relu" {
                     return Err(Error::sae_file(
-                        &p,
+                        p,
                         format!("unexpected architecture `{a}` in a Gemma Scope 2 config (expected jump_relu)"),
                     ));
                 }
@@ -69,6 +70,12 @@ pub(crate) fn load(ctx: &LoadCtx) -> Result<RawSae> {
             format!("w_enc should be 2-D, has shape {:?}", w_enc.dims()),
         )
     })?;
+    if d_in == 0 || d_sae == 0 {
+        return Err(Error::sae_file(
+            &weights_path,
+            format!("w_enc has an empty dimension: shape {:?}", w_enc.dims()),
+        ));
+    }
     let d_out = w_dec.dims().last().copied().unwrap_or(0);
     let mut tensors = TensorMap::new();
     tensors.insert("W_enc".into(), w_enc);
@@ -144,6 +151,7 @@ pub(crate) fn load(ctx: &LoadCtx) -> Result<RawSae> {
         cfg,
         tensors,
         sparsity: None,
+        cfg_path: Some(raw_cfg_path.unwrap_or_else(|| weights_path.clone())),
         weights_path,
     })
 }

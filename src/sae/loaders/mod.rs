@@ -58,10 +58,14 @@ pub(crate) struct RawSae {
     pub cfg: Map<String, Value>,
     /// Tensors under SAELens's names.
     pub tensors: TensorMap,
-    /// `sparsity.safetensors` (`log10` firing frequencies), if any.
-    pub sparsity: Option<Tensor>,
+    /// `sparsity.safetensors` (`log10` firing frequencies) and its path, if any.
+    pub sparsity: Option<(Tensor, PathBuf)>,
     /// The weights file (for error messages).
     pub weights_path: PathBuf,
+    /// The file the config came from (for error messages): `cfg.json` and the like, or the
+    /// weights file when the config is derived from the tensors (and the folder name); `None`
+    /// for tensors given in memory.
+    pub cfg_path: Option<PathBuf>,
 }
 
 /// Where a loader's files come from.

@@ -40,6 +40,7 @@ pub(crate) fn load_connor_rob_hook_z(ctx: &LoadCtx) -> Result<RawSae> {
         cfg,
         tensors,
         sparsity: None,
+        cfg_path: Some(cfg_path),
         weights_path,
     })
 }
@@ -113,6 +114,7 @@ pub(crate) fn load_llama_scope(ctx: &LoadCtx) -> Result<RawSae> {
         cfg,
         tensors,
         sparsity: None,
+        cfg_path: Some(hp_path),
         weights_path,
     })
 }
@@ -156,6 +158,7 @@ pub(crate) fn load_llama_scope_r1_distill(ctx: &LoadCtx) -> Result<RawSae> {
         cfg,
         tensors,
         sparsity: None,
+        cfg_path: Some(cfg_path),
         weights_path,
     })
 }
@@ -204,6 +207,7 @@ pub(crate) fn load_deepseek_r1(ctx: &LoadCtx) -> Result<RawSae> {
         cfg,
         tensors,
         sparsity: None,
+        cfg_path: Some(weights_path.clone()),
         weights_path,
     })
 }
@@ -247,6 +251,7 @@ pub(crate) fn load_goodfire(ctx: &LoadCtx) -> Result<RawSae> {
         cfg,
         tensors,
         sparsity: None,
+        cfg_path: Some(weights_path.clone()),
         weights_path,
     })
 }

@@ -64,7 +64,7 @@ pub(crate) fn load(ctx: &LoadCtx) -> Result<RawSae> {
         .filter(|v| !v.is_null() && v.as_u64() != Some(0))
     {
         Some(_) => field_usize(&old, "num_latents", &cfg_path)?,
-        None => d_in * field_usize(&old, "expansion_factor", &cfg_path)?,
+        None => d_in.saturating_mul(field_usize(&old, "expansion_factor", &cfg_path)?),
     };
     let k = field_usize(&old, "k", &cfg_path)?;
     let normalize_decoder = old
@@ -123,14 +123,17 @@ pub(crate) fn load(ctx: &LoadCtx) -> Result<RawSae> {
         Ok((a, b)) if a == d_in && b == d_sae && a != b => t2(&w_dec, "W_dec", p)?,
         _ => w_dec,
     };
+    // Missing biases are zeros as wide as the file's encoder (`[d_in, d_sae]`), not as the
+    // config claims: a mismatch with cfg.json is reported when the SAE is built.
     let dt = w_enc.dtype();
+    let width = |i: usize| w_enc.dims().get(i).copied().unwrap_or(0);
     let b_enc = match raw.remove("b_enc").or_else(|| raw.remove("encoder.bias")) {
         Some(b) => b,
-        None => Tensor::zeros(d_sae, dt, &Device::Cpu)?,
+        None => Tensor::zeros(width(1), dt, &Device::Cpu)?,
     };
     let b_dec = match raw.remove("b_dec").or_else(|| raw.remove("decoder.bias")) {
         Some(b) => b,
-        None => Tensor::zeros(d_in, dt, &Device::Cpu)?,
+        None => Tensor::zeros(width(0), dt, &Device::Cpu)?,
     };
     let mut tensors = TensorMap::new();
     tensors.insert("W_enc".into(), w_enc);
@@ -141,6 +144,7 @@ pub(crate) fn load(ctx: &LoadCtx) -> Result<RawSae> {
         cfg,
         tensors,
         sparsity: None,
+        cfg_path: Some(cfg_path),
         weights_path,
     })
 }

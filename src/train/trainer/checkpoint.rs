@@ -86,7 +86,9 @@ impl Trainer {
     }
 
     /// Load `checkpoint.safetensors` from the run folder into this trainer and `source`.
-    /// Returns false (and changes nothing) when there is no checkpoint.
+    /// Returns false (and changes nothing) when there is no checkpoint. A checkpoint that does
+    /// not fit this run (corrupt, truncated, from another config) is an error naming the file,
+    /// found before the trainer is changed.
     pub fn load_checkpoint(&mut self, source: &mut dyn ActivationSource) -> Result<bool> {
         let Some(dir) = &self.out_dir else {
             return Ok(false);
@@ -95,23 +97,80 @@ impl Trainer {
         if !p.exists() {
             return Ok(false);
         }
-        let t = candle_core::safetensors::load(&p, &self.device)?;
+        self.load_checkpoint_file(&p, source).map_err(|e| match e {
+            e @ Error::SaeFile { .. } => e,
+            e => Error::SaeFile {
+                path: p.clone(),
+                reason: e.to_string(),
+            },
+        })?;
+        Ok(true)
+    }
+
+    fn load_checkpoint_file(&mut self, p: &Path, source: &mut dyn ActivationSource) -> Result<()> {
         let bad = |m: String| Error::SaeFile {
-            path: p.clone(),
+            path: p.to_path_buf(),
             reason: m,
         };
+        let t = candle_core::safetensors::load(p, &self.device).map_err(|e| {
+            bad(format!(
+                "not a valid safetensors file (truncated or corrupt?): {e}"
+            ))
+        })?;
         let get = |k: &str| {
             t.get(k)
                 .ok_or_else(|| bad(format!("checkpoint has no `{k}`")))
         };
-        let meta: Value = serde_json::from_slice(&get("state/json")?.to_vec1::<u8>()?)
+        // Every value as this run needs it (shape, dtype), before anything is changed.
+        let f32s = |k: &str, n: usize| -> Result<Vec<f32>> {
+            let v = get(k)?;
+            if v.elem_count() != n {
+                return Err(bad(format!(
+                    "`{k}` has shape {:?}, this run needs {n} values",
+                    v.dims()
+                )));
+            }
+            Ok(v.to_dtype(DType::F32)?.flatten_all()?.to_vec1()?)
+        };
+        let json = get("state/json")?;
+        if json.dtype() != DType::U8 || json.rank() != 1 {
+            return Err(bad(format!(
+                "`state/json` should be U8 bytes, is {:?} {:?}",
+                json.dtype(),
+                json.dims()
+            )));
+        }
+        let meta: Value = serde_json::from_slice(&json.to_vec1::<u8>()?)
             .map_err(|e| bad(format!("bad state/json: {e}")))?;
         let names = self.sae.params.names.clone();
+        let mut params = Vec::new();
         for (i, name) in names.iter().enumerate() {
+            let var = &self.sae.params.vars[i];
             let v = get(&format!("param/{name}"))?;
-            self.sae.params.vars[i].set(&v.to_dtype(DType::F32)?)?;
-            self.adam.exp_avg[i] = get(&format!("adam_m/{name}"))?.flatten_all()?.to_vec1()?;
-            self.adam.exp_avg_sq[i] = get(&format!("adam_v/{name}"))?.flatten_all()?.to_vec1()?;
+            if v.dims() != var.dims() {
+                return Err(bad(format!(
+                    "`param/{name}` has shape {:?}, this run's SAE needs {:?}",
+                    v.dims(),
+                    var.dims()
+                )));
+            }
+            let n = var.elem_count();
+            params.push((
+                v.to_dtype(DType::F32)?,
+                f32s(&format!("adam_m/{name}"), n)?,
+                f32s(&format!("adam_v/{name}"), n)?,
+            ));
+        }
+        let d = self.cfg.sae.d_sae;
+        let act_freq_scores = f32s("state/act_freq_scores", d)?;
+        let n_forward_passes_since_fired = f32s("state/n_forward_passes_since_fired", d)?;
+        let u = |k: &str| meta.get(k).and_then(|v| v.as_u64()).unwrap_or(0);
+        let total = self.cfg.total_training_steps();
+        let steps = u("n_training_steps");
+        if steps > total as u64 {
+            return Err(bad(format!(
+                "n_training_steps = {steps} is past the end of this run ({total} steps)"
+            )));
         }
         let src: HashMap<String, Tensor> = t
             .iter()
@@ -121,10 +180,15 @@ impl Trainer {
             })
             .collect();
         source.restore(&src)?;
-        self.act_freq_scores = get("state/act_freq_scores")?.to_vec1()?;
-        self.n_forward_passes_since_fired = get("state/n_forward_passes_since_fired")?.to_vec1()?;
-        let u = |k: &str| meta.get(k).and_then(|v| v.as_u64()).unwrap_or(0);
-        self.n_training_steps = u("n_training_steps") as usize;
+
+        for (i, (v, m, s)) in params.into_iter().enumerate() {
+            self.sae.params.vars[i].set(&v)?;
+            self.adam.exp_avg[i] = m;
+            self.adam.exp_avg_sq[i] = s;
+        }
+        self.act_freq_scores = act_freq_scores;
+        self.n_forward_passes_since_fired = n_forward_passes_since_fired;
+        self.n_training_steps = steps as usize;
         self.n_training_samples = u("n_training_samples");
         self.n_frac_active_samples = u("n_frac_active_samples");
         self.adam.step = u("adam_step");
@@ -152,13 +216,13 @@ impl Trainer {
         if let Some(c) = meta.get("checkpoint_thresholds").and_then(|v| v.as_array()) {
             self.checkpoint_thresholds = c.iter().filter_map(|x| x.as_u64()).collect();
         }
-        // Schedulers: replay to the step.
+        // Schedulers: replay to the step (at most the run's length, checked above).
         for _ in 0..self.n_training_steps {
             self.lr_scheduler.step();
         }
         for (_, s) in self.coefficients.iter_mut() {
             s.set_step(self.n_training_steps);
         }
-        Ok(true)
+        Ok(())
     }
 }
