@@ -3,7 +3,7 @@
 //! `cargo bench --bench forward -- [--batch 8] [--seq 128] [--iters 3] [--warmup 1]`
 //! Thread count: `RAYON_NUM_THREADS` (candle's CPU kernels honour it). `scripts/bench.sh` runs
 //! this and the PyTorch equivalent side by side. Prints human-readable lines and one JSON line.
-use saescope::{HookedModel, LoadOptions, NamesFilter, Tensor};
+use saescope::{HookedModel, LoadOptions, Tensor};
 use std::time::Instant;
 mod common;
 use common::{arg, median, rss_mib, time_iters};
@@ -51,9 +51,7 @@ fn main() {
         model.forward(&tokens).unwrap();
     });
     let cache = time_iters(iters, warmup, || {
-        model
-            .run_with_cache(&tokens, NamesFilter::All, None)
-            .unwrap();
+        model.run_with_cache(&tokens).unwrap();
     });
     let (_, peak) = rss_mib();
     let (f, c) = (median(&fwd), median(&cache));

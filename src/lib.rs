@@ -13,6 +13,7 @@ pub mod hooks;
 pub mod model;
 pub mod rng;
 pub mod sae;
+mod tensor_ext;
 mod tensor_ids;
 pub mod tokenizer;
 pub mod toy;
@@ -21,12 +22,47 @@ pub mod viz;
 
 pub use candle_core::{DType, Device, IndexOp, Tensor, D};
 pub use error::{Error, Result};
-pub use hooks::{get_act_name, ActName, ActivationCache, HookFn, Hooks, NamesFilter};
+pub use hooks::{get_act_name, Ablation, ActName, HookFn, Hooks, NamesFilter, Pos};
 pub use model::{
-    GenerateOptions, Generation, HookedModel, KvCache, LoadOptions, ModelConfig, Prompt,
+    ActivationCache, GenerateOptions, Generation, HookedModel, KvCache, LoadOptions, ModelConfig,
+    Prompt, Resid, Run, SaeRunOptions,
 };
-pub use sae::{Sae, SaeConfig};
-pub use tokenizer::Tok;
+pub use sae::{splice::SaeHook, Sae, SaeConfig};
+pub use tensor_ext::{TensorExt, TopK};
+pub use tokenizer::{SpecialTokens, Tok};
+
+/// What a notebook cell needs, in one import: `use saescope::prelude::*;`.
+///
+/// The model and its run builder, SAEs and their hook points, hooks and intervention hooks,
+/// the cache, the tensor extension trait ([`TensorExt`]: `topk`, `log_softmax`, ...),
+/// candle's `Tensor` / `Device` / `DType` / `IndexOp` / `D`, the plots of [`viz`], and the
+/// crate's `Result` / `Error`.
+///
+/// The course's first cell (ARENA's SAELens cell, statement for statement): the five latents of
+/// the shipped SAE most active at the last token of a prompt.
+///
+/// ```
+/// use saescope::prelude::*;
+/// let model = HookedModel::from_pretrained("smollm2")?;
+/// let sae = Sae::shipped()?;            // or Sae::from_pretrained("gpt2-small-res-jb", "blocks.7.hook_resid_pre")?
+/// let (_, cache) = model.run_with_cache_with_saes("The Golden Gate Bridge", &[&sae])?;
+/// let acts = cache.get("blocks.15.hook_resid_post.hook_sae_acts_post")?;
+/// println!("{:?}", acts.i((0, acts.dim(1)? - 1))?.topk(5)?.indices);
+/// # Ok::<(), saescope::Error>(())
+/// ```
+pub mod prelude {
+    pub use crate::analysis::Metric;
+    pub use crate::error::{Error, Result};
+    pub use crate::hooks::{get_act_name, Ablation, Hooks, NamesFilter, Pos};
+    pub use crate::model::{
+        ActivationCache, GenerateOptions, Generation, HookedModel, Prompt, Resid, SaeRunOptions,
+    };
+    pub use crate::sae::{splice::SaeHook, Sae};
+    pub use crate::tensor_ext::{TensorExt, TopK};
+    pub use crate::tokenizer::SpecialTokens;
+    pub use crate::viz::{self, heatmap, line_chart, scatter, Html, Svg};
+    pub use candle_core::{DType, Device, IndexOp, Tensor, D};
+}
 
 /// Re-exported so notebooks can name these types through saescope alone.
 pub use {candle_core, plotters, serde_json, tokenizers};

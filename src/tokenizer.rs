@@ -162,6 +162,40 @@ fn pre_tokenizer_for(pre: &str, add_prefix_space: bool) -> Result<(PreTokenizerW
     })
 }
 
+/// Which tokens count as special where positions are excluded (SAELens's
+/// `exclude_special_tokens`), one definition for splicing, training, evals and dashboards.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub enum SpecialTokens {
+    /// None: every position counts.
+    #[default]
+    None,
+    /// BOS, EOS and PAD: what SAELens's activation store and `run_evals` drop.
+    Structural,
+    /// Every special token (HF's `all_special_ids`): HookedSAETransformer's
+    /// `exclude_special_tokens=True`.
+    All,
+    /// These ids.
+    Ids(Vec<u32>),
+}
+
+impl SpecialTokens {
+    /// The excluded ids, sorted.
+    pub fn ids(&self, tok: &Tok) -> Vec<u32> {
+        let mut v = match self {
+            SpecialTokens::None => Vec::new(),
+            SpecialTokens::Structural => [tok.bos_id, tok.eos_id, tok.pad_id]
+                .into_iter()
+                .flatten()
+                .collect(),
+            SpecialTokens::All => tok.special_ids(),
+            SpecialTokens::Ids(v) => v.clone(),
+        };
+        v.sort_unstable();
+        v.dedup();
+        v
+    }
+}
+
 impl Tok {
     /// Byte-level BPE from GGUF metadata (tokenizer.ggml.*), matching HF transformers' ids.
     ///
@@ -385,9 +419,8 @@ impl Tok {
             .collect()
     }
 
-    /// Number of tokens including added/special tokens (HF `len(tokenizer)`).
     /// Every special token id: the tokenizer's special added tokens plus BOS/EOS/PAD (HF's
-    /// `all_special_ids`; SAELens's `exclude_special_tokens=True`).
+    /// `all_special_ids`; HookedSAETransformer's `exclude_special_tokens=True`).
     pub fn special_ids(&self) -> Vec<u32> {
         let mut ids: Vec<u32> = self
             .inner
@@ -406,6 +439,7 @@ impl Tok {
         ids
     }
 
+    /// Number of tokens including added/special tokens (HF `len(tokenizer)`).
     pub fn vocab_size(&self) -> usize {
         self.inner.get_vocab_size(true)
     }

@@ -166,9 +166,7 @@ fn unmixed_store_equals_direct_forward() {
     let rows = pack(docs, &o).unwrap();
     let flat: Vec<u32> = rows[..4].concat();
     let t = Tensor::from_vec(flat, (4, 16), m.device()).unwrap();
-    let (_, cache) = m
-        .run_with_cache(&t, "blocks.1.hook_resid_post", None)
-        .unwrap();
+    let (_, cache) = m.run(&t).names("blocks.1.hook_resid_post").cache().unwrap();
     let want = cache
         .get("blocks.1.hook_resid_post")
         .unwrap()
@@ -444,7 +442,10 @@ fn store_throughput_mid_layer() {
     let toks = Tensor::zeros((16, 128), saescope::DType::U32, m.device()).unwrap();
     let t2 = std::time::Instant::now();
     for _ in 0..4 {
-        m.run_with_cache(&toks, "blocks.15.hook_resid_post", Some(16))
+        m.run(&toks)
+            .names("blocks.15.hook_resid_post")
+            .stop_at_layer(16)
+            .cache()
             .unwrap();
     }
     let fwd = (4 * 16 * 128) as f64 / t2.elapsed().as_secs_f64();

@@ -10,7 +10,7 @@ use saescope::analysis::{
 };
 use saescope::candle_core::safetensors;
 use saescope::rng::Rng;
-use saescope::sae::splice::SaeRunOptions;
+use saescope::SaeRunOptions;
 use saescope::{DType, Device, HookedModel, Hooks, IndexOp, Sae, Tensor};
 use std::path::{Path, PathBuf};
 

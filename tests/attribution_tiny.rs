@@ -7,8 +7,8 @@ use saescope::analysis::{
 };
 use saescope::candle_core::safetensors;
 use saescope::rng::Rng;
-use saescope::sae::splice::SaeRunOptions;
-use saescope::{Device, HookedModel, Hooks, IndexOp, NamesFilter, Sae, Tensor};
+use saescope::SaeRunOptions;
+use saescope::{Device, HookedModel, Hooks, IndexOp, Sae, Tensor};
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 
@@ -78,7 +78,7 @@ fn write_tiny_sae(dir: &Path, d_in: usize, d_sae: usize, hook: &str, act_norm: f
 
 fn tiny_sae(model: &HookedModel, hook: &str, d_sae: usize, seed: u64) -> Sae {
     let toks = tiny_tokens(model);
-    let (_, cache) = model.run_with_cache(&toks, hook, None).unwrap();
+    let (_, cache) = model.run(&toks).names(hook).cache().unwrap();
     let x = cache.get(hook).unwrap();
     let norm = x
         .sqr()
@@ -116,7 +116,11 @@ fn metric_with_delta(
     let mut hooks = Hooks::new();
     hooks.add(hook.as_str(), |f: &Tensor, _| Ok(Some((f + delta)?)));
     let logits = model
-        .run_with_hooks_with_saes(toks, &[sae], &SaeRunOptions::with_error_term(), hooks)
+        .run(toks)
+        .sae(sae)
+        .error_term()
+        .hooks(hooks)
+        .logits()
         .unwrap();
     metric.value(model, &logits, toks).unwrap()
 }
@@ -212,7 +216,12 @@ fn batched_ablation_equals_one_latent_per_pass() {
     let abl = ablation_effects(&model, &toks, &sae, &metric, Some(3), Some(&latents)).unwrap();
     assert_eq!(abl.pos, 3);
     let opts = SaeRunOptions::with_error_term();
-    let clean = model.run_with_saes(&toks, &[&sae], &opts).unwrap();
+    let clean = model
+        .run(&toks)
+        .sae(&sae)
+        .sae_options(&opts)
+        .logits()
+        .unwrap();
     let base = metric.value(&model, &clean, &toks).unwrap();
     assert!((abl.metric - base).abs() < 1e-6);
     let acts = saescope::analysis::sae_acts(&model, &toks, &sae).unwrap();
@@ -281,15 +290,7 @@ fn dla_decomposes_the_logit_difference_on_the_last_layer() {
             incorrect: i.clone(),
         };
         let dla = latent_dla(&model, &toks, &sae, &metric, true).unwrap();
-        let (_, cache) = model
-            .run_with_cache_with_saes(
-                &toks,
-                &[&sae],
-                &SaeRunOptions::with_error_term(),
-                NamesFilter::All,
-                None,
-            )
-            .unwrap();
+        let (_, cache) = model.run(&toks).sae(&sae).error_term().cache().unwrap();
         let err = cache
             .get(format!("{hook}.hook_sae_error").as_str())
             .unwrap()
@@ -310,9 +311,7 @@ fn dla_decomposes_the_logit_difference_on_the_last_layer() {
             .unwrap();
         let mut rest = 0f64;
         let b_u = model.b_u().unwrap();
-        let logits = model
-            .run_with_saes(&toks, &[&sae], &SaeRunOptions::with_error_term())
-            .unwrap();
+        let logits = model.run(&toks).sae(&sae).error_term().logits().unwrap();
         for r in 0..2 {
             let u = (model.w_u().i((.., c[r] as usize)).unwrap()
                 - model.w_u().i((.., i[r] as usize)).unwrap())
@@ -442,6 +441,10 @@ fn zero_latent_at_3(
         },
     );
     model
-        .run_with_hooks_with_saes(toks, &[sae], opts, hooks)
+        .run(toks)
+        .sae(sae)
+        .sae_options(opts)
+        .hooks(hooks)
+        .logits()
         .unwrap()
 }

@@ -60,7 +60,13 @@ fn attention_sae_dfa_and_logits_match_an_independent_computation() {
                 "blocks.2.attn.hook_pattern",
                 "blocks.2.attn.hook_z",
             ];
-            let (_, cache) = f.model.run_with_cache(&toks, names, Some(3)).unwrap();
+            let (_, cache) = f
+                .model
+                .run(&toks)
+                .names(names)
+                .stop_at_layer(3)
+                .cache()
+                .unwrap();
             let want = bf::dfa_reference(
                 cache.get("blocks.2.attn.hook_v").unwrap(),
                 cache.get("blocks.2.attn.hook_pattern").unwrap(),

@@ -2,7 +2,6 @@
 //! `run_evals` on the tiny GPT-2 fixture and on SmolLM2 with the fixture SAE.
 use saescope::eval::metrics::*;
 use saescope::eval::{feature_stats, run_evals, EvalOptions, ExcludeTokens};
-use saescope::sae::splice::SaeRunOptions;
 use saescope::sae::SaeConfig;
 use saescope::toy::ToyRng;
 use saescope::{DType, Device, HookedModel, NamesFilter, Sae, Tensor};
@@ -401,7 +400,7 @@ fn run_evals_matches_direct_computation() {
     );
 
     // L0 and density from the activations directly.
-    let (_, cache) = m.run_with_cache(&tokens, hook, Some(2)).unwrap();
+    let (_, cache) = m.run(&tokens).names(hook).stop_at_layer(2).cache().unwrap();
     let x = cache.get(hook).unwrap().reshape((60, 64)).unwrap();
     let f = rows(&sae.encode(&x).unwrap());
     let kf: Vec<bool> = keep.iter().flatten().copied().collect();
@@ -465,12 +464,8 @@ fn error_term_sae_gives_clean_loss() {
     let sae = random_sae("blocks.0.hook_resid_post", 64, 96, 9);
     let tokens = tiny_tokens(3, 16, 5);
     let clean = m.forward(&tokens).unwrap();
-    let with_err = m
-        .run_with_saes(&tokens, &[&sae], &SaeRunOptions::with_error_term())
-        .unwrap();
-    let spliced = m
-        .run_with_saes(&tokens, &[&sae], &SaeRunOptions::default())
-        .unwrap();
+    let with_err = m.run(&tokens).sae(&sae).error_term().logits().unwrap();
+    let spliced = m.run_with_saes(&tokens, &[&sae]).unwrap();
     let ce = |l: &Tensor| m.loss(&tokens, l).unwrap().to_scalar::<f32>().unwrap() as f64;
     close(ce(&with_err), ce(&clean), 1e-5, "CE with error term");
     assert!((ce(&spliced) - ce(&clean)).abs() > 1e-4);
@@ -608,7 +603,7 @@ fn activation_scale_is_applied_around_the_sae() {
         ..Default::default()
     };
     let r = run_evals(&m, &sae, &tokens, &opts).unwrap();
-    let (_, cache) = m.run_with_cache(&tokens, hook, Some(2)).unwrap();
+    let (_, cache) = m.run(&tokens).names(hook).stop_at_layer(2).cache().unwrap();
     let x = cache.get(hook).unwrap().reshape((16, 64)).unwrap();
     let f = sae.encode(&(&x * s).unwrap()).unwrap();
     let xh = (sae.decode(&f).unwrap() / s).unwrap();

@@ -1,7 +1,7 @@
 //! Generation with a KV cache, hooks and spliced SAEs, against TransformerLens's `generate`
 //! (`scripts/make_generate_goldens.py` → `tests/fixtures/generate/generate_goldens.json`).
 use saescope::model::GenerateOptions;
-use saescope::sae::splice::SaeRunOptions;
+use saescope::SaeRunOptions;
 use saescope::{DType, Error, HookedModel, Hooks, LoadOptions, Tensor};
 use serde_json::Value;
 use std::cell::RefCell;
@@ -259,7 +259,7 @@ fn hooks_fire_on_every_pass_with_cached_shapes() {
             stop_at_eos: false,
             ..GenerateOptions::greedy(max_new)
         };
-        let out = m.generate_with_hooks(&prompt, &opts, hooks).unwrap();
+        let out = m.run(&prompt).hooks(hooks).generate(&opts).unwrap();
         assert_eq!(out.n_new(), max_new);
         let log = log.borrow();
         assert_eq!(log.len(), 7 * max_new, "7 hooks × {max_new} passes");
@@ -295,7 +295,7 @@ fn hooks_change_generation_and_saes_splice_in() {
         *c.borrow_mut() += 1;
         Ok(Some(t.zeros_like()?))
     });
-    let ablated = m.generate_with_hooks(prompt, &greedy, hooks).unwrap();
+    let ablated = m.run(prompt).hooks(hooks).generate(&greedy).unwrap();
     assert_eq!(*passes.borrow(), ablated.n_new());
     assert_ne!(plain.ids().unwrap(), ablated.ids().unwrap());
 
@@ -314,7 +314,11 @@ fn hooks_change_generation_and_saes_splice_in() {
     );
     let opts = SaeRunOptions::with_error_term();
     let spliced = m
-        .generate_with_saes(prompt, &[&sae], &opts, &greedy, hooks)
+        .run(prompt)
+        .sae(&sae)
+        .sae_options(&opts)
+        .hooks(hooks)
+        .generate(&greedy)
         .unwrap();
     assert_eq!(spliced.ids().unwrap(), plain.ids().unwrap());
     let seen = seen.borrow();
@@ -323,13 +327,10 @@ fn hooks_change_generation_and_saes_splice_in() {
     assert!(seen[1..].iter().all(|s| s == &vec![1, 1, 256]));
     // Without the error term the reconstruction replaces the residual stream.
     let lossy = m
-        .generate_with_saes(
-            prompt,
-            &[&sae],
-            &SaeRunOptions::default(),
-            &greedy,
-            Hooks::new(),
-        )
+        .run(prompt)
+        .sae(&sae)
+        .hooks(Hooks::new())
+        .generate(&greedy)
         .unwrap();
     assert_ne!(lossy.ids().unwrap(), plain.ids().unwrap());
 }
@@ -440,7 +441,9 @@ fn bad_input_is_a_typed_error() {
     let mut hooks = Hooks::new();
     hooks.add("blocks.0.hook_resid_typo", |_: &Tensor, _: &str| Ok(None));
     let e = m
-        .generate_with_hooks(row_tokens(&[1, 2]), &GenerateOptions::greedy(1), hooks)
+        .run(row_tokens(&[1, 2]))
+        .hooks(hooks)
+        .generate(&GenerateOptions::greedy(1))
         .unwrap_err();
     assert!(matches!(e, Error::UnknownHook { .. }), "{e}");
     // KV cache misuse.

@@ -1,7 +1,7 @@
 //! Golden tests against TransformerLens itself: `scripts/make_goldens.py` ran TL on the same
 //! weights and saved every hook, the logits and the log-probs under `tests/fixtures/tl/`.
 //! Every tensor must match within 1e-4 relative error (`max|a-b| / max|b|`).
-use saescope::{DType, Device, HookedModel, LoadOptions, NamesFilter, Tensor};
+use saescope::{DType, Device, HookedModel, LoadOptions, Resid, Tensor};
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 
@@ -63,9 +63,7 @@ fn rel_err(name: &str, a: &Tensor, b: &Tensor) -> Result<f64, String> {
 
 fn check(model: &HookedModel, golden: &Golden, expect_all_hooks: bool) {
     let tokens = golden.tensors["tokens"].to_dtype(DType::U32).unwrap();
-    let (logits, cache) = model
-        .run_with_cache(&tokens, NamesFilter::All, None)
-        .unwrap();
+    let (logits, cache) = model.run_with_cache(&tokens).unwrap();
     let mut failures = Vec::new();
     let mut worst = (0f64, String::new());
     let mut n = 0;
@@ -106,7 +104,9 @@ fn check(model: &HookedModel, golden: &Golden, expect_all_hooks: bool) {
     }
     // A cache of one early hook takes the fused path everywhere else.
     let (part_logits, part) = model
-        .run_with_cache(&tokens, "blocks.0.hook_resid_post", None)
+        .run(&tokens)
+        .names("blocks.0.hook_resid_post")
+        .cache()
         .unwrap();
     assert_eq!(part.len(), 1);
     if let Ok(e) = rel_err(
@@ -226,32 +226,42 @@ fn check_extras(model: &HookedModel, name: &str) {
     );
     let (layer, head) = (m("ablate_layer"), m("ablate_head"));
     let tokens = g.tensors["tokens"].to_dtype(DType::U32).unwrap();
-    let (logits, cache) = model
-        .run_with_cache(&tokens, NamesFilter::All, None)
-        .unwrap();
+    let (logits, cache) = model.run_with_cache(&tokens).unwrap();
     let mut got: Vec<(String, Tensor)> = vec![
         (
             "accumulated_resid.incl_mid.apply_ln".into(),
-            cache.accumulated_resid(None, true, true).unwrap().0,
+            cache
+                .accumulated_resid(Resid::default().incl_mid().apply_ln())
+                .unwrap()
+                .0,
         ),
         (
             format!("accumulated_resid.layer{mid}.apply_ln"),
-            cache.accumulated_resid(Some(mid), false, true).unwrap().0,
+            cache
+                .accumulated_resid(Resid::at_layer(mid).apply_ln())
+                .unwrap()
+                .0,
         ),
         (
             "decompose_resid.apply_ln".into(),
-            cache.decompose_resid(None, false, true).unwrap().0,
+            cache
+                .decompose_resid(Resid::default().apply_ln())
+                .unwrap()
+                .0,
         ),
         (
             format!("decompose_resid.layer{mid}.mlp_input.apply_ln"),
-            cache.decompose_resid(Some(mid), true, true).unwrap().0,
+            cache
+                .decompose_resid(Resid::at_layer(mid).mlp_input().apply_ln())
+                .unwrap()
+                .0,
         ),
         (
             "per_token_loss".into(),
             model.per_token_loss(&tokens, &logits).unwrap(),
         ),
     ];
-    let stack = cache.decompose_resid(None, false, false).unwrap().0;
+    let stack = cache.decompose_resid(Resid::default()).unwrap().0;
     got.push((
         "logit_attrs.decompose_resid".into(),
         cache.logit_attrs(&stack, &[tok], Some(&[inc])).unwrap(),
@@ -330,9 +340,7 @@ fn tiny_gemma2_window_soft_caps_and_post_norms() {
         .unwrap();
     let p = tokens.dim(1).unwrap();
     assert!(p > w, "the golden prompt must be longer than the window");
-    let (logits, cache) = model
-        .run_with_cache(&tokens, NamesFilter::All, None)
-        .unwrap();
+    let (logits, cache) = model.run_with_cache(&tokens).unwrap();
     let mut local_layers = 0;
     for l in 0..cfg.n_layers {
         let local = cfg.window(l).is_some();
@@ -384,12 +392,10 @@ fn tiny_gemma2_window_soft_caps_and_post_norms() {
         Ok(Some(x.zeros_like()?))
     });
     let (_, c) = model
-        .run_with_hooks_and_cache(
-            &tokens,
-            hooks,
-            vec![format!("blocks.{last}.hook_mlp_out")],
-            None,
-        )
+        .run(&tokens)
+        .hooks(hooks)
+        .names(vec![format!("blocks.{last}.hook_mlp_out")])
+        .cache()
         .unwrap();
     assert_eq!(
         common::tensors::max_abs(c.get(("mlp_out", last)).unwrap()),

@@ -1,7 +1,8 @@
 //! HookedModel API behaviour beyond the golden values: hooks that replace activations,
 //! names filters, stop_at_layer, cache helpers, loss, tokens, errors.
 use saescope::{
-    get_act_name, DType, Error, HookedModel, Hooks, IndexOp, LoadOptions, NamesFilter, Tensor, D,
+    get_act_name, DType, Error, HookedModel, Hooks, IndexOp, LoadOptions, NamesFilter, Resid,
+    Tensor, D,
 };
 use std::path::{Path, PathBuf};
 
@@ -42,9 +43,7 @@ fn zero_ablating_a_head_propagates() {
             let _ = (b, p, dh);
             Ok(Some(z.broadcast_mul(&mask)?))
         });
-        let (ablated, cache) = m
-            .run_with_hooks_and_cache(&t, hooks, NamesFilter::All, None)
-            .unwrap();
+        let (ablated, cache) = m.run(&t).hooks(hooks).cache().unwrap();
         assert!(
             max_abs_diff(&clean, &ablated) > 1e-3,
             "ablation must change the logits"
@@ -96,7 +95,7 @@ fn hook_returning_wrong_shape_is_an_error() {
     hooks.add("blocks.0.hook_resid_pre", |x: &Tensor, _| {
         Ok(Some(x.narrow(1, 0, 1)?))
     });
-    let err = m.run_with_hooks(&toks(&m), hooks).unwrap_err().to_string();
+    let err = m.run_with_hooks(toks(&m), hooks).unwrap_err().to_string();
     assert!(
         err.contains("blocks.0.hook_resid_pre") && err.contains("shape"),
         "{err}"
@@ -107,7 +106,9 @@ fn hook_returning_wrong_shape_is_an_error() {
 fn unknown_hook_names_list_the_nearest_valid_ones() {
     let m = tiny_gpt2();
     let err = m
-        .run_with_cache(&toks(&m), "blocks.0.hook_resid_prre", None)
+        .run(toks(&m))
+        .names("blocks.0.hook_resid_prre")
+        .cache()
         .unwrap_err();
     match &err {
         Error::UnknownHook { name, suggestions } => {
@@ -119,10 +120,10 @@ fn unknown_hook_names_list_the_nearest_valid_ones() {
     assert!(err.to_string().contains("blocks.0.hook_resid_pre"));
     let mut hooks = Hooks::new();
     hooks.add("blocks.1.attn.hook_zz", |_, _| Ok(None));
-    let err = m.run_with_hooks(&toks(&m), hooks).unwrap_err().to_string();
+    let err = m.run_with_hooks(toks(&m), hooks).unwrap_err().to_string();
     assert!(err.contains("blocks.1.attn.hook_z"), "{err}");
     // And on the cache.
-    let (_, cache) = m.run_with_cache(&toks(&m), NamesFilter::All, None).unwrap();
+    let (_, cache) = m.run_with_cache(toks(&m)).unwrap();
     assert!(cache
         .get("blocks.9.hook_resid_pre")
         .unwrap_err()
@@ -134,7 +135,7 @@ fn unknown_hook_names_list_the_nearest_valid_ones() {
 fn names_filter_and_stop_at_layer() {
     let m = tiny_llama();
     let t = toks(&m);
-    let (_, full) = m.run_with_cache(&t, NamesFilter::All, None).unwrap();
+    let (_, full) = m.run_with_cache(&t).unwrap();
     assert_eq!(
         full.keys().collect::<Vec<_>>(),
         m.hook_names()
@@ -143,22 +144,22 @@ fn names_filter_and_stop_at_layer() {
             .collect::<Vec<_>>()
     );
     let (_, only) = m
-        .run_with_cache(
-            &t,
-            NamesFilter::names([("resid_pre", 1), ("pattern", 0)]),
-            None,
-        )
+        .run(&t)
+        .names(NamesFilter::names([("resid_pre", 1), ("pattern", 0)]))
+        .cache()
         .unwrap();
     assert_eq!(
         only.keys().collect::<Vec<_>>(),
         ["blocks.0.attn.hook_pattern", "blocks.1.hook_resid_pre"]
     );
     let (_, f) = m
-        .run_with_cache(&t, NamesFilter::func(|n| n.ends_with("hook_rot_k")), None)
+        .run(&t)
+        .names(NamesFilter::func(|n| n.ends_with("hook_rot_k")))
+        .cache()
         .unwrap();
     assert_eq!(f.len(), m.cfg().n_layers);
     // stop_at_layer = 1 returns the residual stream before block 1 and caches nothing after it.
-    let (resid, c) = m.run_with_cache(&t, NamesFilter::All, Some(1)).unwrap();
+    let (resid, c) = m.run(&t).stop_at_layer(1).cache().unwrap();
     assert_eq!(
         max_abs_diff(&resid, full.get(("resid_pre", 1)).unwrap()),
         0.0
@@ -173,13 +174,15 @@ fn names_filter_and_stop_at_layer() {
 fn cache_helpers_follow_tl() {
     let m = tiny_gpt2();
     let t = toks(&m);
-    let (logits, cache) = m.run_with_cache(&t, NamesFilter::All, None).unwrap();
+    let (logits, cache) = m.run_with_cache(&t).unwrap();
     let n = m.cfg().n_layers;
-    let (acc, labels) = cache.accumulated_resid(None, true, false).unwrap();
+    let (acc, labels) = cache
+        .accumulated_resid(Resid::default().incl_mid())
+        .unwrap();
     assert_eq!(labels, ["0_pre", "0_mid", "1_pre", "1_mid", "final_post"]);
     assert_eq!(acc.dim(0).unwrap(), 2 * n + 1);
     // decompose_resid sums to the final residual stream.
-    let (parts, labels) = cache.decompose_resid(None, false, false).unwrap();
+    let (parts, labels) = cache.decompose_resid(Resid::default()).unwrap();
     assert_eq!(labels[..2], ["embed", "pos_embed"]);
     let total = parts.sum(0).unwrap();
     assert!(max_abs_diff(&total, cache.get(("resid_post", n - 1)).unwrap()) < 1e-4);

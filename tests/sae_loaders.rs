@@ -257,7 +257,7 @@ fn directory_lookup_and_errors() {
         Some("gpt2-small/8-res-jb")
     );
     // Unknown release: the nearest names.
-    let e = Sae::from_pretrained(
+    let e = Sae::from_pretrained_hub(
         "gpt2-small-res-jbb",
         "blocks.8.hook_resid_pre",
         &LoadOptions::default(),
@@ -270,7 +270,7 @@ fn directory_lookup_and_errors() {
         "{m}"
     );
     // Unknown id: the nearest ids and what the release has.
-    let m = Sae::from_pretrained(
+    let m = Sae::from_pretrained_hub(
         "gpt2-small-res-jb",
         "blocks.88.hook_resid_pre",
         &LoadOptions::default(),
@@ -306,7 +306,7 @@ fn from_pretrained_downloads_through_the_hub_cache() {
     let mut server = HubServer::start_with(root.path(), ServerOptions { lfs_redirect: true });
     let cache = tempfile::tempdir().unwrap();
     let online = hub_opts(cache.path(), Some(server.endpoint()), false);
-    let sae = Sae::from_pretrained("gpt2-small-res-jb", "blocks.8.hook_resid_pre", &online)
+    let sae = Sae::from_pretrained_hub("gpt2-small-res-jb", "blocks.8.hook_resid_pre", &online)
         .unwrap_or_else(|e| panic!("from_pretrained: {e}{}", proxy_note()));
     // Directory metadata and overrides.
     assert_eq!(sae.neuronpedia_id(), Some("gpt2-small/8-res-jb"));
@@ -332,14 +332,14 @@ fn from_pretrained_downloads_through_the_hub_cache() {
     server.stop();
     let offline = hub_opts(cache.path(), None, true);
     let again =
-        Sae::from_pretrained("gpt2-small-res-jb", "blocks.8.hook_resid_pre", &offline).unwrap();
+        Sae::from_pretrained_hub("gpt2-small-res-jb", "blocks.8.hook_resid_pre", &offline).unwrap();
     let x = Tensor::randn(0f32, 1.0, (2, 16), &Device::Cpu).unwrap();
     assert_eq!(
         rel_err(&again.forward(&x).unwrap(), &sae.forward(&x).unwrap()),
         Some(0.0)
     );
     // Offline and not cached: a clear error naming the file.
-    let m = Sae::from_pretrained("gpt2-small-res-jb", "blocks.0.hook_resid_pre", &offline)
+    let m = Sae::from_pretrained_hub("gpt2-small-res-jb", "blocks.0.hook_resid_pre", &offline)
         .unwrap_err()
         .to_string();
     assert!(
@@ -366,7 +366,7 @@ fn from_pretrained_folds_norm_scaling_factor() {
     );
     let server = HubServer::start(root.path());
     let cache = tempfile::tempdir().unwrap();
-    let sae = Sae::from_pretrained(
+    let sae = Sae::from_pretrained_hub(
         release,
         id,
         &hub_opts(cache.path(), Some(server.endpoint()), false),
@@ -420,21 +420,21 @@ fn from_pretrained_gemma_scope_and_repo_id_fallback() {
     let server = HubServer::start(root.path());
     let cache = tempfile::tempdir().unwrap();
     let o = hub_opts(cache.path(), Some(server.endpoint()), false);
-    let sae = Sae::from_pretrained(&rel.name, &info.id, &o)
+    let sae = Sae::from_pretrained_hub(&rel.name, &info.id, &o)
         .unwrap_or_else(|e| panic!("from_pretrained: {e}{}", proxy_note()));
     assert_eq!(sae.hook_name(), "blocks.3.hook_resid_post");
     assert_eq!(sae.neuronpedia_id(), info.neuronpedia.as_deref());
     check_golden("gemma_scope", &sae);
 
-    let s2 = Sae::from_pretrained("someone/my-saes", "layer0", &o).unwrap();
+    let s2 = Sae::from_pretrained_hub("someone/my-saes", "layer0", &o).unwrap();
     assert_eq!(s2.architecture(), Architecture::JumpRelu);
     check_golden("jumprelu", &s2);
     // A missing folder in that repo: a hub error naming the file.
-    let e = Sae::from_pretrained("someone/my-saes", "layer1", &o).unwrap_err();
+    let e = Sae::from_pretrained_hub("someone/my-saes", "layer1", &o).unwrap_err();
     let m = e.to_string();
     assert!(m.contains("layer1/cfg.json"), "{m}");
     // Path tricks are refused before any request.
-    assert!(Sae::from_pretrained("someone/my-saes", "../x", &o).is_err());
+    assert!(Sae::from_pretrained_hub("someone/my-saes", "../x", &o).is_err());
 }
 
 #[test]

@@ -1,7 +1,7 @@
 //! SAEs spliced into the default model, against SAELens's HookedSAETransformer
 //! (`scripts/make_sae_goldens.py` → `tests/fixtures/sae/goldens/spliced_smollm2.safetensors`).
-use saescope::sae::splice::{ExcludeSpecialTokens, SaeRunOptions};
 use saescope::{DType, Device, Error, HookedModel, Hooks, NamesFilter, Sae, Tensor};
+use saescope::{SaeRunOptions, SpecialTokens};
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 
@@ -44,7 +44,10 @@ fn spliced_run_matches_hooked_sae_transformer() {
     let tokens = g["tokens"].to_dtype(DType::U32).unwrap();
     let opts = SaeRunOptions::default();
     let (logits, cache) = m
-        .run_with_cache_with_saes(&tokens, &[&s1, &s2], &opts, NamesFilter::All, None)
+        .run(&tokens)
+        .saes(&[&s1, &s2])
+        .sae_options(&opts)
+        .cache()
         .unwrap();
     check("logits (no error term)", &logits, &g["a.logits"]);
     for h in [H1, H2] {
@@ -69,7 +72,10 @@ fn error_term_gives_clean_logits_and_latent_ablation_matches() {
     let tokens = g["tokens"].to_dtype(DType::U32).unwrap();
     let opts = SaeRunOptions::with_error_term();
     let (logits, cache) = m
-        .run_with_cache_with_saes(&tokens, &[&s1, &s2], &opts, NamesFilter::All, None)
+        .run(&tokens)
+        .saes(&[&s1, &s2])
+        .sae_options(&opts)
+        .cache()
         .unwrap();
     check("logits (error term)", &logits, &g["b.logits"]);
     let clean = m.forward(&tokens).unwrap();
@@ -97,7 +103,11 @@ fn error_term_gives_clean_logits_and_latent_ablation_matches() {
         },
     );
     let ablated = m
-        .run_with_hooks_with_saes(&tokens, &[&s1, &s2], &opts, hooks)
+        .run(&tokens)
+        .saes(&[&s1, &s2])
+        .sae_options(&opts)
+        .hooks(hooks)
+        .logits()
         .unwrap();
     check("ablated logits", &ablated, &g["c.logits"]);
 }
@@ -108,13 +118,11 @@ fn stop_at_layer_with_saes() {
     let tokens = g["tokens"].to_dtype(DType::U32).unwrap();
     let name = format!("{H1}.hook_sae_acts_post");
     let (resid, cache) = m
-        .run_with_cache_with_saes(
-            &tokens,
-            &[&s1, &s2],
-            &SaeRunOptions::default(),
-            NamesFilter::names([name.as_str()]),
-            Some(15),
-        )
+        .run(&tokens)
+        .saes(&[&s1, &s2])
+        .names(NamesFilter::names([name.as_str()]))
+        .stop_at_layer(15)
+        .cache()
         .unwrap();
     check("stop_at_layer=15 residual", &resid, &g["d.output"]);
     assert_eq!(cache.keys().collect::<Vec<_>>(), [name.as_str()]);
@@ -125,13 +133,11 @@ fn excluded_special_tokens_bypass_the_sae() {
     let (m, (s1, _)) = (model(), saes());
     let tokens = m.to_tokens("The capital of France is").unwrap();
     let opts = SaeRunOptions {
-        exclude_special_tokens: ExcludeSpecialTokens::Tokenizer,
+        exclude_special_tokens: SpecialTokens::All,
         ..Default::default()
     };
-    let (_, cache) = m
-        .run_with_cache_with_saes(&tokens, &[&s1], &opts, NamesFilter::All, None)
-        .unwrap();
-    let (_, clean) = m.run_with_cache(&tokens, NamesFilter::All, None).unwrap();
+    let (_, cache) = m.run(&tokens).sae(&s1).sae_options(&opts).cache().unwrap();
+    let (_, clean) = m.run_with_cache(&tokens).unwrap();
     let out = cache.get(format!("{H1}.hook_sae_output").as_str()).unwrap();
     let orig = clean.get(H1).unwrap();
     // Position 0 is BOS: the SAE is bypassed there; elsewhere it is not.
@@ -149,10 +155,7 @@ fn mismatched_width_and_bad_hooks_are_clear_errors() {
     let tokens = m.to_tokens("Hello").unwrap();
     // A d_in = 16 SAE cannot read a 576-wide residual stream.
     let small = Sae::load_from_disk(&fixture("saes/standard")).unwrap();
-    let err = m
-        .run_with_saes(&tokens, &[&small], &SaeRunOptions::default())
-        .unwrap_err()
-        .to_string();
+    let err = m.run_with_saes(&tokens, &[&small]).unwrap_err().to_string();
     assert!(err.contains("16") && err.contains("576"), "{err}");
     let (s1, _) = saes();
     let mut hooks = Hooks::new();
@@ -160,7 +163,7 @@ fn mismatched_width_and_bad_hooks_are_clear_errors() {
         Ok(None)
     });
     let err = m
-        .run_with_hooks_with_saes(&tokens, &[&s1], &SaeRunOptions::default(), hooks)
+        .run_with_hooks_with_saes(&tokens, &[&s1], hooks)
         .unwrap_err();
     assert!(
         matches!(err, Error::UnknownHook { .. }) && err.to_string().contains("hook_sae_acts_post"),
@@ -169,9 +172,7 @@ fn mismatched_width_and_bad_hooks_are_clear_errors() {
     // The replaced hook's own name is not a valid hook while the SAE is attached.
     let mut hooks = Hooks::new();
     hooks.add(H1, |_, _| Ok(None));
-    assert!(m
-        .run_with_hooks_with_saes(&tokens, &[&s1], &SaeRunOptions::default(), hooks)
-        .is_err());
+    assert!(m.run_with_hooks_with_saes(&tokens, &[&s1], hooks).is_err());
 }
 
 /// A seeded random transcoder reading `blocks.5.mlp.hook_in` and replacing `blocks.5.hook_mlp_out`.
@@ -209,15 +210,7 @@ fn transcoders_read_one_hook_and_replace_another() {
     let m = model();
     let tc = transcoder(&m);
     let tokens = m.to_tokens("The capital of France is").unwrap();
-    let (logits, cache) = m
-        .run_with_cache_with_saes(
-            &tokens,
-            &[&tc],
-            &SaeRunOptions::default(),
-            NamesFilter::All,
-            None,
-        )
-        .unwrap();
+    let (logits, cache) = m.run_with_cache_with_saes(&tokens, &[&tc]).unwrap();
     // The input hook stays; the output hook is replaced by the transcoder's hook points.
     let inp = cache.get("blocks.5.mlp.hook_in").unwrap();
     assert!(!cache.contains("blocks.5.hook_mlp_out"));
@@ -239,8 +232,6 @@ fn transcoders_read_one_hook_and_replace_another() {
     let clean = m.forward(&tokens).unwrap();
     assert!(max_abs_diff(&logits, &clean) > 1e-2);
     // With the error term the model is clean again.
-    let with_err = m
-        .run_with_saes(&tokens, &[&tc], &SaeRunOptions::with_error_term())
-        .unwrap();
+    let with_err = m.run(&tokens).sae(&tc).error_term().logits().unwrap();
     check("transcoder + error term = clean", &with_err, &clean);
 }

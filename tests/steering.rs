@@ -4,7 +4,6 @@ use saescope::analysis::{
     PatchScopingOptions,
 };
 use saescope::model::GenerateOptions;
-use saescope::sae::splice::SaeRunOptions;
 use saescope::{Error, HookedModel, IndexOp, NamesFilter, Sae, SaeConfig, Tensor};
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
@@ -41,7 +40,7 @@ fn mean_resid(m: &HookedModel, texts: &[&str]) -> Tensor {
         .iter()
         .map(|t| {
             let toks = m.to_tokens(t).unwrap();
-            let (_, cache) = m.run_with_cache(&toks, HOOK, Some(9)).unwrap();
+            let (_, cache) = m.run(&toks).names(HOOK).stop_at_layer(9).cache().unwrap();
             let a = cache.get(HOOK).unwrap().i(0).unwrap();
             let p = a.dim(0).unwrap();
             a.narrow(0, 1, p - 1).unwrap()
@@ -103,13 +102,11 @@ fn latent_activation(
 ) -> f32 {
     let name = format!("{HOOK}.hook_sae_acts_post");
     let (_, cache) = m
-        .run_with_cache_with_saes(
-            tokens,
-            &[sae],
-            &SaeRunOptions::with_error_term(),
-            NamesFilter::names([name.as_str()]),
-            None,
-        )
+        .run(tokens)
+        .sae(sae)
+        .error_term()
+        .names(NamesFilter::names([name.as_str()]))
+        .cache()
         .unwrap();
     let acts = cache
         .get(name.as_str())

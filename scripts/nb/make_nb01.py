@@ -28,7 +28,7 @@ ablation on a `raise` line.
 """)
 md("## Setup")
 code(r""":dep saescope = { path = ".." }""")
-code(r"""use saescope::sae::splice::SaeRunOptions;
+code(r"""use saescope::prelude::*;
 use saescope::{DType, HookedModel, Hooks, IndexOp, NamesFilter, Sae, Tensor, D};""")
 code(r"""let model = HookedModel::from_pretrained("smollm2")?;
 let sae = Sae::shipped()?;
@@ -45,7 +45,7 @@ forward pass. `run_with_cache_with_saes` also caches the SAE's own hook points:
 code(r"""let prompt = "The capital of France is";
 let tokens = model.to_tokens(prompt)?;
 let last = tokens.dim(1)? - 1;
-let (logits_sae, cache) = model.run_with_cache_with_saes(&tokens, &[&sae], &SaeRunOptions::default(), NamesFilter::All, None)?;
+let (logits_sae, cache) = model.run_with_cache_with_saes(&tokens, &[&sae])?;
 let sae_names: Vec<String> = cache.keys().filter(|k| k.contains("hook_sae")).map(|k| k.to_string()).collect();
 println!("SAE hook points: {:?}", sae_names);
 let acts_name = format!("{}.hook_sae_acts_post", sae.hook_name());
@@ -60,7 +60,7 @@ With `use_error_term` the spliced model adds back `x − SAE(x)`, so its output 
 model's exactly, while every latent can still be read or edited — the setting for interventions.
 """)
 code(r"""let clean = model.forward(&tokens)?;
-let with_err = model.run_with_saes(&tokens, &[&sae], &SaeRunOptions::with_error_term())?;
+let with_err = model.run(&tokens).sae(&sae).error_term().logits()?;
 let max_diff: f32 = (clean - &with_err)?.abs()?.max_all()?.to_scalar()?;
 println!("max |clean − with error term| = {max_diff:.2e}");""", contains=["max |clean"])
 md(r"""
@@ -75,8 +75,7 @@ code(r"""let rows: Tensor = saescope::data::token_rows(model.tokenizer()?, "defa
 let mut chunks: Vec<Tensor> = Vec::new();
 for b in 0..16 {
     let toks = rows.narrow(0, b * 8, 8)?;
-    let (_, c) = model.run_with_cache_with_saes(&toks, &[&sae], &SaeRunOptions::default(),
-        NamesFilter::names([acts_name.as_str()]), Some(16))?;
+    let (_, c) = model.run(&toks).sae(&sae).names(acts_name.as_str()).stop_at_layer(16).cache()?;
     chunks.push(c.get(acts_name.as_str())?.clone());
 }
 let corpus_acts: Tensor = Tensor::cat(&chunks, 0)?;                 // [128, 128, 4608]
@@ -153,32 +152,18 @@ let code_toks = model.to_tokens(code_prompt)?;
 let pos = code_toks.dim(1)? - 1;
 let clean_logits = model.forward(&code_toks)?;
 /// Logits with the given latents set to 0 at position `pos` (error term on).
-fn ablate(model: &HookedModel, sae: &Sae, toks: &Tensor, pos: usize, latents: Vec<usize>) -> saescope::Result<Tensor> {
-    let mut hooks = Hooks::new();
-    hooks.add(format!("{}.hook_sae_acts_post", sae.hook_name()), move |f: &Tensor, _| {
-        let mut v: Vec<f32> = f.flatten_all()?.to_vec1()?;
-        let d = f.dim(2)?;
-        for &l in &latents { v[pos * d + l] = 0.0; }                  // batch 0, position pos
-        Ok(Some(Tensor::from_vec(v, f.shape(), f.device())?))
-    });
-    model.run_with_hooks_with_saes(toks, &[sae], &SaeRunOptions::with_error_term(), hooks)
-}
-let ablated_logits = ablate(&model, &sae, &code_toks, pos, vec![latent])?;
 let top5_latents: Vec<usize> = ranked[..5].iter().map(|r| r.0).collect();
-let ablated5_logits = ablate(&model, &sae, &code_toks, pos, top5_latents.clone())?;
-let act_here: f32 = { let (_, c) = model.run_with_cache_with_saes(&code_toks, &[&sae], &SaeRunOptions::default(), NamesFilter::names([acts_name.as_str()]), Some(16))?; c.get(acts_name.as_str())?.i((0, pos, latent))?.to_scalar()? };
+let (ablated_logits, ablated5_logits) = {
+    let ablate = |latents: &[usize]| model.run(&code_toks).sae(&sae).error_term()
+        .hooks(Hooks::new().ablate_latents(&sae, pos, latents, Ablation::Zero)).logits();
+    (ablate(&[latent])?, ablate(&top5_latents)?)
+};
+let act_here: f32 = { let (_, c) = model.run(&code_toks).sae(&sae).names(acts_name.as_str()).stop_at_layer(16).cache()?; c.get(acts_name.as_str())?.i((0, pos, latent))?.to_scalar()? };
 println!("latent {latent} activation at ` raise`: {act_here:.1}");
 """, contains=["activation at"])
 code(r"""/// Log-probabilities of the next token at `pos`.
-fn log_probs(logits: &Tensor, pos: usize) -> saescope::Result<Vec<f32>> {
-    let v: Vec<f32> = logits.i((0, pos))?.to_dtype(DType::F32)?.to_vec1()?;
-    let m = v.iter().cloned().fold(f32::NEG_INFINITY, f32::max);
-    let lse = m + v.iter().map(|x| (x - m).exp()).sum::<f32>().ln();
-    Ok(v.iter().map(|x| x - lse).collect())
-}
-let lp_clean = log_probs(&clean_logits, pos)?;
-let lp_ablated = log_probs(&ablated_logits, pos)?;
-let lp_ablated5 = log_probs(&ablated5_logits, pos)?;
+fn log_probs(logits: &Tensor, pos: usize) -> saescope::Result<Vec<f32>> { logits.i((0, pos))?.log_softmax()?.to_f32_vec() }
+let (lp_clean, lp_ablated, lp_ablated5) = (log_probs(&clean_logits, pos)?, log_probs(&ablated_logits, pos)?, log_probs(&ablated5_logits, pos)?);
 let mut order: Vec<usize> = (0..lp_clean.len()).collect();
 order.sort_by(|a, b| lp_clean[*b].total_cmp(&lp_clean[*a]));
 println!("{:>22} {:>8} {:>8} {:>10}", "next token", "clean", "ablated", "top-5 abl.");

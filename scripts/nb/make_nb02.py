@@ -30,7 +30,7 @@ show it), and an ablation on three `try`/`except` snippets.
 md("## Setup")
 code(r""":dep saescope = { path = ".." }""")
 code(r"""use saescope::analysis::dashboard::{corpus_rows, feature_dashboards, prompt_centric, DashboardConfig, DashboardInput, LatentSelection};
-use saescope::sae::splice::SaeRunOptions;
+use saescope::prelude::*;
 use saescope::{HookedModel, Hooks, IndexOp, Sae, Tensor};""")
 code(r"""let model = HookedModel::from_pretrained("smollm2")?;
 let sae = Sae::shipped()?;
@@ -100,24 +100,8 @@ spliced in with its error term, so nothing else changes) and compare the next-to
 the total probability on exception classes (tokens containing `Error` or `Exception`) and on `:`
 (a bare `except:`).
 """)
-code(r"""/// Logits with the given latents set to 0 at position `pos` (error term on).
-fn ablate(model: &HookedModel, sae: &Sae, toks: &Tensor, pos: usize, latents: Vec<usize>) -> saescope::Result<Tensor> {
-    let mut hooks = Hooks::new();
-    hooks.add(format!("{}.hook_sae_acts_post", sae.hook_name()), move |f: &Tensor, _| {
-        let mut v: Vec<f32> = f.flatten_all()?.to_vec1()?;
-        let d = f.dim(2)?;
-        for &l in &latents { v[pos * d + l] = 0.0; }                  // batch 0
-        Ok(Some(Tensor::from_vec(v, f.shape(), f.device())?))
-    });
-    model.run_with_hooks_with_saes(toks, &[sae], &SaeRunOptions::with_error_term(), hooks)
-}
-/// Next-token probabilities at `pos`.
-fn probs(logits: &Tensor, pos: usize) -> saescope::Result<Vec<f32>> {
-    let v: Vec<f32> = logits.i((0, pos))?.to_vec1()?;
-    let m = v.iter().cloned().fold(f32::NEG_INFINITY, f32::max);
-    let z: f32 = v.iter().map(|x| (x - m).exp()).sum();
-    Ok(v.iter().map(|x| (x - m).exp() / z).collect())
-}
+code(r"""/// Next-token probabilities at `pos`.
+fn probs(logits: &Tensor, pos: usize) -> saescope::Result<Vec<f32>> { logits.i((0, pos))?.softmax()?.to_f32_vec() }
 let exception_ids: Vec<usize> = (0..model.cfg().d_vocab).filter(|&i| { let s = model.to_string(&[i as u32]).unwrap_or_default(); s.contains("Error") || s.contains("Exception") }).collect();
 let colon = model.to_single_token(":")? as usize;
 let snippets = [("reading a file", "def load(path):\n    try:\n        return open(path).read()\n    except"),
@@ -127,7 +111,7 @@ let mut always_lower = true;
 for (name, s) in snippets {
     let t = model.to_tokens(s)?;
     let pos = t.dim(1)? - 1;
-    let (clean, abl) = (probs(&model.forward(&t)?, pos)?, probs(&ablate(&model, &sae, &t, pos, vec![latent])?, pos)?);
+    let (clean, abl) = (probs(&model.forward(&t)?, pos)?, probs(&model.run(&t).sae(&sae).error_term().hooks(Hooks::new().ablate_latents(&sae, pos, &[latent], Ablation::Zero)).logits()?, pos)?);
     let mass = |p: &[f32]| exception_ids.iter().map(|&i| p[i]).sum::<f32>();
     println!("{name:20} exception classes {:.3} → {:.3};  ':' {:.3} → {:.3}", mass(&clean), mass(&abl), clean[colon], abl[colon]);
     always_lower &= mass(&abl) < mass(&clean);

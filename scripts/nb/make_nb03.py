@@ -36,7 +36,7 @@ latent by a single backward pass.
 md("## Setup")
 code(r""":dep saescope = { path = ".." }""")
 code(r"""use saescope::analysis::{compare_attribution_ablation, latent_dla, nearest_neighbours, plot_nearest_neighbours, sae_acts, AttributionVsAblation, Metric, TopBy};
-use saescope::sae::splice::SaeRunOptions;
+use saescope::prelude::*;
 use saescope::{HookedModel, Hooks, IndexOp, Sae, Tensor};""")
 code(r"""let model = HookedModel::from_pretrained("smollm2")?;
 let sae = Sae::shipped()?;
@@ -150,18 +150,7 @@ error term on so nothing else changes; then read `logit(" Paris") − logit(" Be
 position, and the same for the first token of Helsinki, capital of another F-country. Then Italy /
 Rome.
 """)
-code(r"""/// Logits with `latent` set to `value` at position `pos` (SAE spliced in with its error term).
-fn set_latent(model: &HookedModel, sae: &Sae, toks: &Tensor, pos: usize, latent: usize, value: f32) -> saescope::Result<Tensor> {
-    let mut hooks = Hooks::new();
-    hooks.add(format!("{}.hook_sae_acts_post", sae.hook_name()), move |f: &Tensor, _| {
-        let mut v: Vec<f32> = f.flatten_all()?.to_vec1()?;
-        let d = f.dim(2)?;
-        v[pos * d + latent] = value;                                  // batch 0
-        Ok(Some(Tensor::from_vec(v, f.shape(), f.device())?))
-    });
-    model.run_with_hooks_with_saes(toks, &[sae], &SaeRunOptions::with_error_term(), hooks)
-}
-let values = [0.0f32, 17.0, 34.0, 50.0, 80.0];
+code(r"""let values = [0.0f32, 17.0, 34.0, 50.0, 80.0];
 let mut all_rise = true;
 for (country, capital) in [("Germany", " Berlin"), ("Italy", " Rome")] {
     let p = format!("The capital of {country} is");
@@ -173,7 +162,8 @@ for (country, capital) in [("Germany", " Berlin"), ("Italy", " Rome")] {
     let mut diffs: Vec<f32> = Vec::new();
     let mut hel_diffs: Vec<f32> = Vec::new();
     for &v in &values {
-        let l: Vec<f32> = set_latent(&model, &sae, &t, pos, candidate, v)?.i((0, last))?.to_vec1()?;
+        let l: Vec<f32> = model.run(&t).sae(&sae).error_term()
+            .hooks(Hooks::new().set_latents(&sae, pos, &[candidate], v as f64)).logits()?.i((0, last))?.to_vec1()?;
         diffs.push(l[paris] - l[own]);
         hel_diffs.push(l[hel] - l[own]);
     }

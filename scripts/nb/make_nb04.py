@@ -32,7 +32,7 @@ md("## Setup")
 code(r""":dep saescope = { path = ".." }""")
 code(r"""use saescope::analysis::{compare_steering, generate_patch_scoping_explanation, generate_with_steering, PatchScopingOptions};
 use saescope::model::GenerateOptions;
-use saescope::sae::splice::SaeRunOptions;
+use saescope::prelude::*;
 use saescope::{HookedModel, IndexOp, NamesFilter, Sae, Tensor};""")
 code(r"""let model = HookedModel::from_pretrained("smollm2")?;
 let sae = Sae::shipped()?;
@@ -42,7 +42,7 @@ let acts_name = format!("{}.hook_sae_acts_post", sae.hook_name());
 fn latent_acts(model: &HookedModel, sae: &Sae, text: &str, latent: usize) -> saescope::Result<Vec<f32>> {
     let name = format!("{}.hook_sae_acts_post", sae.hook_name());
     let toks = model.to_tokens(text)?;
-    let (_, cache) = model.run_with_cache_with_saes(&toks, &[sae], &SaeRunOptions::default(), NamesFilter::names([name.as_str()]), Some(16))?;
+    let (_, cache) = model.run(&toks).sae(sae).names(name.as_str()).stop_at_layer(16).cache()?;
     Ok(cache.get(name.as_str())?.i((0, .., latent))?.to_vec1()?)
 }
 let sentence = "The survey collected data from 1000 people, and the data show a clear trend.";

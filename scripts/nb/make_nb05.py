@@ -29,7 +29,7 @@ the predictions clean / with the SAE / ablated.
 md("## Setup")
 code(r""":dep saescope = { path = ".." }""")
 code(r"""use saescope::eval::{run_evals, EvalOptions};
-use saescope::sae::splice::SaeRunOptions;
+use saescope::prelude::*;
 use saescope::train::activations::{ActivationStore, ActivationStoreConfig, ExcludeSpecialTokens};
 use saescope::train::config::RunnerConfig;
 use saescope::{serde_json, viz, HookedModel, Hooks, Sae, Tensor};
@@ -144,7 +144,7 @@ code(r"""let prompt = "The capital of France is";
 let toks = model.to_tokens(prompt)?;
 let last = toks.dim(1)? - 1;
 let clean = model.forward(&toks)?;
-let with_sae = model.run_with_saes(&toks, &[&sae], &SaeRunOptions::default())?;
+let with_sae = model.run_with_saes(&toks, &[&sae])?;
 let mut hooks = Hooks::new();
 hooks.add(sae.hook_name(), |x: &Tensor, _| Ok(Some(x.zeros_like()?)));
 let ablated = model.run_with_hooks(&toks, hooks)?;

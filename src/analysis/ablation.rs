@@ -5,9 +5,8 @@
 use super::gradients::resolve_pos;
 use super::metric::Metric;
 use crate::error::{Error, Result};
-use crate::hooks::{Hooks, NamesFilter};
+use crate::hooks::Hooks;
 use crate::model::HookedModel;
-use crate::sae::splice::SaeRunOptions;
 use crate::sae::Sae;
 use candle_core::{DType, IndexOp, Tensor, D};
 
@@ -66,13 +65,13 @@ pub fn sae_acts(model: &HookedModel, tokens: &Tensor, sae: &Sae) -> Result<Tenso
     let stop = hook_layer(sae.hook_name_out())
         .map(|l| l + 1)
         .filter(|&l| l <= model.cfg().n_layers);
-    let (_, cache) = model.run_with_cache_with_saes(
-        tokens,
-        &[sae],
-        &SaeRunOptions::with_error_term(),
-        NamesFilter::names([hook.as_str()]),
-        stop,
-    )?;
+    let (_, cache) = model
+        .run(tokens)
+        .sae(sae)
+        .error_term()
+        .names(hook.as_str())
+        .stop_at_layer(stop)
+        .cache()?;
     Ok(cache.get(hook.as_str())?.to_dtype(DType::F32)?)
 }
 
@@ -124,8 +123,7 @@ pub fn ablation_effects(
             sae.d_sae()
         )));
     }
-    let opts = SaeRunOptions::with_error_term();
-    let clean = model.run_with_saes(&toks, &[sae], &opts)?;
+    let clean = model.run(&toks).sae(sae).error_term().logits()?;
     let baseline = metric.value(model, &clean, &toks)?;
     let mean_acts: Vec<f32> = acts.i((.., pos))?.mean(0)?.to_vec1()?;
 
@@ -159,7 +157,12 @@ pub fn ablation_effects(
             }
             Ok(Some(Tensor::cat(&parts, 1)?))
         });
-        let logits = model.run_with_hooks_with_saes(&rows, &[sae], &opts, hooks)?;
+        let logits = model
+            .run(&rows)
+            .sae(sae)
+            .error_term()
+            .hooks(hooks)
+            .logits()?;
         for (j, &l) in chunk.iter().enumerate() {
             let v = metric.value(model, &logits.narrow(0, j * b, b)?, &toks)?;
             effects.push(LatentEffect {

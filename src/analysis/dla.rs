@@ -10,7 +10,6 @@ use super::metric::Metric;
 use crate::error::{Error, Result};
 use crate::hooks::NamesFilter;
 use crate::model::HookedModel;
-use crate::sae::splice::SaeRunOptions;
 use crate::sae::Sae;
 use candle_core::{DType, IndexOp, Tensor, D};
 
@@ -226,13 +225,12 @@ pub fn latent_dla(
         format!("{hook}.hook_sae_input"),
         "ln_final.hook_scale".to_string(),
     ];
-    let (_, cache) = model.run_with_cache_with_saes(
-        &toks,
-        &[sae],
-        &SaeRunOptions::with_error_term(),
-        NamesFilter::names(names.iter().map(|s| s.as_str())),
-        None,
-    )?;
+    let (_, cache) = model
+        .run(&toks)
+        .sae(sae)
+        .error_term()
+        .names(NamesFilter::names(names.iter().map(|s| s.as_str())))
+        .cache()?;
     let acts = cache
         .get(names[0].as_str())?
         .i((.., pos))?

@@ -11,7 +11,7 @@ use super::metric::Metric;
 use crate::error::{Error, Result};
 use crate::hooks::Hooks;
 use crate::model::HookedModel;
-use crate::sae::splice::SaeRunOptions;
+use crate::model::SaeRunOptions;
 use crate::sae::Sae;
 use crate::tensor_ids::{advance_past, id_of, next_id};
 use candle_core::{DType, IndexOp, Tensor, Var};
@@ -147,7 +147,12 @@ fn forward_and_metric(
             Ok(Some(y))
         });
     }
-    let logits = model.run_with_hooks_with_saes(toks, saes, opts, hooks)?;
+    let logits = model
+        .run(toks)
+        .saes(saes)
+        .sae_options(opts)
+        .hooks(hooks)
+        .logits()?;
     let slots = slots.into_inner();
     for n in hook_names {
         match slots.iter().filter(|(s, _, _)| s == n).count() {

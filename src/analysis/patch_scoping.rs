@@ -115,5 +115,5 @@ pub fn generate_patch_scoping_explanation(
         let mask = Tensor::from_vec(mask, (1, q, 1), acts.device())?.broadcast_as(acts.shape())?;
         Ok(Some(mask.where_cond(&v, acts)?))
     });
-    model.generate_with_hooks(tokens, gen, hooks)
+    model.run(tokens).hooks(hooks).generate(gen)
 }

@@ -81,7 +81,7 @@ pub fn generate_with_steering(
 ) -> Result<Generation> {
     let mut hooks = Hooks::new();
     add_steering_hook(&mut hooks, sae, latent_idx, steering_coefficient)?;
-    model.generate_with_hooks(prompt, opts, hooks)
+    model.run(prompt).hooks(hooks).generate(opts)
 }
 
 /// Normal and steered samples of one prompt, side by side (ARENA's table of normal vs steered

@@ -48,8 +48,8 @@ pub use report::*;
 use crate::error::{Error, Result};
 use crate::hooks::Hooks;
 use crate::model::HookedModel;
-use crate::sae::splice::{ExcludeSpecialTokens, SaeRunOptions};
 use crate::sae::Sae;
+use crate::tokenizer::SpecialTokens;
 use candle_core::{DType, IndexOp, Tensor};
 use metrics::*;
 use serde::{Deserialize, Serialize};
@@ -280,13 +280,10 @@ pub fn run_evals(
     } else {
         0
     };
-    let run_opts = SaeRunOptions {
-        use_error_term: false,
-        exclude_special_tokens: if ids.is_empty() {
-            ExcludeSpecialTokens::None
-        } else {
-            ExcludeSpecialTokens::Ids(ids.clone())
-        },
+    let bypass = if ids.is_empty() {
+        SpecialTokens::None
+    } else {
+        SpecialTokens::Ids(ids.clone())
     };
     let input_name = format!("{hook}.hook_sae_input");
 
@@ -322,13 +319,12 @@ pub fn run_evals(
         let mut x_in: Option<Tensor> = None;
         if bi < n_recon {
             let clean = model.forward(&batch)?;
-            let (sae_logits, cache) = model.run_with_cache_with_saes(
-                &batch,
-                &[&sae],
-                &run_opts,
-                input_name.as_str(),
-                None,
-            )?;
+            let (sae_logits, cache) = model
+                .run(&batch)
+                .sae(&sae)
+                .exclude_special_tokens(bypass.clone())
+                .names(input_name.as_str())
+                .cache()?;
             if do_sv {
                 x_in = Some(cache.get(input_name.as_str())?.clone());
             }
@@ -364,7 +360,11 @@ pub fn run_evals(
             Some(x) => x,
             None => {
                 let stop = layer_of(&hook).map(|l| l + 1);
-                let (_, cache) = model.run_with_cache(&batch, hook.as_str(), stop)?;
+                let (_, cache) = model
+                    .run(&batch)
+                    .names(hook.as_str())
+                    .stop_at_layer(stop)
+                    .cache()?;
                 flatten_heads(cache.get(hook.as_str())?)?
             }
         };

@@ -1,11 +1,15 @@
-//! Hook points: forward hooks that read (and may replace) activations, name filters for caching,
-//! and the [`ActivationCache`].
-mod cache;
+//! Hook points, the bottom layer: forward hooks that read (and may replace) activations, name
+//! filters for caching, hook names, and the [`Replacement`] trait through which SAEs splice in.
+//! It knows nothing of models or SAEs.
+mod interventions;
 mod names;
+mod replace;
 
-pub use cache::ActivationCache;
+pub use interventions::{Ablation, LatentSite, Pos};
 pub(crate) use names::BlockHookNames;
 pub use names::{get_act_name, nearest_names, ActName};
+pub(crate) use replace::Attached;
+pub use replace::{ObserveFn, Replacement, SpliceInput};
 
 use crate::error::{Error, Result};
 use candle_core::Tensor;
@@ -20,7 +24,7 @@ enum HookTarget<'a> {
     Filter(Box<dyn Fn(&str) -> bool + 'a>),
 }
 
-/// A set of forward hooks for [`crate::HookedModel::run_with_hooks`] (TL's `fwd_hooks`).
+/// A set of forward hooks for the model's `run_with_hooks` (TL's `fwd_hooks`).
 ///
 /// ```no_run
 /// # use saescope::*;
@@ -42,6 +46,7 @@ pub struct Hooks<'a> {
 }
 
 impl<'a> Hooks<'a> {
+    /// No hooks.
     pub fn new() -> Self {
         Hooks { hooks: Vec::new() }
     }
@@ -65,9 +70,24 @@ impl<'a> Hooks<'a> {
             .push((HookTarget::Filter(Box::new(filter)), Box::new(f)));
         self
     }
+    /// [`Hooks::add`] by value, for chaining: `Hooks::new().with(name, f).with(..)`.
+    pub fn with<N: ActName>(
+        mut self,
+        name: N,
+        f: impl FnMut(&Tensor, &str) -> Result<Option<Tensor>> + 'a,
+    ) -> Self {
+        self.add(name, f);
+        self
+    }
+    /// Append every hook of `other` (they run after this set's hooks on the same name).
+    pub fn extend(&mut self, other: Hooks<'a>) {
+        self.hooks.extend(other.hooks);
+    }
+    /// True when no hook is set.
     pub fn is_empty(&self) -> bool {
         self.hooks.is_empty()
     }
+    /// The number of hooks.
     pub fn len(&self) -> usize {
         self.hooks.len()
     }
@@ -115,9 +135,14 @@ impl<'a> NamesFilter<'a> {
     }
 }
 
-impl From<&str> for NamesFilter<'_> {
-    fn from(s: &str) -> Self {
-        NamesFilter::names([s])
+impl<N: ActName> From<N> for NamesFilter<'_> {
+    fn from(name: N) -> Self {
+        NamesFilter::names([name])
+    }
+}
+impl<N: ActName, const K: usize> From<[N; K]> for NamesFilter<'_> {
+    fn from(names: [N; K]) -> Self {
+        NamesFilter::names(names)
     }
 }
 impl From<Vec<&str>> for NamesFilter<'_> {
@@ -148,9 +173,9 @@ pub(crate) struct HookCtx<'h, 'f> {
     pub hooks: Option<&'h mut Hooks<'f>>,
     pub filter: Option<&'h NamesFilter<'f>>,
     pub cache: Vec<(String, Tensor)>,
-    /// SAEs spliced into this pass (HookedSAETransformer semantics, see `crate::sae::splice`).
-    pub saes: &'h [crate::sae::splice::Attached<'h>],
-    /// Transcoder inputs captured at their input hook, by SAE index.
+    /// Replacements (SAEs) spliced into this pass (HookedSAETransformer semantics).
+    pub saes: &'h [Attached<'h>],
+    /// Inputs of replacements that read another hook (transcoders), by replacement index.
     pub captured: Vec<Option<Tensor>>,
 }
 
@@ -170,7 +195,7 @@ impl HookCtx<'_, '_> {
             || self
                 .saes
                 .iter()
-                .any(|a| a.sae.hook_name() == name || a.sae.hook_name_out() == name)
+                .any(|a| a.rep.hook_in() == name || a.rep.hook_out() == name)
     }
 
     /// The hook point `name`: returns the (possibly replaced) activation.
@@ -182,19 +207,19 @@ impl HookCtx<'_, '_> {
         if !self.saes.is_empty() {
             let saes = self.saes;
             for (i, a) in saes.iter().enumerate() {
-                if a.sae.hook_name() == name && a.sae.hook_name_out() != name {
+                if a.rep.hook_in() == name && a.rep.hook_out() != name {
                     self.captured[i] = Some(x.clone());
                 }
             }
-            if let Some(i) = saes.iter().position(|a| a.sae.hook_name_out() == name) {
-                // The SAE replaces this hook point: its own hook points fire instead.
-                return crate::sae::splice::splice(self, &saes[i], i, name, x);
+            if let Some(i) = saes.iter().position(|a| a.rep.hook_out() == name) {
+                // The replacement takes this hook point's place: its own hook points fire.
+                return replace::splice(self, &saes[i], i, name, x);
             }
         }
         self.observe(name, x)
     }
 
-    /// A hook point that exists only while SAEs are spliced in (HookedSAETransformer's
+    /// A hook point that exists only while replacements are spliced in (HookedSAETransformer's
     /// `blocks.L.mlp.hook_in`).
     #[inline]
     pub fn hp_sae_only(&mut self, name: &str, x: Tensor) -> Result<Tensor> {

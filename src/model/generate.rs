@@ -3,62 +3,11 @@
 //! cache, and hooks (or spliced SAEs) that fire on every forward pass of the generation.
 use super::kv_cache::KvCache;
 use super::sampling;
-use super::HookedModel;
+use super::{HookedModel, Prompt};
 use crate::data::rng::SplitMix64;
 use crate::error::{Error, Result};
 use crate::hooks::{HookCtx, Hooks};
 use candle_core::{DType, IndexOp, Tensor};
-
-/// What to generate from: text (tokenized with BOS prepended when
-/// [`GenerateOptions::prepend_bos`], as TL's `to_tokens`) or token ids `[batch, pos]` / `[pos]`
-/// used as they are.
-#[derive(Clone, Debug)]
-pub enum Prompt {
-    /// Text, tokenized by the model's tokenizer.
-    Text(String),
-    /// Integer ids `[batch, pos]` or `[pos]`; a batch's rows are generated together (no padding).
-    Tokens(Tensor),
-}
-
-impl From<&str> for Prompt {
-    fn from(s: &str) -> Self {
-        Prompt::Text(s.to_string())
-    }
-}
-impl From<String> for Prompt {
-    fn from(s: String) -> Self {
-        Prompt::Text(s)
-    }
-}
-impl From<&String> for Prompt {
-    fn from(s: &String) -> Self {
-        Prompt::Text(s.clone())
-    }
-}
-impl From<Tensor> for Prompt {
-    fn from(t: Tensor) -> Self {
-        Prompt::Tokens(t)
-    }
-}
-impl From<&Tensor> for Prompt {
-    fn from(t: &Tensor) -> Self {
-        Prompt::Tokens(t.clone())
-    }
-}
-impl From<&[u32]> for Prompt {
-    fn from(ids: &[u32]) -> Self {
-        let n = ids.len();
-        Prompt::Tokens(
-            Tensor::from_vec(ids.to_vec(), (1, n), &candle_core::Device::Cpu)
-                .expect("a [1, n] tensor from n ids"),
-        )
-    }
-}
-impl From<Vec<u32>> for Prompt {
-    fn from(ids: Vec<u32>) -> Self {
-        Prompt::from(ids.as_slice())
-    }
-}
 
 /// Settings of [`HookedModel::generate`], with TL's defaults (`max_new_tokens = 10`,
 /// `do_sample = true`, `temperature = 1`, `stop_at_eos = true`, `use_past_kv_cache = true`).
@@ -207,7 +156,8 @@ impl HookedModel {
         self.run_inner(tokens, &mut ctx, None, Some(cache), false)
     }
 
-    /// TL's `generate`: append up to `opts.max_new_tokens` tokens to `prompt`.
+    /// TL's `generate`: append up to `opts.max_new_tokens` tokens to `prompt`. With hooks or
+    /// SAEs: `model.run(prompt).saes(..).hooks(..).generate(&opts)`.
     ///
     /// ```no_run
     /// # use saescope::*;
@@ -222,36 +172,17 @@ impl HookedModel {
         prompt: impl Into<Prompt>,
         opts: &GenerateOptions,
     ) -> Result<Generation> {
-        self.generate_with_hooks(prompt, opts, Hooks::new())
-    }
-
-    /// [`HookedModel::generate`] with forward hooks on every forward pass (TL's
-    /// `with model.hooks(fwd_hooks): model.generate(...)`). With the KV cache the first pass
-    /// runs the prompt and each later pass the one new position, so hooks see `pos` = prompt
-    /// length, then 1 (`hook_rot_k`, `hook_attn_scores` and `hook_pattern` span every key);
-    /// without it each pass runs the whole sequence. `hook_embed` fires on each pass's new
-    /// tokens, as in `run_with_hooks` (TL 3.9's `generate` embeds the tokens outside its hooked
-    /// forward pass, so there `hook_embed` does not fire).
-    pub fn generate_with_hooks(
-        &self,
-        prompt: impl Into<Prompt>,
-        opts: &GenerateOptions,
-        mut hooks: Hooks,
-    ) -> Result<Generation> {
-        hooks.validate(&self.hook_names)?;
-        self.generate_core(prompt.into(), opts, &mut |toks, kv| {
-            let mut ctx = HookCtx {
-                hooks: Some(&mut hooks),
-                ..Default::default()
-            };
-            self.run_inner(toks, &mut ctx, None, kv, true)
-        })
+        self.run(prompt).generate(opts)
     }
 
     /// The prompt as `[batch, pos]` u32 ids on the model's device.
     pub(crate) fn prompt_tokens(&self, prompt: Prompt, prepend_bos: bool) -> Result<Tensor> {
         match prompt {
             Prompt::Text(s) => self.to_tokens_with(&s, prepend_bos),
+            Prompt::Texts(v) => {
+                let refs: Vec<&str> = v.iter().map(|s| s.as_str()).collect();
+                self.to_tokens_batch(&refs, prepend_bos)
+            }
             Prompt::Tokens(t) => self.check_tokens(&t),
         }
     }

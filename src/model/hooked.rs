@@ -4,8 +4,9 @@ use super::blocks::{Attention, Block, Mlp, Norm, PostNorm, Rotary};
 use super::config::{ModelConfig, Normalization, Positional};
 use super::kv_cache::KvCache;
 use super::weights::StateDict;
+use super::ActivationCache;
 use crate::error::{Error, Result};
-use crate::hooks::{ActivationCache, BlockHookNames, HookCtx, Hooks, NamesFilter};
+use crate::hooks::{BlockHookNames, HookCtx};
 use crate::tokenizer::Tok;
 use candle_core::{DType, Device, Tensor, D};
 use std::sync::Arc;
@@ -184,48 +185,7 @@ impl HookedModel {
 
     /// Logits `[batch, pos, d_vocab]` for `tokens` (`[batch, pos]` or `[pos]`, integer dtype).
     pub fn forward(&self, tokens: &Tensor) -> Result<Tensor> {
-        self.run(tokens, &mut HookCtx::default(), None)
-    }
-
-    /// TL's `run_with_cache`: the logits (or, with `stop_at_layer = Some(L)`, the residual stream
-    /// before block `L`) and an [`ActivationCache`] of the activations `filter` selects.
-    pub fn run_with_cache<'f>(
-        &self,
-        tokens: &Tensor,
-        filter: impl Into<NamesFilter<'f>>,
-        stop_at_layer: Option<usize>,
-    ) -> Result<(Tensor, ActivationCache)> {
-        self.run_with_hooks_and_cache(tokens, Hooks::new(), filter, stop_at_layer)
-    }
-
-    /// TL's `run_with_hooks`: logits with forward hooks that may replace activations.
-    pub fn run_with_hooks(&self, tokens: &Tensor, mut hooks: Hooks) -> Result<Tensor> {
-        hooks.validate(&self.hook_names)?;
-        let mut ctx = HookCtx {
-            hooks: Some(&mut hooks),
-            ..Default::default()
-        };
-        self.run(tokens, &mut ctx, None)
-    }
-
-    /// Hooks and a cache in one pass; the cache sees the activations after the hooks ran.
-    pub fn run_with_hooks_and_cache<'f>(
-        &self,
-        tokens: &Tensor,
-        mut hooks: Hooks<'f>,
-        filter: impl Into<NamesFilter<'f>>,
-        stop_at_layer: Option<usize>,
-    ) -> Result<(Tensor, ActivationCache)> {
-        let filter = filter.into();
-        filter.validate(&self.hook_names)?;
-        hooks.validate(&self.hook_names)?;
-        let mut ctx = HookCtx {
-            hooks: Some(&mut hooks),
-            filter: Some(&filter),
-            ..Default::default()
-        };
-        let out = self.run(tokens, &mut ctx, stop_at_layer)?;
-        Ok((out, self.cache_from(ctx)))
+        self.run_inner(tokens, &mut HookCtx::default(), None, None, false)
     }
 
     /// The `ActivationCache` of a finished pass.
@@ -278,15 +238,6 @@ impl HookedModel {
             )));
         }
         Ok(t.to_device(&self.device)?)
-    }
-
-    pub(crate) fn run(
-        &self,
-        tokens: &Tensor,
-        ctx: &mut HookCtx,
-        stop_at_layer: Option<usize>,
-    ) -> Result<Tensor> {
-        self.run_inner(tokens, ctx, stop_at_layer, None, false)
     }
 
     /// The forward pass. With `kv`, `tokens` are the positions after the cached ones (TL's
@@ -370,6 +321,42 @@ impl HookedModel {
             return Ok(resid);
         }
         self.unembed(resid, ctx, last_only)
+    }
+
+    /// TL's `forward(resid, start_at_layer=start, stop_at_layer=stop)` with hooks: blocks
+    /// `start..stop` on the residual stream `resid [batch, pos, d_model]` entering block
+    /// `start`, then (without `stop`) the final norm and unembedding.
+    pub(crate) fn run_from(
+        &self,
+        resid: &Tensor,
+        start: usize,
+        ctx: &mut HookCtx,
+        stop_at_layer: Option<usize>,
+    ) -> Result<Tensor> {
+        let n = self.cfg.n_layers;
+        let stop = stop_at_layer.unwrap_or(n);
+        if start > stop || stop > n {
+            return Err(Error::Invalid(format!(
+                "need start_at_layer ≤ stop_at_layer ≤ n_layers, got {start}, {stop}, {n}"
+            )));
+        }
+        let (_, p, d) = resid.dims3()?;
+        if d != self.cfg.d_model || p > self.cfg.n_ctx {
+            return Err(Error::Invalid(format!(
+                "the residual stream {:?} must be [batch, pos ≤ {}, d_model = {}]",
+                resid.dims(),
+                self.cfg.n_ctx,
+                self.cfg.d_model
+            )));
+        }
+        let mut x = resid.to_device(&self.device)?.to_dtype(self.w_e.dtype())?;
+        for (block, names) in self.blocks.iter().zip(&self.names).take(stop).skip(start) {
+            x = block.forward(x, ctx, names, None)?;
+        }
+        match stop_at_layer {
+            Some(_) => Ok(x),
+            None => self.unembed(x, ctx, false),
+        }
     }
 
     /// The final norm, the unembedding and (Gemma-2) the logit soft cap.

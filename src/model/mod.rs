@@ -1,6 +1,7 @@
 //! The hooked model: TL-exact transformer, its configs, loaders and weight processing.
 mod accessors;
 pub(crate) mod blocks;
+mod cache;
 pub mod config;
 mod gemma2;
 mod generate;
@@ -14,17 +15,20 @@ mod llama;
 mod load;
 mod partial;
 mod processing;
+mod run;
 pub mod sampling;
 mod tokens;
 pub mod weights;
 
+pub use cache::{ActivationCache, Resid};
 pub use config::{
     ActFn, Architecture, AttnType, ModelConfig, Normalization, Positional, Processing,
 };
-pub use generate::{GenerateOptions, Generation, Prompt};
+pub use generate::{GenerateOptions, Generation};
 pub use hooked::HookedModel;
 pub use kv_cache::KvCache;
 pub use load::default_data_dir;
+pub use run::{Prompt, Run, SaeRunOptions};
 pub use tokens::TestPromptResult;
 
 use candle_core::Device;

@@ -1,7 +1,7 @@
 //! Partial forward passes: TransformerLens's `forward(start_at_layer=...)` (run some blocks on
 //! a given residual stream) and the final norm on its own.
 use super::HookedModel;
-use crate::error::{Error, Result};
+use crate::error::Result;
 use crate::hooks::HookCtx;
 use candle_core::Tensor;
 
@@ -16,34 +16,9 @@ impl HookedModel {
         start_at_layer: usize,
         stop_at_layer: Option<usize>,
     ) -> Result<Tensor> {
-        let n = self.cfg.n_layers;
-        let stop = stop_at_layer.unwrap_or(n);
-        if start_at_layer > stop || stop > n {
-            return Err(Error::Invalid(format!(
-                "run_blocks: need start_at_layer ≤ stop_at_layer ≤ n_layers ({start_at_layer}, {stop}, {n})"
-            )));
-        }
-        let (_, p, d) = resid.dims3()?;
-        if d != self.cfg.d_model || p > self.cfg.n_ctx {
-            return Err(Error::Invalid(format!(
-                "run_blocks: resid {:?} must be [batch, pos ≤ {}, {}]",
-                resid.dims(),
-                self.cfg.n_ctx,
-                self.cfg.d_model
-            )));
-        }
-        let mut x = resid.to_device(&self.device)?;
-        let mut ctx = HookCtx::default();
-        for (block, names) in self
-            .blocks
-            .iter()
-            .zip(&self.names)
-            .take(stop)
-            .skip(start_at_layer)
-        {
-            x = block.forward(x, &mut ctx, names, None)?;
-        }
-        Ok(x)
+        // Without a stop, run every block but stop before the final norm.
+        let stop = stop_at_layer.unwrap_or(self.cfg.n_layers);
+        self.run_from(resid, start_at_layer, &mut HookCtx::default(), Some(stop))
     }
 
     /// The model's final norm (`ln_final`, with its weights if they were not folded) on

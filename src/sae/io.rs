@@ -109,7 +109,18 @@ impl Sae {
     /// `config_overrides`, sets `metadata.neuronpedia_id`, and folds the directory's
     /// `norm_scaling_factor` into the weights for `expected_average_only_in` SAEs. float32, on
     /// `opts.device`.
-    pub fn from_pretrained(release: &str, sae_id: &str, opts: &LoadOptions) -> Result<Self> {
+    ///
+    /// ```no_run
+    /// # use saescope::prelude::*;
+    /// let sae = Sae::from_pretrained("gpt2-small-res-jb", "blocks.7.hook_resid_pre")?;
+    /// # Ok::<(), saescope::Error>(())
+    /// ```
+    pub fn from_pretrained(release: &str, sae_id: &str) -> Result<Self> {
+        Self::from_pretrained_hub(release, sae_id, &LoadOptions::default())
+    }
+
+    /// [`Sae::from_pretrained`] with hub settings (cache, endpoint, offline, revision, device).
+    pub fn from_pretrained_hub(release: &str, sae_id: &str, opts: &LoadOptions) -> Result<Self> {
         let so = SaeLoadOptions {
             device: opts.device.clone(),
             ..Default::default()

@@ -6,7 +6,7 @@
 //! ```no_run
 //! # use saescope::*;
 //! # fn main() -> saescope::Result<()> {
-//! let sae = Sae::from_pretrained("gpt2-small-res-jb", "blocks.8.hook_resid_pre", &LoadOptions::default())?;
+//! let sae = Sae::from_pretrained("gpt2-small-res-jb", "blocks.8.hook_resid_pre")?;
 //! let x = Tensor::randn(0f32, 1.0, (2, 5, sae.d_in()), &Device::Cpu)?;
 //! let f = sae.encode(&x)?;                       // [2, 5, d_sae]
 //! let (out, cache) = sae.run_with_cache(&x)?;     // hook_sae_input, acts_pre, acts_post, recons, output

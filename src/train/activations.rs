@@ -159,13 +159,7 @@ pub fn slice_indices(spec: &[Option<i64>], n: usize) -> Result<Vec<usize>> {
 /// structural ids only — BOS, EOS, PAD (no SEP / decoder-start in these tokenizers) — not the
 /// tokenizer's other added special tokens (chat-template tokens stay).
 pub fn saelens_special_token_ids(tok: &crate::tokenizer::Tok) -> Vec<u32> {
-    let mut v: Vec<u32> = [tok.bos_id, tok.eos_id, tok.pad_id]
-        .into_iter()
-        .flatten()
-        .collect();
-    v.sort_unstable();
-    v.dedup();
-    v
+    crate::tokenizer::SpecialTokens::Structural.ids(tok)
 }
 
 /// SAELens's `extract_stop_at_layer_from_tlens_hook_name`: 1 + the first `.<int>` segment.

@@ -124,7 +124,12 @@ impl LlmBatcher {
         let probe_tok = tok.bos_id.or(tok.eos_id).unwrap_or(0);
         let probe = Tensor::from_vec(vec![probe_tok; 2], (1, 2), b.model.device())?;
         let names: Vec<String> = hooks.iter().map(|(h, _)| h.clone()).collect();
-        let (_, cache) = b.model.run_with_cache(&probe, names, b.stop_at_layer)?;
+        let (_, cache) = b
+            .model
+            .run(&probe)
+            .names(names)
+            .stop_at_layer(b.stop_at_layer)
+            .cache()?;
         for (h, head) in hooks {
             let a = cache.get(h.as_str())?;
             let dims = a.dims().to_vec();
@@ -179,7 +184,12 @@ impl LlmBatcher {
         let toks = self.rows.next_rows(b)?;
         let t = Tensor::from_vec(toks.clone(), (b, ctx), self.model.device())?;
         let names: Vec<String> = self.hooks.iter().map(|h| h.name.clone()).collect();
-        let (_, cache) = self.model.run_with_cache(&t, names, self.stop_at_layer)?;
+        let (_, cache) = self
+            .model
+            .run(&t)
+            .names(names)
+            .stop_at_layer(self.stop_at_layer)
+            .cache()?;
         self.n_batches += 1;
         let all_pos = self.positions.len() == ctx;
         let contiguous = self.positions.windows(2).all(|w| w[1] == w[0] + 1);

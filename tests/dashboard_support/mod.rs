@@ -16,7 +16,10 @@ pub fn dense_acts(model: &HookedModel, sae: &Sae, ids: &[Vec<u32>], batch: usize
         let flat: Vec<u32> = chunk.iter().flatten().copied().collect();
         let t = Tensor::from_vec(flat, (chunk.len(), p), &Device::Cpu).unwrap();
         let (_, cache) = model
-            .run_with_cache(&t, vec![hook.as_str()], Some(layer + 1))
+            .run(&t)
+            .names(vec![hook.as_str()])
+            .stop_at_layer(layer + 1)
+            .cache()
             .unwrap();
         let x = cache.get(hook.as_str()).unwrap().flatten_to(1).unwrap();
         let x = x.reshape((chunk.len() * p, sae.d_in())).unwrap();

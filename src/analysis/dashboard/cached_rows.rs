@@ -87,7 +87,7 @@ impl<'a> CachedRows<'a> {
         let hook = sae.hook_name();
         let t = Tensor::from_vec(vec![id], (1, 1), model.device())?;
         let stop = crate::train::activations::stop_at_layer_for(hook);
-        let (_, cache) = model.run_with_cache(&t, vec![hook], stop)?;
+        let (_, cache) = model.run(&t).names(hook).stop_at_layer(stop).cache()?;
         let v: Vec<f32> = cache
             .get(hook)?
             .to_dtype(DType::F32)?

@@ -6,7 +6,7 @@
 use super::effects::{tok_text, Ctx, Request};
 use super::types::{Dfa, Example, ExampleToken};
 use crate::error::Result;
-use crate::hooks::ActivationCache;
+use crate::model::ActivationCache;
 use candle_core::{DType, Tensor};
 
 /// Per source position `0..=dest`, the attribution to `w` (one encoder column, `[n_heads·d_head]`)

@@ -15,7 +15,7 @@ use super::types::{Example, ExampleToken, TokenScore};
 use super::weights::SaeSite;
 use super::{DashboardConfig, Progress, Stage};
 use crate::error::Result;
-use crate::hooks::ActivationCache;
+use crate::model::ActivationCache;
 use crate::model::HookedModel;
 use crate::sae::Sae;
 use crate::train::activations::stop_at_layer_for;
@@ -225,7 +225,11 @@ fn slow_batch(c: &Ctx, batch: &[(u32, usize)]) -> Result<BatchOut> {
     } else {
         stop_at_layer_for(&hook)
     };
-    let (resid, cache) = model.run_with_cache(&t, names.clone(), stop)?;
+    let (resid, cache) = model
+        .run(&t)
+        .names(names.clone())
+        .stop_at_layer(stop)
+        .cache()?;
     let x = cache
         .get(hook.as_str())?
         .contiguous()?

@@ -65,8 +65,11 @@ pub fn prompt_centric(
     let ids: Vec<u32> = tokens.flatten_all()?.to_vec1()?;
     let p = ids.len();
     let hook = sae.hook_name().to_string();
-    let (resid, cache) =
-        model.run_with_cache(&tokens, vec![hook.as_str()], Some(model.cfg().n_layers))?;
+    let (resid, cache) = model
+        .run(&tokens)
+        .names(hook.as_str())
+        .stop_at_layer(model.cfg().n_layers)
+        .cache()?;
     let x = cache
         .get(hook.as_str())?
         .contiguous()?

@@ -113,7 +113,11 @@ pub(crate) fn stream(
         let p = chunk[0].len();
         let flat: Vec<u32> = chunk.iter().flatten().copied().collect();
         let t = Tensor::from_vec(flat.clone(), (chunk.len(), p), model.device())?;
-        let (_, cache) = model.run_with_cache(&t, vec![hook.as_str()], stop)?;
+        let (_, cache) = model
+            .run(&t)
+            .names(hook.as_str())
+            .stop_at_layer(stop)
+            .cache()?;
         let a = cache.get(hook.as_str())?;
         let n = chunk.len() * p;
         if a.elem_count() != n * d_in {

@@ -1,6 +1,6 @@
 //! `saescope run`: a forward pass with a cache, optionally with SAEs spliced in.
 use anyhow::{bail, Context, Result};
-use saescope::sae::splice::SaeRunOptions;
+use saescope::SaeRunOptions;
 use saescope::{DType, HookedModel, LoadOptions, NamesFilter, Sae, Tensor};
 use std::collections::HashMap;
 use std::path::PathBuf;
@@ -146,14 +146,19 @@ pub fn run(a: RunArgs) -> Result<()> {
         );
     }
     let (logits, cache) = if saes.is_empty() {
-        model.run_with_cache(&tokens, filter, None)?
+        model.run(&tokens).names(filter).cache()?
     } else {
         let opts = SaeRunOptions {
             use_error_term: a.use_error_term,
             ..Default::default()
         };
         let refs: Vec<&Sae> = saes.iter().collect();
-        model.run_with_cache_with_saes(&tokens, &refs, &opts, filter, None)?
+        model
+            .run(&tokens)
+            .saes(&refs)
+            .sae_options(&opts)
+            .names(filter)
+            .cache()?
     };
     let (b, p) = tokens.dims2()?;
     eprintln!(

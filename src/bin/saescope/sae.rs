@@ -1,7 +1,6 @@
 //! `saescope sae info` and `saescope sae apply`.
 use anyhow::{bail, Context, Result};
 use clap::Subcommand;
-use saescope::model::LoadOptions;
 use saescope::{DType, Device, Sae, Tensor};
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
@@ -89,7 +88,7 @@ fn load_any(spec: &str) -> Result<(Sae, Vec<PathBuf>)> {
         return Ok((Sae::load(p)?, files));
     }
     let (release, id) = split_release_id(spec)?;
-    let sae = Sae::from_pretrained(&release, &id, &LoadOptions::default())?;
+    let sae = Sae::from_pretrained(&release, &id)?;
     // The downloaded files, in the hub cache's snapshot of the release's repo.
     let (repo, folder) = match saescope::sae::pretrained::release(&release) {
         Ok(r) => (

@@ -1,11 +1,65 @@
 //! `ActivationCache`: the activations one forward pass kept, with TL's residual-stream helpers.
-use super::{nearest_names, ActName};
+use super::blocks::Norm;
+use super::ModelConfig;
 use crate::error::{Error, Result};
-use crate::model::blocks::Norm;
-use crate::model::ModelConfig;
+use crate::hooks::{nearest_names, ActName};
 use candle_core::{Tensor, D};
 use std::collections::HashMap;
 use std::sync::Arc;
+
+/// Which residual stream [`ActivationCache::accumulated_resid`], `decompose_resid` and
+/// `apply_ln_to_stack` use, with TL's keyword arguments by name (all off / `None` by default).
+///
+/// ```no_run
+/// # use saescope::prelude::*;
+/// # let model = HookedModel::from_pretrained("smollm2")?;
+/// # let (_, cache) = model.run_with_cache("Hi")?;
+/// let (stack, labels) = cache.accumulated_resid(Resid::default().apply_ln())?;
+/// let (parts, labels) = cache.decompose_resid(Resid::at_layer(5).mlp_input())?;
+/// # Ok::<(), saescope::Error>(())
+/// ```
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Resid {
+    /// The layer whose input is read (`None`: all layers, ending at the final residual).
+    pub layer: Option<usize>,
+    /// `accumulated_resid`: include each layer's `resid_mid`.
+    pub incl_mid: bool,
+    /// `decompose_resid` / `apply_ln_to_stack`: the stream the MLP reads (`ln2`).
+    pub mlp_input: bool,
+    /// Apply the norm that reads the stream at `layer` (TL's `apply_ln`).
+    pub apply_ln: bool,
+}
+
+impl Resid {
+    /// Up to layer `layer` (TL's `layer=`).
+    pub fn at_layer(layer: usize) -> Self {
+        Resid {
+            layer: Some(layer),
+            ..Default::default()
+        }
+    }
+    /// With TL's `apply_ln=True`.
+    pub fn apply_ln(self) -> Self {
+        Resid {
+            apply_ln: true,
+            ..self
+        }
+    }
+    /// With TL's `incl_mid=True`.
+    pub fn incl_mid(self) -> Self {
+        Resid {
+            incl_mid: true,
+            ..self
+        }
+    }
+    /// With TL's `mlp_input=True`.
+    pub fn mlp_input(self) -> Self {
+        Resid {
+            mlp_input: true,
+            ..self
+        }
+    }
+}
 
 /// Activations by TL hook name, in the order the forward pass produced them.
 #[derive(Clone)]
@@ -97,12 +151,13 @@ impl ActivationCache {
     /// Returns `([n_components, ..., d_model], labels)`. With `apply_ln`, the norm reading the
     /// stream at `layer` is applied; at the final layer TL recomputes `ln_final` on each
     /// component (`recompute_ln`), elsewhere it divides by the cached scale.
-    pub fn accumulated_resid(
-        &self,
-        layer: Option<usize>,
-        incl_mid: bool,
-        apply_ln: bool,
-    ) -> Result<(Tensor, Vec<String>)> {
+    pub fn accumulated_resid(&self, opts: Resid) -> Result<(Tensor, Vec<String>)> {
+        let Resid {
+            layer,
+            incl_mid,
+            apply_ln,
+            ..
+        } = opts;
         let layer = self.resolve_layer(layer)?;
         let n = self.cfg.n_layers;
         let (mut comps, mut labels) = (Vec::new(), Vec::new());
@@ -122,7 +177,7 @@ impl ActivationCache {
         let mut stack = Tensor::stack(&comps, 0)?;
         if apply_ln {
             let recompute = layer == self.cfg.n_layers;
-            stack = self.apply_ln_to_stack_with(&stack, Some(layer), false, recompute)?;
+            stack = self.apply_ln_with(&stack, Some(layer), false, recompute)?;
         }
         Ok((stack, labels))
     }
@@ -130,12 +185,13 @@ impl ActivationCache {
     /// TL's `decompose_resid`: the outputs of each component writing into the residual stream
     /// before `layer` (`embed`, `pos_embed`, then `{l}_attn_out`, `{l}_mlp_out`); with
     /// `mlp_input`, also `attn_out` of `layer` itself.
-    pub fn decompose_resid(
-        &self,
-        layer: Option<usize>,
-        mlp_input: bool,
-        apply_ln: bool,
-    ) -> Result<(Tensor, Vec<String>)> {
+    pub fn decompose_resid(&self, opts: Resid) -> Result<(Tensor, Vec<String>)> {
+        let Resid {
+            layer,
+            mlp_input,
+            apply_ln,
+            ..
+        } = opts;
         let layer = self.resolve_layer(layer)?;
         let (mut comps, mut labels) = (Vec::new(), Vec::new());
         for (hook, label) in [("hook_embed", "embed"), ("hook_pos_embed", "pos_embed")] {
@@ -156,7 +212,7 @@ impl ActivationCache {
         }
         let mut stack = Tensor::stack(&comps, 0)?;
         if apply_ln {
-            stack = self.apply_ln_to_stack(&stack, Some(layer), mlp_input)?;
+            stack = self.apply_ln_with(&stack, Some(layer), mlp_input, false)?;
         }
         Ok((stack, labels))
     }
@@ -165,20 +221,16 @@ impl ActivationCache {
     /// norm that reads the residual stream at `layer` (`ln1`, or `ln2` with `mlp_input`;
     /// `ln_final` for None or `n_layers`). `stack` is `[..., batch, pos, d_model]`. Like TL, no
     /// weight or bias is applied (the model's weights are assumed folded).
-    pub fn apply_ln_to_stack(
-        &self,
-        stack: &Tensor,
-        layer: Option<usize>,
-        mlp_input: bool,
-    ) -> Result<Tensor> {
-        self.apply_ln_to_stack_with(stack, layer, mlp_input, false)
+    /// (`opts.layer` and `opts.mlp_input` are used.)
+    pub fn apply_ln_to_stack(&self, stack: &Tensor, opts: Resid) -> Result<Tensor> {
+        self.apply_ln_with(stack, opts.layer, opts.mlp_input, false)
     }
 
     /// `apply_ln_to_stack` with TL's `recompute_ln`: at the final layer, run the model's
     /// `ln_final` on each component with its own statistics (and its weights, if not folded)
     /// instead of dividing by the cached scale. `accumulated_resid(apply_ln)` does this at the
     /// final layer, so the logit lens sees each layer's residual as the unembedding would.
-    pub fn apply_ln_to_stack_with(
+    fn apply_ln_with(
         &self,
         stack: &Tensor,
         layer: Option<usize>,
@@ -220,7 +272,7 @@ impl ActivationCache {
             Some(inc) => (dirs - self.residual_directions(inc)?)?,
             None => dirs,
         };
-        let scaled = self.apply_ln_to_stack(stack, None, false)?;
+        let scaled = self.apply_ln_with(stack, None, false, false)?;
         Ok(scaled.broadcast_mul(&dirs)?.sum(D::Minus1)?)
     }
 
