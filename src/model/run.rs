@@ -240,6 +240,7 @@ impl<'a> Run<'_, 'a> {
             ));
         }
         let model = self.model;
+        model.check_saes(&self.saes)?;
         self.hooks.validate(&model.hook_names_with(&self.saes))?;
         let prompt = match self.prompt {
             Prompt::Texts(v) if v.len() > 1 => {
@@ -272,6 +273,7 @@ impl<'a> Run<'_, 'a> {
     /// The one path every run takes.
     fn exec(mut self, want_cache: bool) -> Result<(Tensor, Option<ActivationCache>)> {
         let model = self.model;
+        model.check_saes(&self.saes)?;
         let valid = model.hook_names_with(&self.saes);
         self.hooks.validate(&valid)?;
         if let Some(f) = &self.names {
@@ -422,15 +424,8 @@ impl HookedModel {
         out
     }
 
-    /// The replacements of one pass, checked (hook names exist, one per hook), with the
-    /// positions that bypass them.
-    pub(crate) fn attach<'a>(
-        &self,
-        tokens: &Tensor,
-        saes: &[&'a dyn Replacement],
-        use_error_term: bool,
-        special: &SpecialTokens,
-    ) -> Result<Vec<Attached<'a>>> {
+    /// Error unless every SAE's hooks exist and each hook has at most one SAE.
+    fn check_saes(&self, saes: &[&dyn Replacement]) -> Result<()> {
         let valid = self.hook_names_with(&[]);
         for (i, s) in saes.iter().enumerate() {
             for h in [s.hook_in(), s.hook_out()] {
@@ -443,6 +438,17 @@ impl HookedModel {
                 )));
             }
         }
+        Ok(())
+    }
+
+    /// The (checked) replacements of one pass, with the positions that bypass them.
+    fn attach<'a>(
+        &self,
+        tokens: &Tensor,
+        saes: &[&'a dyn Replacement],
+        use_error_term: bool,
+        special: &SpecialTokens,
+    ) -> Result<Vec<Attached<'a>>> {
         let bypass = match special {
             SpecialTokens::None => None,
             SpecialTokens::Ids(ids) => Some(self.token_mask(tokens, ids)?),
