@@ -134,6 +134,43 @@ fn run_all_hooks_on_the_default_model() {
 }
 
 #[test]
+fn main_job_prints_predictions_and_the_shipped_saes_top_latents() {
+    let prompt = "The capital of France is";
+    let o = bin().args(["run", "--prompt", prompt]).output().unwrap();
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let out = String::from_utf8_lossy(&o.stdout);
+    assert!(out.contains("\" Paris\""), "{out}");
+    assert!(out.contains("top 5 latents of the shipped SAE"), "{out}");
+    // The same latents, in the same order, as the library call (the course's first cell).
+    let model = saescope::HookedModel::from_pretrained("smollm2").unwrap();
+    let sae = saescope::Sae::shipped().unwrap();
+    let want = saescope::analysis::top_latents(&model, &sae, prompt, 5, 6).unwrap();
+    let lines: Vec<&str> = out
+        .lines()
+        .filter(|l| l.trim_start().starts_with("latent "))
+        .collect();
+    assert_eq!(lines.len(), 5, "{out}");
+    for (line, l) in lines.iter().zip(&want) {
+        assert!(
+            line.contains(&format!("latent {:>5}", l.latent)),
+            "{line} vs {}",
+            l.latent
+        );
+        assert!(
+            line.contains(&format!("{:?}", l.top_tokens[0].token)),
+            "{line}"
+        );
+    }
+    assert!(want.windows(2).all(|w| w[0].activation >= w[1].activation));
+    // --latents 0 leaves them out.
+    let o = bin()
+        .args(["run", "--prompt", prompt, "--latents", "0"])
+        .output()
+        .unwrap();
+    assert!(!String::from_utf8_lossy(&o.stdout).contains("latents of the shipped SAE"));
+}
+
+#[test]
 fn run_with_a_wrong_hook_name_fails_with_suggestions() {
     let o = bin()
         .args([

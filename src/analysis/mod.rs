@@ -13,6 +13,7 @@ pub mod metric;
 pub mod patch_scoping;
 pub mod pca;
 pub mod steering;
+mod top_latents;
 
 pub use ablation::{
     ablation_effects, active_latents, reconstruct_from_latents, sae_acts, LatentAblation,
@@ -45,3 +46,4 @@ pub use steering::{
     add_steering_hook, compare_steering, generate_with_steering, steering_vector,
     SteeringComparison,
 };
+pub use top_latents::{top_latents, LatentSummary};

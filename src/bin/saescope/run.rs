@@ -40,6 +40,10 @@ pub struct RunArgs {
     /// Add each SAE's reconstruction error back (`hook_sae_error`; clean logits without interventions).
     #[arg(long, requires = "sae")]
     use_error_term: bool,
+    /// With the default model and no --sae: print this many latents of the shipped SAE most
+    /// active at the last token, each with the tokens it boosts most (0: none).
+    #[arg(long, default_value_t = 5)]
+    latents: usize,
 }
 
 fn read_tokens(path: &PathBuf) -> Result<Tensor> {
@@ -183,6 +187,9 @@ pub fn run(a: RunArgs) -> Result<()> {
             );
         }
     }
+    if saes.is_empty() && a.latents > 0 && a.model.eq_ignore_ascii_case("smollm2") {
+        print_shipped_latents(&model, &tokens, a.latents)?;
+    }
     if let Some(out) = &a.out {
         let mut map: HashMap<String, Tensor> = HashMap::new();
         for (name, t) in cache.into_vec() {
@@ -193,6 +200,31 @@ pub fn run(a: RunArgs) -> Result<()> {
         saescope::candle_core::safetensors::save(&map, out)
             .with_context(|| format!("cannot write {}", out.display()))?;
         eprintln!("wrote {} tensors to {}", map.len(), out.display());
+    }
+    Ok(())
+}
+
+/// The course's first cell: the shipped SAE's top latents at the last token of the first row.
+fn print_shipped_latents(model: &HookedModel, tokens: &Tensor, k: usize) -> Result<()> {
+    let sae = Sae::shipped().context("cannot load the shipped SAE (data/saes/)")?;
+    let first = tokens.narrow(0, 0, 1)?;
+    println!(
+        "top {k} latents of the shipped SAE ({}, d_sae {}) at the last token, with the tokens each boosts most:",
+        sae.hook_name_out(),
+        sae.d_sae()
+    );
+    for l in saescope::analysis::top_latents(model, &sae, &first, k, 6)? {
+        let toks: Vec<String> = l
+            .top_tokens
+            .iter()
+            .map(|t| format!("{:?}", t.token))
+            .collect();
+        println!(
+            "  latent {:>5}  act {:>7.2}  boosts {}",
+            l.latent,
+            l.activation,
+            toks.join(" ")
+        );
     }
     Ok(())
 }
