@@ -171,7 +171,7 @@ fn attribution_ablation_and_dla_match_pytorch_on_smollm2() {
     assert!(e_abl < 2e-3);
 
     // Direct logit attribution against TL's logit_attrs.
-    let dla = latent_dla(&model, &toks, &sae, &metric, true).unwrap();
+    let dla = latent_dla(&model, &toks, &sae, &metric).unwrap();
     let got = dla.dla.i(0).unwrap();
     let e_dla = rel_err(&got, &g["dla"]);
     eprintln!("DLA vs TL logit_attrs: relative error {e_dla:.2e}");

@@ -13,7 +13,7 @@ use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 
 mod common;
-use common::tensors::flat;
+use common::tensors::{flat, max_abs, max_abs_diff};
 
 fn fixtures() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures")
@@ -289,7 +289,7 @@ fn dla_decomposes_the_logit_difference_on_the_last_layer() {
             correct: c.clone(),
             incorrect: i.clone(),
         };
-        let dla = latent_dla(&model, &toks, &sae, &metric, true).unwrap();
+        let dla = latent_dla(&model, &toks, &sae, &metric).unwrap();
         let (_, cache) = model.run(&toks).sae(&sae).error_term().cache().unwrap();
         let err = cache
             .get(format!("{hook}.hook_sae_error").as_str())
@@ -348,6 +348,20 @@ fn dla_decomposes_the_logit_difference_on_the_last_layer() {
         assert!((total - want).abs() < 1e-4 * want.abs().max(1.0));
         let top = dla.top_k(3, saescope::analysis::TopBy::Abs).unwrap();
         assert!(top[0].1.abs() >= top[2].1.abs());
+        // Without the final norm's scale: the same attribution times each row's scale.
+        let raw = saescope::analysis::latent_dla_with(
+            &model,
+            &toks,
+            &sae,
+            &metric,
+            &saescope::analysis::DlaOptions { apply_ln: false },
+        )
+        .unwrap();
+        let scaled = dla
+            .dla
+            .broadcast_mul(&scale5.reshape((2, 1)).unwrap())
+            .unwrap();
+        assert!(max_abs_diff(&raw.dla, &scaled) < 1e-4 * max_abs(&scaled).max(1.0));
     }
 }
 
@@ -384,7 +398,7 @@ fn bad_arguments_are_errors_that_name_the_fix() {
     assert!(e.to_string().contains("named twice"), "{e}");
     let e = get_cache_fwd_and_bwd(&model, &toks, &[], &opts, &[], &metric).unwrap_err();
     assert!(e.to_string().contains("no hook names"), "{e}");
-    let e = latent_dla(&model, &toks, &sae, &Metric::Loss, true).unwrap_err();
+    let e = latent_dla(&model, &toks, &sae, &Metric::Loss).unwrap_err();
     assert!(e.to_string().contains("LogitDiff"), "{e}");
     let e = ablation_effects(&model, &toks, &sae, &metric, None, Some(&[8])).unwrap_err();
     assert!(e.to_string().contains("d_sae = 8"), "{e}");

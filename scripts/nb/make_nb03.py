@@ -53,7 +53,7 @@ md(r"""
 final norm's scale (TL's `apply_ln_to_stack`). Layer 15 is the middle of a 30-layer model, so the
 direct path is expected to be small: most of what a latent does here goes through later layers.
 """)
-code(r"""let dla = latent_dla(&model, &tokens, &sae, &metric, true)?;
+code(r"""let dla = latent_dla(&model, &tokens, &sae, &metric)?;
 for (latent, v) in dla.top_k(6, TopBy::Abs)? { println!("latent {latent:5}: DLA {v:+.3}"); }""", contains=["DLA"])
 md(r"""
 ## 2. Ablation and 3. attribution patching at the last position

@@ -178,8 +178,9 @@ pub fn top_k_latents(values: &[f32], k: usize, by: TopBy) -> Vec<(usize, f32)> {
 /// Direct logit attribution of each latent of `sae` for a [`Metric::LogitDiff`] at its
 /// position: `dla[b, i] = f_i(b, pos) · s(b, pos) · (d_i · u_b) / scale(b, pos)` where `u_b` is
 /// the logit-difference direction of prompt `b`, `scale` the final norm's cached
-/// `ln_final.hook_scale` (TL's `apply_ln_to_stack`; with `apply_ln = false` it is left out, as
-/// in ARENA's plain `acts ⊙ (W_dec @ logit_dir)`), and `s` undoes the SAE's
+/// `ln_final.hook_scale` (TL's `apply_ln_to_stack`; [`latent_dla_with`] and
+/// `DlaOptions { apply_ln: false }` leave it out, as in ARENA's plain `acts ⊙ (W_dec @
+/// logit_dir)`), and `s` undoes the SAE's
 /// `normalize_activations` (1 for `none`). The SAE is spliced in with its error term, so the
 /// scale is the clean model's. Logit soft-capping (Gemma-2) is not applied.
 pub fn latent_dla(
@@ -187,8 +188,32 @@ pub fn latent_dla(
     tokens: &Tensor,
     sae: &Sae,
     metric: &Metric,
-    apply_ln: bool,
 ) -> Result<LatentDla> {
+    latent_dla_with(model, tokens, sae, metric, &DlaOptions::default())
+}
+
+/// Options of [`latent_dla_with`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct DlaOptions {
+    /// Divide by the final norm's cached scale (TL's `apply_ln`; default true).
+    pub apply_ln: bool,
+}
+
+impl Default for DlaOptions {
+    fn default() -> Self {
+        DlaOptions { apply_ln: true }
+    }
+}
+
+/// [`latent_dla`] with options.
+pub fn latent_dla_with(
+    model: &HookedModel,
+    tokens: &Tensor,
+    sae: &Sae,
+    metric: &Metric,
+    opts: &DlaOptions,
+) -> Result<LatentDla> {
+    let apply_ln = opts.apply_ln;
     let Metric::LogitDiff {
         pos,
         correct,

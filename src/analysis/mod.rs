@@ -28,8 +28,8 @@ pub use dashboard::{
     DashboardInput, Dashboards, FeatureDashboard, LatentSelection, PromptView,
 };
 pub use dla::{
-    effective_decoder, latent_dla, latent_logit_weights, latent_output_directions, top_k_latents,
-    LatentDla, TopBy,
+    effective_decoder, latent_dla, latent_dla_with, latent_logit_weights, latent_output_directions,
+    top_k_latents, DlaOptions, LatentDla, TopBy,
 };
 pub use geometry::{
     cross_decoder_cosine_similarity, decoder_cosine_similarity, decoder_pca, nearest_neighbours,
