@@ -1,8 +1,14 @@
 #!/usr/bin/env python3
 """Check executed notebooks: no cell may have an error, and cells must have the outputs they declare.
 
-Usage: check_notebooks.py SOURCE.ipynb EXECUTED.ipynb [SOURCE.ipynb EXECUTED.ipynb ...]
+Usage: check_notebooks.py [--publish] SOURCE.ipynb EXECUTED.ipynb [SOURCE.ipynb EXECUTED.ipynb ...]
 (scripts/run_notebooks.sh calls it with each notebook and its executed copy in notebooks/out/).
+
+The course notebooks (those in a `notebooks/` folder) are committed executed, with outputs, so a
+reader sees the results without running anything. Without `--publish` a course notebook also
+fails when its committed copy has no outputs, lacks the outputs its cells declare, or has no
+inline SVG. With `--publish`, each notebook that passes is written back over SOURCE (its executed
+copy, without nbconvert's per-cell timing metadata).
 
 A notebook fails when
   * its executed copy is missing (nbconvert aborted: kernel died, a cell timed out, ...);
@@ -101,7 +107,46 @@ def check(source, executed):
     return problems
 
 
+def is_course_notebook(source):
+    return os.path.basename(os.path.dirname(os.path.abspath(source))) == "notebooks"
+
+
+def check_published(source):
+    """Problems of a committed course notebook that does not show its results."""
+    with open(source, encoding="utf-8") as f:
+        nb = json.load(f)
+    fix = f"run `scripts/run_notebooks.sh --publish {os.path.relpath(source)}` and commit it"
+    code = [c for c in nb.get("cells", []) if c.get("cell_type") == "code"]
+    if not any(c.get("outputs") for c in code):
+        return [f"committed without outputs (readers see no results): {fix}"]
+    problems = []
+    for index, cell in enumerate(nb.get("cells", [])):
+        meta = cell.get("metadata", {}).get("saescope", {})
+        if cell.get("cell_type") == "code" and (meta.get("expect") or meta.get("contains")) \
+                and not cell.get("outputs"):
+            problems.append(f"cell {index} (`{first_line(cell)}`) is committed without its "
+                            f"output: {fix}")
+    svg = any("image/svg+xml" in o.get("data", {}) for c in code for o in c.get("outputs", []))
+    if not svg:
+        problems.append(f"no inline SVG among the committed outputs: {fix}")
+    return problems
+
+
+def publish(source, executed):
+    """Write the executed copy over the committed notebook, without per-run timing metadata."""
+    with open(executed, encoding="utf-8") as f:
+        nb = json.load(f)
+    for cell in nb.get("cells", []):
+        cell.get("metadata", {}).pop("execution", None)
+    with open(source, "w", encoding="utf-8") as f:
+        json.dump(nb, f, indent=1, ensure_ascii=False)
+        f.write("\n")
+
+
 def main(argv):
+    do_publish = bool(argv) and argv[0] == "--publish"
+    if do_publish:
+        argv = argv[1:]
     if not argv or len(argv) % 2:
         print(__doc__, file=sys.stderr)
         return 2
@@ -109,6 +154,11 @@ def main(argv):
     for source, executed in zip(argv[0::2], argv[1::2]):
         name = os.path.basename(source)
         problems = check(source, executed)
+        if not do_publish and is_course_notebook(source):
+            problems += check_published(source)
+        elif do_publish and not problems:
+            publish(source, executed)
+            print(f"published {os.path.relpath(source)}")
         if problems:
             failed += 1
             print(f"FAIL {name}")

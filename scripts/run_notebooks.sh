@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Execute notebooks headlessly with the evcxr Rust kernel and check the results.
 #
-# Usage:   bash scripts/run_notebooks.sh [NOTEBOOK.ipynb ...]     (default: notebooks/*.ipynb)
+# Usage:   bash scripts/run_notebooks.sh [--publish] [NOTEBOOK.ipynb ...]  (default: notebooks/*.ipynb)
 # Needs:   bash scripts/setup_notebooks.sh (once)
 #
 # Each notebook runs with nbconvert from the notebooks/ directory as the working directory
@@ -9,6 +9,9 @@
 # The executed copies go to notebooks/out/ (gitignored). scripts/check_notebooks.py then fails
 # the run if any cell has an error output, panicked or wrote to stderr (where evcxr reports
 # errors returned by `?`), or lacks an output that its metadata declares (see that script).
+# Course notebooks are committed executed, with outputs: the check also fails when a committed
+# notebook in notebooks/ has no outputs or no inline SVG. `--publish` writes each executed
+# notebook that passes back over the committed one (run it after changing a notebook).
 # The last line is a summary: `notebooks: N passed, M failed`; the exit status is non-zero when
 # any notebook failed.
 #
@@ -30,6 +33,11 @@ if [ ! -x "$VENV/bin/jupyter" ] || [ ! -f "$JUPYTER_DATA_DIR/kernels/rust/kernel
   exit 2
 fi
 
+publish=()
+if [ "${1:-}" = "--publish" ]; then
+  publish=(--publish)
+  shift
+fi
 notebooks=()
 if [ $# -gt 0 ]; then
   for nb in "$@"; do
@@ -73,4 +81,4 @@ for nb in "${notebooks[@]}"; do
   executed+=("$nb" "$out")
 done
 
-"$VENV/bin/python" "$ROOT/scripts/check_notebooks.py" "${executed[@]}"
+"$VENV/bin/python" "$ROOT/scripts/check_notebooks.py" "${publish[@]}" "${executed[@]}"

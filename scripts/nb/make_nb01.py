@@ -161,6 +161,14 @@ let (ablated_logits, ablated5_logits) = {
 let act_here: f32 = { let (_, c) = model.run(&code_toks).sae(&sae).names(acts_name.as_str()).stop_at_layer(16).cache()?; c.get(acts_name.as_str())?.i((0, pos, latent))?.to_scalar()? };
 println!("latent {latent} activation at ` raise`: {act_here:.1}");
 """, contains=["activation at"])
+md(r"""
+The latent along the whole snippet: it stays silent until ` raise`.
+""")
+code(r"""let (_, c) = model.run(&code_toks).sae(&sae).names(acts_name.as_str()).stop_at_layer(16).cache()?;
+let along = c.get(acts_name.as_str())?.i((0, .., latent))?.to_f32_vec()?;
+let labels = model.to_str_tokens(code_prompt)?;
+let along_svg = viz::line_chart(&format!("Latent {latent} along the code snippet"), &labels, &[(format!("latent {latent}"), along)], "activation")?;""")
+code(r"""along_svg""", expect=["image/svg+xml"])
 code(r"""/// Log-probabilities of the next token at `pos`.
 fn log_probs(logits: &Tensor, pos: usize) -> saescope::Result<Vec<f32>> { logits.i((0, pos))?.log_softmax()?.to_f32_vec() }
 let (lp_clean, lp_ablated, lp_ablated5) = (log_probs(&clean_logits, pos)?, log_probs(&ablated_logits, pos)?, log_probs(&ablated5_logits, pos)?);

@@ -81,6 +81,13 @@ for g in f.quantile_groups.iter().rev() {
     println!("{:48} {:?}", g.title, centres(g));
 }""", contains=["centred on ` except`"])
 md(r"""
+The activation histogram of the dashboard (non-zero activations only), as a chart:
+""")
+code(r"""let bins: Vec<String> = f.act_histogram.edges.windows(2).map(|w| format!("{:.0}", (w[0] + w[1]) / 2.0)).collect();
+let counts: Vec<f32> = f.act_histogram.counts.iter().map(|&c| c as f32).collect();
+let hist_svg = viz::line_chart(&format!("Latent {latent}: activations where it fires"), &bins, &[("count".to_string(), counts)], "tokens")?;""")
+code(r"""hist_svg""", expect=["image/svg+xml"])
+md(r"""
 ### Evidence 2: logits
 
 The top and bottom logits of `W_dec[4131] · W_U` (after the final norm's scale, as sae_vis computes

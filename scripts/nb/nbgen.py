@@ -1,5 +1,9 @@
 """Shared helpers for the notebook generators (scripts/nb/make_nb*.py): cells with saescope's
-check metadata (see scripts/check_notebooks.py) and the evcxr Rust kernel spec."""
+check metadata (see scripts/check_notebooks.py) and the evcxr Rust kernel spec.
+
+Notebooks are committed executed, with their outputs. Regenerating one keeps the outputs of every
+code cell whose source did not change (and the cells after a changed cell keep theirs too, until
+the next run); refresh them all with `scripts/run_notebooks.sh --publish NOTEBOOK`."""
 import json
 
 
@@ -32,5 +36,19 @@ class Notebook:
             c["id"] = f"c{i:02d}"
             lines = c["source"].split("\n")
             c["source"] = [l + "\n" for l in lines[:-1]] + [lines[-1]]
+        previous = {}
+        try:
+            with open(path) as f:
+                for c in json.load(f)["cells"]:
+                    if c["cell_type"] == "code":
+                        previous["".join(c["source"])] = c
+        except (OSError, ValueError, KeyError):
+            pass
+        for c in nb["cells"]:
+            old = previous.get("".join(c["source"])) if c["cell_type"] == "code" else None
+            if old is not None:
+                c["outputs"] = old.get("outputs", [])
+                c["execution_count"] = old.get("execution_count")
         with open(path, "w") as f:
             json.dump(nb, f, indent=1)
+            f.write("\n")
