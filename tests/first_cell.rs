@@ -202,6 +202,24 @@ fn start_and_stop_at_layer_compose_to_the_full_pass() {
     let rest = model.run(&mid).start_at_layer(10).logits().unwrap();
     let d = max_abs_diff(&full, &rest);
     assert!(d < 1e-3, "{d}");
+    // SAEs splice into a residual-stream run too; with no tokens no position is excluded.
+    let sae = Sae::shipped().unwrap();
+    let with_sae = model.run(p).saes(&[&sae]).logits().unwrap();
+    let rest_sae = model
+        .run(&mid)
+        .start_at_layer(10)
+        .saes(&[&sae])
+        .exclude_special_tokens(SpecialTokens::All)
+        .logits()
+        .unwrap();
+    let bos_excluded = model
+        .run(p)
+        .saes(&[&sae])
+        .exclude_special_tokens(SpecialTokens::All)
+        .logits()
+        .unwrap();
+    assert!(max_abs_diff(&with_sae, &rest_sae) < 1e-3);
+    assert!(max_abs_diff(&bos_excluded, &rest_sae) > 1e-3);
     let e = model.run(p).start_at_layer(3).logits().unwrap_err();
     assert!(e.to_string().contains("residual stream"), "{e}");
 }

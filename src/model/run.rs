@@ -290,12 +290,12 @@ impl<'a> Run<'_, 'a> {
                 }
             },
         };
-        let attached = model.attach(
-            &tokens,
-            &self.saes,
-            self.use_error_term,
-            &self.exclude_special_tokens,
-        )?;
+        // A residual-stream prompt has no tokens: no position is excluded.
+        let special = match resid {
+            Some(_) => &SpecialTokens::None,
+            None => &self.exclude_special_tokens,
+        };
+        let attached = model.attach(&tokens, &self.saes, self.use_error_term, special)?;
         let names = if want_cache {
             self.names.as_ref()
         } else {
@@ -316,8 +316,7 @@ impl<'a> Run<'_, 'a> {
     }
 }
 
-/// `[batch, pos]` zeros standing in for the tokens of a residual-stream prompt (special-token
-/// masks then exclude nothing).
+/// `[batch, pos]` zeros standing in for the tokens of a residual-stream prompt.
 fn placeholder_tokens(resid: &Tensor) -> Result<Tensor> {
     let (b, p, _) = resid.dims3().map_err(|_| {
         Error::Invalid(format!(
