@@ -16,9 +16,9 @@ mod load;
 mod partial;
 mod processing;
 mod run;
-pub mod sampling;
+pub(crate) mod sampling;
 mod tokens;
-pub mod weights;
+pub(crate) mod weights;
 
 pub use cache::{ActivationCache, Resid};
 pub use config::{

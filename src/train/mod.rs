@@ -21,12 +21,12 @@ pub mod activations;
 
 // The trainer (SAELens's SAETrainer and training SAEs).
 pub mod arch;
-pub mod batcher;
+pub(crate) mod batcher;
 pub mod config;
 pub mod ops;
 pub mod optim;
 pub mod plots;
 pub mod rng;
-pub mod sparse;
+pub(crate) mod sparse;
 pub mod synthetic;
 pub mod trainer;

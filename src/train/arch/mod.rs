@@ -10,13 +10,13 @@ use candle_core::{DType, Device, Tensor, Var, D};
 use std::collections::HashMap;
 
 pub mod batchtopk;
-pub mod fused;
+pub(crate) mod fused;
 pub mod gated;
 pub mod jumprelu;
 pub mod standard;
 mod standard_fused;
 pub mod topk;
-pub mod topk_fused;
+pub(crate) mod topk_fused;
 
 /// Named trainable parameters, in a fixed order (the order of the optimiser state).
 #[derive(Clone, Debug)]
@@ -187,7 +187,7 @@ pub struct TrainingSae {
     pub cfg: TrainSaeConfig,
     pub params: Params,
     pub arch: Box<dyn TrainArch>,
-    /// Use the fused CPU step where one exists ([`topk_fused`]; default `true`). `false` forces
+    /// Use the fused CPU step where one exists (the fused top-k step; default `true`). `false` forces
     /// the autograd graph (same maths; used to check the kernels).
     pub use_fused_kernels: bool,
     /// The copy of saescope that made `arch` (see `crate::tensor_ids`).
