@@ -1,7 +1,7 @@
 //! Steering generation with SAE latents and patch scoping (`saescope::analysis`).
 use saescope::analysis::{
     compare_steering, generate_patch_scoping_explanation, generate_with_steering, steering_vector,
-    PatchScopingOptions,
+    PatchScopingOptions, SteerOptions,
 };
 use saescope::model::GenerateOptions;
 use saescope::{Error, HookedModel, IndexOp, NamesFilter, Sae, SaeConfig, Tensor};
@@ -187,14 +187,20 @@ fn steering_helpers_table_and_errors() {
         seed: Some(11),
         ..GenerateOptions::default()
     };
-    let t = compare_steering(&m, &sae, "The weather today is", 5, 60.0, 2, &opts).unwrap();
+    let steer = SteerOptions {
+        latent: 5,
+        coefficient: 60.0,
+        n_samples: 2,
+        generate: opts.clone(),
+    };
+    let t = compare_steering(&m, &sae, "The weather today is", &steer).unwrap();
     assert_eq!((t.normal.len(), t.steered.len()), (2, 2));
     assert_ne!(
         t.normal, t.steered,
         "a large coefficient changes the samples"
     );
     // Seeds are per sample: the same call gives the same table.
-    let again = compare_steering(&m, &sae, "The weather today is", 5, 60.0, 2, &opts).unwrap();
+    let again = compare_steering(&m, &sae, "The weather today is", &steer).unwrap();
     assert_eq!(
         (t.normal.clone(), t.steered.clone()),
         (again.normal, again.steered)

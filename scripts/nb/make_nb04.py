@@ -30,7 +30,7 @@ tokens. A control: the `raise` latent of notebook 01 does not steer prose the sa
 """)
 md("## Setup")
 code(r""":dep saescope = { path = ".." }""")
-code(r"""use saescope::analysis::{compare_steering, generate_patch_scoping_explanation, generate_with_steering, PatchScopingOptions};
+code(r"""use saescope::analysis::{compare_steering, generate_patch_scoping_explanation, generate_with_steering, PatchScopingOptions, SteerOptions};
 use saescope::model::GenerateOptions;
 use saescope::prelude::*;
 use saescope::{HookedModel, IndexOp, NamesFilter, Sae, Tensor};""")
@@ -69,7 +69,7 @@ has a norm around 176 and the decoder rows have norm 1, so coefficients of tens 
 hundred are needed (ARENA uses about 1.5–2× a latent's maximum activation; this latent's reaches
 ≈ 39 in the corpus).
 """)
-code(r"""let cmp = compare_steering(&model, &sae, prompt, latent, 120.0, 4, &opts)?;
+code(r"""let cmp = compare_steering(&model, &sae, prompt, &SteerOptions { latent, coefficient: 120.0, n_samples: 4, generate: opts.clone() })?;
 println!("{cmp}");""", contains=["steered"])
 code(r"""cmp.to_html()""", expect=["text/html"])
 md(r"""
@@ -92,7 +92,7 @@ let coeffs = [0.0, 40.0, 80.0, 120.0, 160.0];
 let mut counts: Vec<f32> = Vec::new();
 let mut mean_acts: Vec<f32> = Vec::new();
 for &coeff in &coeffs {
-    let c = compare_steering(&model, &sae, prompt, latent, coeff, 6, &opts)?;
+    let c = compare_steering(&model, &sae, prompt, &SteerOptions { latent, coefficient: coeff, n_samples: 6, generate: opts.clone() })?;
     let n = c.steered.iter().filter(|s| mentions_data(s)).count();
     let mut acts: Vec<f32> = Vec::new();
     for t in &c.steered { acts.push(mean_on_continuation(&model, &sae, prompt, t, latent)?); }
@@ -113,7 +113,7 @@ Not every latent steers prose. Notebook 01's `raise` latent (1701) is about a sy
 in Python code; adding its direction to the same prose prompt with the same coefficient and
 seeds:
 """)
-code(r"""let control = compare_steering(&model, &sae, prompt, 1701, 120.0, 6, &opts)?;
+code(r"""let control = compare_steering(&model, &sae, prompt, &SteerOptions { latent: 1701, coefficient: 120.0, n_samples: 6, generate: opts.clone() })?;
 let n_control = control.steered.iter().filter(|s| mentions_data(s)).count();
 let n_raise = control.steered.iter().filter(|s| s.contains("raise") || s.contains("Error") || s.contains("except")).count();
 println!("latent 1701 at 120: {n_control} of 6 mention data, {n_raise} of 6 raise/handle errors; e.g. {:?}", control.steered[0].chars().take(100).collect::<String>());""", contains=["latent 1701 at 120"])

@@ -43,7 +43,7 @@ pub use patch_scoping::{
 };
 pub use pca::{symmetric_eigen, Pca};
 pub use steering::{
-    add_steering_hook, compare_steering, generate_with_steering, steering_vector,
+    add_steering_hook, compare_steering, generate_with_steering, steering_vector, SteerOptions,
     SteeringComparison,
 };
 pub use top_latents::{top_latents, LatentSummary};

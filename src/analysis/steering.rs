@@ -99,17 +99,53 @@ pub struct SteeringComparison {
     pub steered: Vec<String>,
 }
 
+/// What [`compare_steering`] steers with, and how it samples.
+#[derive(Clone, Debug)]
+pub struct SteerOptions {
+    /// The latent whose decoder direction is added.
+    pub latent: usize,
+    /// Its coefficient (ARENA's `steering_coefficient`; default 1).
+    pub coefficient: f64,
+    /// Normal and steered samples to draw (default 4).
+    pub n_samples: usize,
+    /// Generation settings (TL's defaults).
+    pub generate: GenerateOptions,
+}
+
+impl Default for SteerOptions {
+    fn default() -> Self {
+        SteerOptions {
+            latent: 0,
+            coefficient: 1.0,
+            n_samples: 4,
+            generate: GenerateOptions::default(),
+        }
+    }
+}
+
 /// `n_samples` normal and `n_samples` steered generations of `prompt`. Sample `i` uses the
-/// seed `opts.seed.unwrap_or(0) + i` for both, so a difference comes from the steering.
+/// seed `generate.seed.unwrap_or(0) + i` for both, so a difference comes from the steering.
+///
+/// ```no_run
+/// # use saescope::prelude::*;
+/// # use saescope::analysis::{compare_steering, SteerOptions};
+/// # let (model, sae) = (HookedModel::from_pretrained("smollm2")?, Sae::shipped()?);
+/// let table = compare_steering(&model, &sae, "The weather today is",
+///     &SteerOptions { latent: 3433, coefficient: 120.0, ..Default::default() })?;
+/// # Ok::<(), saescope::Error>(())
+/// ```
 pub fn compare_steering(
     model: &HookedModel,
     sae: &Sae,
     prompt: &str,
-    latent_idx: usize,
-    steering_coefficient: f64,
-    n_samples: usize,
-    opts: &GenerateOptions,
+    steer: &SteerOptions,
 ) -> Result<SteeringComparison> {
+    let (latent_idx, steering_coefficient, n_samples, opts) = (
+        steer.latent,
+        steer.coefficient,
+        steer.n_samples,
+        &steer.generate,
+    );
     check_latent(sae, latent_idx)?;
     let tok = model.tokenizer()?;
     let continuation = |g: &Generation| -> Result<String> {
