@@ -3,7 +3,7 @@
 //! hook-based ablations). Sources and views: `tests/dashboard_sources.rs`; HTML, JSON, errors
 //! and the CLI: `tests/dashboard_output.rs`.
 use saescope::analysis::dashboard::{
-    feature_dashboards, select::histc, Correlations, DashboardConfig, DashboardInput,
+    feature_dashboards_with, select::histc, Correlations, DashboardConfig, DashboardInput,
     FeatureDashboard, LatentSelection,
 };
 use saescope::{Device, IndexOp, Tensor};
@@ -185,10 +185,10 @@ fn interval_examples_are_seeded() {
             ..cfg()
         };
         let sel = LatentSelection::Indices(vec![f.latents[0]]);
-        feature_dashboards(
+        feature_dashboards_with(
             &f.model,
             &f.sae,
-            &DashboardInput::Tokens(rows.clone()),
+            DashboardInput::Tokens(rows.clone()),
             &sel,
             &c,
         )

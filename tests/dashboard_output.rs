@@ -1,7 +1,7 @@
 //! Feature dashboards' outputs: the Neuronpedia JSON, errors that name the fix, the HTML in
 //! headless Chromium, and the `saescope dashboard` CLI.
 use saescope::analysis::dashboard::{
-    corpus_rows, feature_dashboards, DashboardInput, LatentSelection,
+    corpus_rows, feature_dashboards_with, DashboardInput, LatentSelection,
 };
 
 mod dashboard_support;
@@ -42,29 +42,29 @@ fn neuronpedia_json_has_parallel_arrays_and_every_example() {
 fn bad_arguments_name_the_fix() {
     let f = fix();
     let rows = corpus_rows(&f.model, "default", 128, 64).unwrap();
-    let err = feature_dashboards(
+    let err = feature_dashboards_with(
         &f.model,
         &f.sae,
-        &DashboardInput::Tokens(rows.clone()),
-        &LatentSelection::Indices(vec![4608]),
+        DashboardInput::Tokens(rows.clone()),
+        LatentSelection::Indices(vec![4608]),
         &cfg(),
     )
     .unwrap_err();
     assert!(err.to_string().contains("d_sae = 4608"), "{err}");
-    let err = feature_dashboards(
+    let err = feature_dashboards_with(
         &f.model,
         &f.sae,
-        &DashboardInput::Tokens(rows),
-        &LatentSelection::Indices(vec![]),
+        DashboardInput::Tokens(rows),
+        LatentSelection::Indices(vec![]),
         &cfg(),
     )
     .unwrap_err();
     assert!(err.to_string().contains("no latents"), "{err}");
-    let err = feature_dashboards(
+    let err = feature_dashboards_with(
         &f.model,
         &f.sae,
-        &DashboardInput::act_cache("/nonexistent"),
-        &LatentSelection::Indices(vec![1]),
+        DashboardInput::act_cache("/nonexistent"),
+        LatentSelection::Indices(vec![1]),
         &cfg(),
     )
     .unwrap_err();

@@ -2,7 +2,7 @@
 //! feature attribution, the activation-cache path against the token path, and the prompt-centric
 //! view, against brute-force computations in `dashboard_support`.
 use saescope::analysis::dashboard::{
-    feature_dashboards, prompt_centric, Correlations, DashboardConfig, DashboardInput,
+    feature_dashboards_with, prompt_centric, Correlations, DashboardConfig, DashboardInput,
     FeatureDashboard, LatentSelection, RankBy,
 };
 use saescope::{Device, HookedModel, IndexOp, Tensor};
@@ -27,11 +27,11 @@ fn attention_sae_dfa_and_logits_match_an_independent_computation() {
         n_quantiles: 2,
         ..cfg()
     };
-    let dash = feature_dashboards(
+    let dash = feature_dashboards_with(
         &f.model,
         &sae,
-        &DashboardInput::Tokens(rows),
-        &LatentSelection::Indices(vec![0, 3]),
+        DashboardInput::Tokens(rows),
+        LatentSelection::Indices(vec![0, 3]),
         &c,
     )
     .unwrap();
@@ -145,7 +145,7 @@ fn activation_cache_scan_equals_the_token_scan() {
         max_tokens: None,
     };
     let sel = LatentSelection::Indices(f.latents[..3].to_vec());
-    let cached = feature_dashboards(&f.model, &f.sae, &input, &sel, &cfg()).unwrap();
+    let cached = feature_dashboards_with(&f.model, &f.sae, &input, &sel, &cfg()).unwrap();
     assert_eq!(cached.n_tokens, f.dash.n_tokens);
     for c in &cached.features {
         let t = f.dash.get(c.latent).unwrap();
@@ -190,11 +190,11 @@ fn activation_cache_scan_equals_the_token_scan() {
         );
     }
     // The wrong SAE for a cache is refused with the fix in the message.
-    let err = feature_dashboards(
+    let err = feature_dashboards_with(
         &f.model,
         &bf::hook_z_sae(),
         &input,
-        &LatentSelection::Indices(vec![0]),
+        LatentSelection::Indices(vec![0]),
         &cfg(),
     )
     .unwrap_err();
@@ -226,7 +226,7 @@ fn the_shipped_cache_rows_are_rebuilt_from_its_dataset() {
         correlations: Correlations::None,
         ..cfg()
     };
-    let d = feature_dashboards(
+    let d = feature_dashboards_with(
         &f.model,
         &f.sae,
         &input,

@@ -29,7 +29,7 @@ show it), and an ablation on three `try`/`except` snippets.
 """)
 md("## Setup")
 code(r""":dep saescope = { path = ".." }""")
-code(r"""use saescope::analysis::dashboard::{corpus_rows, feature_dashboards, prompt_centric, DashboardConfig, DashboardInput, LatentSelection};
+code(r"""use saescope::analysis::dashboard::{corpus_rows, feature_dashboards, prompt_centric};
 use saescope::prelude::*;
 use saescope::{HookedModel, Hooks, IndexOp, Sae, Tensor};""")
 code(r"""let model = HookedModel::from_pretrained("smollm2")?;
@@ -50,7 +50,7 @@ latent).
 code(r"""let rows = corpus_rows(&model, "default", 32_768, 128)?;
 let latents = vec![latent, 1701, 1252, 3433];
 let t0 = std::time::Instant::now();
-let dash = feature_dashboards(&model, &sae, &DashboardInput::Tokens(rows), &LatentSelection::Indices(latents.clone()), &DashboardConfig::default())?;
+let dash = feature_dashboards(&model, &sae, rows, latents.clone())?;
 println!("{} dashboards over {:?} tokens in {:.1} s", dash.latents().len(), dash.get(latent).map(|f| f.stats.n_tokens), t0.elapsed().as_secs_f64());""", contains=["dashboards over"])
 md(r"""
 ## The dashboard of latent 4131

@@ -24,8 +24,8 @@ pub use compare::{
     AttributionVsAblation, LatentComparison,
 };
 pub use dashboard::{
-    feature_dashboards, feature_dashboards_with_progress, prompt_centric, DashboardConfig,
-    DashboardInput, Dashboards, FeatureDashboard, LatentSelection, PromptView,
+    feature_dashboards, feature_dashboards_with, feature_dashboards_with_progress, prompt_centric,
+    DashboardConfig, DashboardInput, Dashboards, FeatureDashboard, LatentSelection, PromptView,
 };
 pub use dla::{
     effective_decoder, latent_dla, latent_dla_with, latent_logit_weights, latent_output_directions,

@@ -3,7 +3,8 @@
 //! binary.
 use super as bf;
 use saescope::analysis::dashboard::{
-    corpus_rows, feature_dashboards, DashboardConfig, DashboardInput, Dashboards, LatentSelection,
+    corpus_rows, feature_dashboards_with, DashboardConfig, DashboardInput, Dashboards,
+    LatentSelection,
 };
 use saescope::{HookedModel, Sae};
 use std::sync::OnceLock;
@@ -53,11 +54,11 @@ pub fn fix() -> &'static Fix {
         order.sort_by(|&a, &b| count[b].cmp(&count[a]).then(a.cmp(&b)));
         let dead = (0..sae.d_sae()).find(|&j| count[j] == 0).unwrap();
         let latents = vec![order[0], order[1], order[2], order[60], order[300], dead];
-        let dash = feature_dashboards(
+        let dash = feature_dashboards_with(
             &model,
             &sae,
-            &DashboardInput::Tokens(rows),
-            &LatentSelection::Indices(latents.clone()),
+            DashboardInput::Tokens(rows),
+            LatentSelection::Indices(latents.clone()),
             &cfg(),
         )
         .unwrap();

@@ -43,14 +43,13 @@
 //! self-contained file: inline CSS/JS/SVG, no network), [`Dashboards::to_neuronpedia_json`].
 //!
 //! ```no_run
-//! use saescope::analysis::dashboard::{feature_dashboards, corpus_rows, DashboardConfig, DashboardInput, LatentSelection};
+//! use saescope::analysis::dashboard::{feature_dashboards, corpus_rows};
 //! use saescope::{HookedModel, Sae};
 //! # fn main() -> saescope::Result<()> {
 //! let model = HookedModel::from_pretrained("smollm2")?;
 //! let sae = Sae::shipped()?;
 //! let rows = corpus_rows(&model, "default", 32_768, 128)?;
-//! let dash = feature_dashboards(&model, &sae, &DashboardInput::Tokens(rows),
-//!                               &LatentSelection::Indices(vec![7, 42]), &DashboardConfig::default())?;
+//! let dash = feature_dashboards(&model, &sae, rows, [7, 42])?;   // feature_dashboards_with(.., &cfg)
 //! dash.save_html("dashboards.html")?;
 //! # Ok(()) }
 //! ```
@@ -152,6 +151,32 @@ pub enum RankBy {
     Density,
 }
 
+impl From<Vec<usize>> for LatentSelection {
+    fn from(v: Vec<usize>) -> Self {
+        LatentSelection::Indices(v)
+    }
+}
+impl From<&[usize]> for LatentSelection {
+    fn from(v: &[usize]) -> Self {
+        LatentSelection::Indices(v.to_vec())
+    }
+}
+impl<const N: usize> From<[usize; N]> for LatentSelection {
+    fn from(v: [usize; N]) -> Self {
+        LatentSelection::Indices(v.to_vec())
+    }
+}
+impl From<usize> for LatentSelection {
+    fn from(i: usize) -> Self {
+        LatentSelection::Indices(vec![i])
+    }
+}
+impl From<&LatentSelection> for LatentSelection {
+    fn from(s: &LatentSelection) -> Self {
+        s.clone()
+    }
+}
+
 /// Which latents get dashboards.
 #[derive(Clone, Debug, PartialEq)]
 pub enum LatentSelection {
@@ -198,15 +223,27 @@ pub struct Dashboards {
     pub features: Vec<FeatureDashboard>,
 }
 
-/// Dashboards for `latents` of `sae` over `input`.
+/// Dashboards for `latents` of `sae` over `input` (token rows, or an activation cache), with
+/// sae_vis's default settings: `feature_dashboards(&model, &sae, rows, [7, 42])`.
 pub fn feature_dashboards(
     model: &HookedModel,
     sae: &Sae,
-    input: &DashboardInput,
-    latents: &LatentSelection,
+    input: impl Into<DashboardInput>,
+    latents: impl Into<LatentSelection>,
+) -> Result<Dashboards> {
+    feature_dashboards_with(model, sae, input, latents, &DashboardConfig::default())
+}
+
+/// [`feature_dashboards`] with settings.
+pub fn feature_dashboards_with(
+    model: &HookedModel,
+    sae: &Sae,
+    input: impl Into<DashboardInput>,
+    latents: impl Into<LatentSelection>,
     cfg: &DashboardConfig,
 ) -> Result<Dashboards> {
-    compute::feature_dashboards_impl(model, sae, input, latents, cfg, &mut |_| {})
+    let (input, latents) = (input.into(), latents.into());
+    compute::feature_dashboards_impl(model, sae, &input, &latents, cfg, &mut |_| {})
 }
 
 /// [`feature_dashboards`] reporting progress (e.g. to a progress bar).

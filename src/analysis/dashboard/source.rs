@@ -27,6 +27,22 @@ pub enum DashboardInput {
     },
 }
 
+impl From<Tensor> for DashboardInput {
+    fn from(t: Tensor) -> Self {
+        DashboardInput::Tokens(t)
+    }
+}
+impl From<&Tensor> for DashboardInput {
+    fn from(t: &Tensor) -> Self {
+        DashboardInput::Tokens(t.clone())
+    }
+}
+impl From<&DashboardInput> for DashboardInput {
+    fn from(i: &DashboardInput) -> Self {
+        i.clone()
+    }
+}
+
 impl DashboardInput {
     /// An activation cache, all of it.
     pub fn act_cache(dir: impl AsRef<Path>) -> Self {
