@@ -164,6 +164,27 @@ fn resume_after_stop_matches_uninterrupted_run() {
     }
 }
 
+/// `train::run(&cfg)` (SAELens's runner `.run()`) is the trainer on the config's own source.
+#[test]
+fn library_run_equals_the_trainer_on_the_configs_source() {
+    one_thread();
+    let base = tempfile::tempdir().unwrap();
+    let (a, b) = (base.path().join("a"), base.path().join("b"));
+    let ca = cfg("topk", 12, &a);
+    let sae = saescope::train::run(&ca).unwrap();
+    let cb = cfg("topk", 12, &b);
+    let mut src = source(&cb);
+    Trainer::new(&cb, None).unwrap().fit(&mut src).unwrap();
+    assert_same_run(&a, &b, "train::run");
+    assert_eq!(sae.d_sae(), 48);
+    // A config that cannot name its source is an error that says why.
+    let mut bad = cfg("topk", 12, &base.path().join("c"));
+    bad.synthetic = None;
+    bad.use_cached_activations = true;
+    let e = saescope::train::run(&bad).unwrap_err().to_string();
+    assert!(e.contains("cached_activations_path"), "{e}");
+}
+
 /// The CLI functions: `train --config` then `resume DIR` after a stop.
 #[test]
 fn cli_train_and_resume() {

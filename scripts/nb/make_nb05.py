@@ -30,7 +30,6 @@ md("## Setup")
 code(r""":dep saescope = { path = ".." }""")
 code(r"""use saescope::eval::{run_evals, EvalOptions};
 use saescope::prelude::*;
-use saescope::train::activations::{ActivationStore, ActivationStoreConfig, ExcludeSpecialTokens};
 use saescope::train::config::RunnerConfig;
 use saescope::{serde_json, viz, HookedModel, Hooks, Sae, Tensor};
 use std::sync::Arc;""")
@@ -59,21 +58,14 @@ code(r"""let cfg = RunnerConfig::from_value(serde_json::json!({
     "checkpoint_every_n_steps": 0,
     "progress_bar": false,
     "verbose": false,
-    "output_path": "out/nb05-topk"
+    "output_path": "out/nb05-topk",
+    "dataset_path": "default",
+    "n_batches_in_buffer": 32,
+    "store_batch_size_prompts": 8,
+    "exclude_special_tokens": true
 }))?;
-let store_cfg = ActivationStoreConfig {
-    hook_name: cfg.hook_name.clone(),
-    dataset_path: "default".into(),       // data/corpus/ (scripts/setup_corpus.sh)
-    dataset_shuffle_seed: Some(1),
-    n_batches_in_buffer: 32,
-    store_batch_size_prompts: 8,
-    train_batch_size_tokens: cfg.train_batch_size_tokens,
-    exclude_special_tokens: ExcludeSpecialTokens::All(true),   // SmolLM2's BOS residual is huge
-    ..Default::default()
-};
-let mut store = ActivationStore::new(model.clone(), store_cfg)?;
 let t0 = std::time::Instant::now();
-let small_sae: Sae = saescope::train::trainer::train(&cfg, &mut store)?;
+let small_sae: Sae = saescope::train::run(&cfg)?;       // SAELens: LanguageModelSAETrainingRunner(cfg).run()
 println!("trained {} latents on {} in {:.0} s", small_sae.cfg().d_sae, small_sae.hook_name(), t0.elapsed().as_secs_f64());""", contains=["trained 1152 latents"])
 md(r"""
 Every logging step wrote one JSON line to `out/nb05-topk/metrics.jsonl` (SAELens's wandb names).

@@ -1,5 +1,5 @@
-//! SAE training (SAELens 6.x semantics). Module layout is being filled in; this file holds the
-//! contract between the activation store and the trainer.
+//! SAE training (SAELens 6.x semantics): [`run`] trains what a [`config::RunnerConfig`]
+//! describes; this file also holds the contract between activation sources and the trainer.
 use crate::error::Result;
 use candle_core::Tensor;
 use std::collections::HashMap;
@@ -27,6 +27,9 @@ pub mod ops;
 pub mod optim;
 pub mod plots;
 pub mod rng;
+mod run;
 pub(crate) mod sparse;
 pub mod synthetic;
 pub mod trainer;
+
+pub use run::{run, source_for};

@@ -1,15 +1,10 @@
 //! `saescope train --config FILE` and `saescope resume DIR`.
 use anyhow::{bail, Context, Result};
 use clap::Args;
-use saescope::train::act_cache::CachedActivations;
-use saescope::train::activations::{ActivationStore, ActivationStoreConfig};
 use saescope::train::config::RunnerConfig;
-use saescope::train::synthetic::SyntheticSource;
 use saescope::train::trainer::{self, Trainer};
 use saescope::train::ActivationSource;
-use saescope::{HookedModel, LoadOptions};
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
 
 /// Train an SAE from a JSON config (SAELens's `LanguageModelSAERunnerConfig` fields, with the
 /// nested `sae:` architecture config). The run folder (`output_path`, or `--output`) gets the
@@ -48,70 +43,9 @@ pub struct ResumeArgs {
 /// Builds the activation source for a config.
 pub type SourceBuilder<'a> = dyn Fn(&RunnerConfig) -> Result<Box<dyn ActivationSource>> + 'a;
 
-/// The activation source a config asks for: synthetic activations (`synthetic`), an on-disk
-/// activation cache (`use_cached_activations` + `cached_activations_path`, written by
-/// `saescope cache-activations`), or a live activation store running the model over the
-/// dataset (`dataset_path`; empty = the default corpus) through SAELens's mixing buffer.
+/// The activation source a config asks for (the library's `train::source_for`).
 pub fn default_source(cfg: &RunnerConfig) -> Result<Box<dyn ActivationSource>> {
-    if let Some(s) = &cfg.synthetic {
-        return Ok(Box::new(SyntheticSource::new(s, cfg.sae.d_in)?));
-    }
-    if cfg.use_cached_activations {
-        let path = cfg
-            .cached_activations_path
-            .as_deref()
-            .context("use_cached_activations is set but cached_activations_path is not")?;
-        let src = CachedActivations::open(path, Some(cfg.seed))
-            .with_context(|| format!("cannot open the activation cache {path}"))?;
-        if src.d_in() != cfg.sae.d_in {
-            bail!(
-                "the activation cache {path} has d_in {} but the SAE config has d_in {}",
-                src.d_in(),
-                cfg.sae.d_in
-            );
-        }
-        return Ok(Box::new(src));
-    }
-    // SAELens trains on `from_pretrained_no_processing(model, **model_from_pretrained_kwargs)`.
-    let mut opts = LoadOptions::no_processing();
-    if let Some(kw) = &cfg.model_from_pretrained_kwargs {
-        let flag = |k: &str| kw.get(k).and_then(|v| v.as_bool());
-        let p = &mut opts.processing;
-        p.fold_ln = flag("fold_ln").unwrap_or(p.fold_ln);
-        p.center_writing_weights =
-            flag("center_writing_weights").unwrap_or(p.center_writing_weights);
-        p.center_unembed = flag("center_unembed").unwrap_or(p.center_unembed);
-        p.fold_value_biases = flag("fold_value_biases").unwrap_or(p.fold_value_biases);
-    }
-    let model = HookedModel::from_pretrained_with(&cfg.model_name, &opts)
-        .with_context(|| format!("cannot load the model `{}`", cfg.model_name))?;
-    let store_cfg: ActivationStoreConfig = serde_json::from_value(serde_json::json!({
-        "hook_name": cfg.hook_name,
-        "hook_head_index": cfg.hook_head_index,
-        "dataset_path": cfg.dataset_path,
-        "context_size": cfg.context_size,
-        "n_batches_in_buffer": cfg.n_batches_in_buffer,
-        "store_batch_size_prompts": cfg.store_batch_size_prompts,
-        "train_batch_size_tokens": cfg.train_batch_size_tokens,
-        "prepend_bos": cfg.prepend_bos,
-        "seqpos_slice": cfg.seqpos_slice,
-        "exclude_special_tokens": cfg.exclude_special_tokens,
-        "disable_concat_sequences": cfg.disable_concat_sequences,
-        "sequence_separator_token": cfg.sequence_separator_token,
-        "activations_mixing_fraction": cfg.activations_mixing_fraction,
-        "seed": cfg.seed,
-    }))
-    .context("the config's data fields do not form a valid activation-store config")?;
-    let store = ActivationStore::new(Arc::new(model), store_cfg)?;
-    if store.d_in() != cfg.sae.d_in {
-        bail!(
-            "hook `{}` has width {} but the SAE config has d_in {}",
-            cfg.hook_name,
-            store.d_in(),
-            cfg.sae.d_in
-        );
-    }
-    Ok(Box::new(store))
+    Ok(saescope::train::source_for(cfg)?)
 }
 
 pub fn train(args: TrainArgs) -> Result<()> {
