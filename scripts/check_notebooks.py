@@ -4,7 +4,7 @@
 Usage: check_notebooks.py [--publish] SOURCE.ipynb EXECUTED.ipynb [SOURCE.ipynb EXECUTED.ipynb ...]
 (scripts/run_notebooks.sh calls it with each notebook and its executed copy in notebooks/out/).
 
-The course notebooks (those in a `notebooks/` folder) are committed executed, with outputs, so a
+The course notebooks (those in the repository's `notebooks/` folder) are committed executed, with outputs, so a
 reader sees the results without running anything. Without `--publish` a course notebook also
 fails when its committed copy has no outputs, lacks the outputs its cells declare, or has no
 inline SVG. With `--publish`, each notebook that passes is written back over SOURCE (its executed
@@ -107,8 +107,12 @@ def check(source, executed):
     return problems
 
 
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
 def is_course_notebook(source):
-    return os.path.basename(os.path.dirname(os.path.abspath(source))) == "notebooks"
+    """The notebooks in `<repo>/notebooks/` (not the kernel regression tests in tests/notebooks/)."""
+    return os.path.dirname(os.path.abspath(source)) == os.path.join(ROOT, "notebooks")
 
 
 def check_published(source):
