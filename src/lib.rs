@@ -51,8 +51,17 @@ pub use tokenizer::{SpecialTokens, Tok};
 /// # Ok::<(), saescope::Error>(())
 /// ```
 pub mod prelude {
-    pub use crate::analysis::Metric;
+    pub use crate::analysis::dashboard::corpus_rows;
+    pub use crate::analysis::{
+        compare_attribution_ablation, compare_steering, feature_dashboards,
+        generate_patch_scoping_explanation, latent_dla, logit_table, nearest_neighbours,
+        next_token_table, plot_nearest_neighbours, prob_mass, prompt_centric, sae_acts,
+        token_latents, top_examples, top_latents, AttributionVsAblation, Metric,
+        PatchScopingOptions, SteerOptions, TopBy,
+    };
+    pub use crate::data::token_rows;
     pub use crate::error::{Error, Result};
+    pub use crate::eval::{run_evals, EvalOptions, EvalReport};
     pub use crate::hooks::{get_act_name, Ablation, Hooks, NamesFilter, Pos};
     pub use crate::model::{
         ActivationCache, GenerateOptions, Generation, HookedModel, Prompt, Resid, SaeRunOptions,
@@ -60,8 +69,10 @@ pub mod prelude {
     pub use crate::sae::{splice::SaeHook, Sae};
     pub use crate::tensor_ext::{TensorExt, TopK};
     pub use crate::tokenizer::SpecialTokens;
+    pub use crate::train::{config::RunnerConfig, MetricsLog};
     pub use crate::viz::{self, heatmap, line_chart, scatter, Html, Svg};
     pub use candle_core::{DType, Device, IndexOp, Tensor, D};
+    pub use serde_json::{self, json};
 }
 
 /// Re-exported so notebooks can name these types through saescope alone.

@@ -44,6 +44,12 @@ pub trait TensorExt: Sized {
     fn at_positions(&self, positions: &[usize]) -> Result<Tensor>;
     /// Every value as a flat `Vec<f32>` (any float or integer dtype).
     fn to_f32_vec(&self) -> Result<Vec<f32>>;
+    /// The value of a one-element tensor as f32 (`torch`'s `.item()`).
+    fn item(&self) -> Result<f32>;
+    /// The diagonal `offset` of the last two dimensions (`x.diagonal(offset, -2, -1)`: 0 the
+    /// main diagonal, −1 the one below it, e.g. each query's attention to the previous token):
+    /// shape `[..., n]` with the diagonal's length last.
+    fn diagonal(&self, offset: i64) -> Result<Tensor>;
 }
 
 impl TensorExt for Tensor {
@@ -142,5 +148,40 @@ impl TensorExt for Tensor {
 
     fn to_f32_vec(&self) -> Result<Vec<f32>> {
         Ok(self.flatten_all()?.to_dtype(DType::F32)?.to_vec1()?)
+    }
+
+    fn item(&self) -> Result<f32> {
+        let v = self.to_f32_vec()?;
+        match v.as_slice() {
+            [x] => Ok(*x),
+            _ => Err(Error::Invalid(format!(
+                "item() needs a tensor with one element, got shape {:?}",
+                self.dims()
+            ))),
+        }
+    }
+
+    fn diagonal(&self, offset: i64) -> Result<Tensor> {
+        let r = self.rank();
+        if r < 2 {
+            return Err(Error::Invalid(format!(
+                "diagonal needs at least two dimensions, got shape {:?}",
+                self.dims()
+            )));
+        }
+        let (rows, cols) = (self.dim(r - 2)?, self.dim(r - 1)?);
+        let flat: Vec<u32> = (0..rows as i64)
+            .map(|q| (q, q + offset))
+            .filter(|&(_, k)| k >= 0 && k < cols as i64)
+            .map(|(q, k)| (q * cols as i64 + k) as u32)
+            .collect();
+        let n = flat.len();
+        let idx = Tensor::from_vec(flat, n, self.device())?;
+        let lead = &self.dims()[..r - 2];
+        let merged = self.flatten_from(r - 2)?.contiguous()?;
+        let out = merged.index_select(&idx, r - 2)?;
+        let mut shape = lead.to_vec();
+        shape.push(n);
+        Ok(out.reshape(shape)?)
     }
 }

@@ -68,8 +68,8 @@ fn attention_sae_dfa_and_logits_match_an_independent_computation() {
                 .cache()
                 .unwrap();
             let want = bf::dfa_reference(
-                cache.get("blocks.2.attn.hook_v").unwrap(),
-                cache.get("blocks.2.attn.hook_pattern").unwrap(),
+                &cache.get("blocks.2.attn.hook_v").unwrap(),
+                &cache.get("blocks.2.attn.hook_pattern").unwrap(),
                 &w,
                 e.pos,
             );

@@ -347,7 +347,7 @@ fn tiny_gemma2_window_soft_caps_and_post_norms() {
         local_layers += usize::from(local);
         let pattern = cache.get(("pattern", l)).unwrap();
         let (b, h) = (pattern.dim(0).unwrap(), pattern.dim(1).unwrap());
-        let v = flat(pattern);
+        let v = flat(&pattern);
         let mut far = 0f32; // attention to keys at least `w` back
         for (r, row) in v.chunks(p).enumerate() {
             let i = r % p;
@@ -368,7 +368,7 @@ fn tiny_gemma2_window_soft_caps_and_post_norms() {
                 "global layer {l} never attends beyond the window"
             );
         }
-        let scores = flat(cache.get(("attn_scores", l)).unwrap());
+        let scores = flat(&cache.get(("attn_scores", l)).unwrap());
         assert!(scores
             .iter()
             .all(|x| *x == f32::NEG_INFINITY || x.abs() <= attn_cap));
@@ -376,10 +376,10 @@ fn tiny_gemma2_window_soft_caps_and_post_norms() {
     assert!(local_layers > 0 && local_layers < cfg.n_layers);
     // logits = cap * tanh(hook_out / cap).
     let out = cache.get("unembed.hook_out").unwrap();
-    let capped = ((out / logit_cap as f64).unwrap().tanh().unwrap() * logit_cap as f64).unwrap();
+    let capped = ((&out / logit_cap as f64).unwrap().tanh().unwrap() * logit_cap as f64).unwrap();
     assert!(common::tensors::rel_err(&logits, &capped) < 1e-6);
     assert!(common::tensors::max_abs(&logits) < logit_cap);
-    assert!(common::tensors::max_abs(out) > 0.0);
+    assert!(common::tensors::max_abs(&out) > 0.0);
     let row_means = model.w_u().mean(1).unwrap();
     assert!(
         common::tensors::max_abs(&row_means) > 1e-4,
@@ -398,7 +398,7 @@ fn tiny_gemma2_window_soft_caps_and_post_norms() {
         .cache()
         .unwrap();
     assert_eq!(
-        common::tensors::max_abs(c.get(("mlp_out", last)).unwrap()),
+        common::tensors::max_abs(&c.get(("mlp_out", last)).unwrap()),
         0.0
     );
 }

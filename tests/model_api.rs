@@ -161,7 +161,7 @@ fn names_filter_and_stop_at_layer() {
     // stop_at_layer = 1 returns the residual stream before block 1 and caches nothing after it.
     let (resid, c) = m.run(&t).stop_at_layer(1).cache().unwrap();
     assert_eq!(
-        max_abs_diff(&resid, full.get(("resid_pre", 1)).unwrap()),
+        max_abs_diff(&resid, &full.get(("resid_pre", 1)).unwrap()),
         0.0
     );
     assert!(c
@@ -185,7 +185,7 @@ fn cache_helpers_follow_tl() {
     let (parts, labels) = cache.decompose_resid(Resid::default()).unwrap();
     assert_eq!(labels[..2], ["embed", "pos_embed"]);
     let total = parts.sum(0).unwrap();
-    assert!(max_abs_diff(&total, cache.get(("resid_post", n - 1)).unwrap()) < 1e-4);
+    assert!(max_abs_diff(&total, &cache.get(("resid_post", n - 1)).unwrap()) < 1e-4);
     // Logit attribution of the full residual stream, plus b_U, is the logit (processed model).
     let tok_id = 7u32;
     let attrs = cache

@@ -55,7 +55,7 @@ fn spliced_run_matches_hooked_sae_transformer() {
             let name = format!("{h}.hook_sae_{k}");
             check(
                 &name,
-                cache.get(name.as_str()).unwrap(),
+                &cache.get(name.as_str()).unwrap(),
                 &g[&format!("a.{name}")],
             );
         }
@@ -84,7 +84,7 @@ fn error_term_gives_clean_logits_and_latent_ablation_matches() {
         let name = format!("{h}.hook_sae_error");
         check(
             &name,
-            cache.get(name.as_str()).unwrap(),
+            &cache.get(name.as_str()).unwrap(),
             &g[&format!("b.{name}")],
         );
     }
@@ -217,18 +217,18 @@ fn transcoders_read_one_hook_and_replace_another() {
     let out = cache.get("blocks.5.hook_mlp_out.hook_sae_output").unwrap();
     assert!(
         max_abs_diff(
-            cache.get("blocks.5.hook_mlp_out.hook_sae_input").unwrap(),
-            inp
+            &cache.get("blocks.5.hook_mlp_out.hook_sae_input").unwrap(),
+            &inp
         ) == 0.0
     );
     check(
         "transcoder output = decode(encode(mlp input))",
-        out,
-        &tc.forward(inp).unwrap(),
+        &out,
+        &tc.forward(&inp).unwrap(),
     );
     // And it propagates: resid_post = resid_mid + transcoder output.
     let post = (cache.get(("resid_mid", 5)).unwrap() + out).unwrap();
-    check("resid_post", cache.get(("resid_post", 5)).unwrap(), &post);
+    check("resid_post", &cache.get(("resid_post", 5)).unwrap(), &post);
     let clean = m.forward(&tokens).unwrap();
     assert!(max_abs_diff(&logits, &clean) > 1e-2);
     // With the error term the model is clean again.

@@ -6,8 +6,8 @@ use super::gradients::resolve_pos;
 use super::metric::Metric;
 use crate::error::{Error, Result};
 use crate::hooks::Hooks;
-use crate::model::HookedModel;
-use crate::sae::Sae;
+use crate::model::{HookedModel, Prompt};
+use crate::sae::{splice::SaeHook, Sae};
 use candle_core::{DType, IndexOp, Tensor, D};
 
 /// Logits kept per batched ablation pass, at most (bytes).
@@ -59,21 +59,43 @@ pub(crate) fn hook_layer(hook: &str) -> Option<usize> {
 }
 
 /// `<hook>.hook_sae_acts_post` of `sae` spliced into `model` (with its error term), `[batch,
-/// pos, d_sae]` f32. The pass stops after the SAE's block.
-pub fn sae_acts(model: &HookedModel, tokens: &Tensor, sae: &Sae) -> Result<Tensor> {
-    let hook = format!("{}.hook_sae_acts_post", sae.hook_name_out());
+/// pos, d_sae]` f32, for any prompt (a text, several texts, or token rows: many rows run 8 at a
+/// time). The pass stops after the SAE's block.
+pub fn sae_acts(model: &HookedModel, prompt: impl Into<Prompt>, sae: &Sae) -> Result<Tensor> {
+    let hook = sae.hook_point(SaeHook::ActsPost);
     let stop = hook_layer(sae.hook_name_out())
         .map(|l| l + 1)
         .filter(|&l| l <= model.cfg().n_layers);
-    let (_, cache) = model
-        .run(tokens)
-        .sae(sae)
-        .error_term()
-        .names(hook.as_str())
-        .stop_at_layer(stop)
-        .cache()?;
-    Ok(cache.get(hook.as_str())?.to_dtype(DType::F32)?)
+    let run = |p: Prompt| -> Result<Tensor> {
+        let (_, cache) = model
+            .run(p)
+            .sae(sae)
+            .error_term()
+            .names(hook.as_str())
+            .stop_at_layer(stop)
+            .cache()?;
+        Ok(cache.get(hook.as_str())?.to_dtype(DType::F32)?)
+    };
+    match prompt.into() {
+        Prompt::Tokens(t) if t.rank() == 2 && t.dim(0)? > ROWS_PER_PASS => {
+            let chunks = (0..t.dim(0)?)
+                .step_by(ROWS_PER_PASS)
+                .map(|r| {
+                    run(Prompt::Tokens(t.narrow(
+                        0,
+                        r,
+                        ROWS_PER_PASS.min(t.dim(0)? - r),
+                    )?))
+                })
+                .collect::<Result<Vec<_>>>()?;
+            Ok(Tensor::cat(&chunks, 0)?)
+        }
+        p => run(p),
+    }
 }
+
+/// Token rows per forward pass of [`sae_acts`].
+const ROWS_PER_PASS: usize = 8;
 
 /// The latents active (non-zero) at `pos` (None = last) in any prompt of the batch, ascending
 /// (ARENA's `(acts[:, pos] > 0).any(0)`), from `acts [batch, pos, d_sae]`.

@@ -20,6 +20,16 @@ pub struct LatentComparison {
     pub ablation: f64,
 }
 
+impl std::fmt::Display for LatentComparison {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "latent {:5}: act {:5.1}, ablation {:+.3}, attribution {:+.3}",
+            self.latent, self.act, self.ablation, self.attribution
+        )
+    }
+}
+
 /// [`compare_attribution_ablation`]'s result.
 #[derive(Clone, Debug)]
 pub struct AttributionVsAblation {

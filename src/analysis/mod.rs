@@ -7,11 +7,13 @@ pub mod ablation;
 pub mod compare;
 pub mod dashboard;
 pub mod dla;
+mod examples;
 pub mod geometry;
 pub mod gradients;
 pub mod metric;
 pub mod patch_scoping;
 pub mod pca;
+mod predictions;
 pub mod steering;
 mod top_latents;
 
@@ -31,6 +33,7 @@ pub use dla::{
     effective_decoder, latent_dla, latent_dla_with, latent_logit_weights, latent_output_directions,
     top_k_latents, DlaOptions, LatentDla, TopBy,
 };
+pub use examples::{logit_table, token_latents, top_examples, Example, LogitTable, TokenLatent};
 pub use geometry::{
     cross_decoder_cosine_similarity, decoder_cosine_similarity, decoder_pca, nearest_neighbours,
     nearest_neighbours_in, plot_cosine_similarity, plot_nearest_neighbours, plot_pca,
@@ -42,6 +45,7 @@ pub use patch_scoping::{
     generate_patch_scoping_explanation, patch_scoping_vector, PatchScopingOptions,
 };
 pub use pca::{symmetric_eigen, Pca};
+pub use predictions::{next_token_table, prob_mass, NextTokenTable};
 pub use steering::{
     add_steering_hook, compare_steering, generate_with_steering, steering_vector, SteerOptions,
     SteeringComparison,

@@ -212,6 +212,13 @@ pub struct Histogram {
 }
 
 impl Histogram {
+    /// The counts as a chart over the bin centres.
+    pub fn plot(&self, title: &str, y_label: &str) -> crate::error::Result<crate::viz::Svg> {
+        let centres: Vec<f64> = self.edges.windows(2).map(|w| 0.5 * (w[0] + w[1])).collect();
+        let counts: Vec<f64> = self.counts.iter().map(|&c| c as f64).collect();
+        crate::viz::histogram_chart(title, &centres, &counts, y_label)
+    }
+    /// Count `values` into `n_bins` equal bins over `[lo, hi]` (outside values clamped).
     pub fn new(values: &[f64], lo: f64, hi: f64, n_bins: usize) -> Self {
         let n_bins = n_bins.max(1);
         let w = (hi - lo) / n_bins as f64;

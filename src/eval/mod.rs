@@ -365,7 +365,7 @@ pub fn run_evals(
                     .names(hook.as_str())
                     .stop_at_layer(stop)
                     .cache()?;
-                flatten_heads(cache.get(hook.as_str())?)?
+                flatten_heads(&cache.get(hook.as_str())?)?
             }
         };
         let d = *x.dims().last().unwrap_or(&0);

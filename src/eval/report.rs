@@ -109,7 +109,56 @@ pub struct EvalReport {
 }
 
 impl EvalReport {
+    /// The report as pretty-printed JSON (what `saescope eval` writes).
     pub fn to_json_pretty(&self) -> String {
         serde_json::to_string_pretty(self).unwrap_or_default()
+    }
+    /// Read a report written by `saescope eval` or [`EvalReport::to_json_pretty`] (e.g. the
+    /// shipped SAE's `eval.json`).
+    pub fn load(path: impl AsRef<std::path::Path>) -> crate::error::Result<Self> {
+        let p = path.as_ref();
+        let text = std::fs::read_to_string(p).map_err(|e| crate::error::Error::io(p, e))?;
+        serde_json::from_str(&text).map_err(|e| {
+            crate::error::Error::Invalid(format!(
+                "{}: not an eval report ({e}); write one with `saescope eval --sae DIR`",
+                p.display()
+            ))
+        })
+    }
+}
+
+impl std::fmt::Display for EvalReport {
+    /// The headline metrics, one per line (groups that were not computed are left out).
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        writeln!(f, "{} ({})", self.sae_hook_name, self.architecture)?;
+        if let Some(s) = &self.sparsity {
+            writeln!(f, "L0                       {:.1}", s.l0)?;
+        }
+        if let Some(r) = &self.reconstruction_quality {
+            writeln!(
+                f,
+                "explained variance       {:.3} (legacy {:.3}), cos {:.3}",
+                r.explained_variance, r.explained_variance_legacy, r.cossim
+            )?;
+        }
+        if let Some(c) = &self.model_performance_preservation {
+            writeln!(
+                f,
+                "CE clean / SAE / ablated {:.3} / {:.3} / {:.3}",
+                c.ce_loss_without_sae, c.ce_loss_with_sae, c.ce_loss_with_ablation
+            )?;
+            writeln!(f, "CE-loss score            {:.4}", c.ce_loss_score)?;
+        }
+        if let Some(k) = &self.model_behavior_preservation {
+            writeln!(f, "KL score                 {:.4}", k.kl_div_score)?;
+        }
+        if let Some(s) = &self.feature_stats {
+            writeln!(f, "dead latents             {} of {}", s.n_dead, s.d_sae)?;
+        }
+        write!(
+            f,
+            "tokens evaluated         {}",
+            self.token_stats.n_tokens_evaluated
+        )
     }
 }

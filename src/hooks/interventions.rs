@@ -199,8 +199,13 @@ impl<'a> Hooks<'a> {
 
     /// Replace the activation `hook` at `pos` by `source` (the same activation from another
     /// run, e.g. `clean_cache.get(hook)?`; batch 1 broadcasts) — activation patching.
-    pub fn patch<N: ActName>(self, hook: N, source: &Tensor, pos: impl Into<Pos>) -> Self {
-        let (source, pos) = (source.clone(), pos.into());
+    pub fn patch<N: ActName>(
+        self,
+        hook: N,
+        source: impl std::borrow::Borrow<Tensor>,
+        pos: impl Into<Pos>,
+    ) -> Self {
+        let (source, pos) = (source.borrow().clone(), pos.into());
         self.with(hook, move |x: &Tensor, name: &str| {
             let s = source.to_device(x.device())?;
             let fits = s.rank() == x.rank()

@@ -118,4 +118,26 @@ impl HookedModel {
         top.sort_by(|a, b| b.1.total_cmp(&a.1));
         Ok(top)
     }
+    /// The top `k` next tokens after the last position of `logits`' first row, as
+    /// `(token, logit)` (what `utils.test_prompt` lists).
+    pub fn top_tokens(&self, logits: &Tensor, k: usize) -> Result<Vec<(String, f32)>> {
+        let last = logits
+            .dim(1)?
+            .checked_sub(1)
+            .ok_or_else(|| Error::Invalid("top_tokens: logits have no positions".into()))?;
+        self.top_k(logits, last, k)?
+            .into_iter()
+            .map(|(id, logit)| Ok((self.to_string(&[id])?, logit)))
+            .collect()
+    }
+    /// Every token id whose text satisfies `pred` (e.g. `|s| s.contains("Error")`).
+    pub fn tokens_where(&self, pred: impl Fn(&str) -> bool) -> Result<Vec<u32>> {
+        let mut ids = Vec::new();
+        for id in 0..self.cfg.d_vocab as u32 {
+            if pred(&self.to_string(&[id])?) {
+                ids.push(id);
+            }
+        }
+        Ok(ids)
+    }
 }

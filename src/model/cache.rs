@@ -92,10 +92,12 @@ impl ActivationCache {
 
     /// The activation `name`: a full hook name (`"blocks.5.hook_resid_pre"`) or a `get_act_name`
     /// tuple (`("resid_pre", 5)`). A missing name gives an error listing the nearest cached names.
-    pub fn get<N: ActName>(&self, name: N) -> Result<&Tensor> {
+    /// The tensor is returned by value (a cheap handle: candle tensors share their storage), so
+    /// `let acts = cache.get(..)?;` can live on in a notebook cell after the cache.
+    pub fn get<N: ActName>(&self, name: N) -> Result<Tensor> {
         let name = name.act_name();
         match self.map.get(&name) {
-            Some(t) => Ok(t),
+            Some(t) => Ok(t.clone()),
             None => Err(Error::UnknownHook {
                 suggestions: nearest_names(&name, self.keys(), 5),
                 name,
@@ -254,7 +256,7 @@ impl ActivationCache {
             )
         };
         let scale = self.get(scale_name.as_str())?;
-        Ok(stack.broadcast_div(scale)?)
+        Ok(stack.broadcast_div(&scale)?)
     }
 
     /// TL's `logit_attrs`: each component's direct contribution to the logit of `tokens` (minus

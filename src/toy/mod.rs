@@ -42,12 +42,14 @@
 //! # let _ = score;
 //! # Ok(()) }
 //! ```
+mod geometry;
 mod model;
 mod plot;
 mod rng;
 mod sae;
 mod synthetic;
 
+pub use geometry::{feature_geometry, FeatureGeometry};
 pub use model::{compute_dimensionality, ToyModel, ToyModelConfig, TrainOptions};
 pub use plot::{frac_active_plot, plot_features_in_2d, plot_features_in_nd};
 pub use rng::ToyRng;

@@ -23,6 +23,7 @@ pub mod activations;
 pub mod arch;
 pub(crate) mod batcher;
 pub mod config;
+mod metrics_log;
 pub mod ops;
 pub mod optim;
 pub mod plots;
@@ -32,4 +33,5 @@ pub(crate) mod sparse;
 pub mod synthetic;
 pub mod trainer;
 
+pub use metrics_log::MetricsLog;
 pub use run::{run, source_for};

@@ -28,6 +28,12 @@ impl Histogram {
     pub fn total(&self) -> u64 {
         self.counts.iter().sum()
     }
+    /// The counts as a chart over the bin centres.
+    pub fn plot(&self, title: &str, y_label: &str) -> crate::error::Result<crate::viz::Svg> {
+        let centres: Vec<f64> = self.centers().iter().map(|&c| c as f64).collect();
+        let counts: Vec<f64> = self.counts.iter().map(|&c| c as f64).collect();
+        crate::viz::histogram_chart(title, &centres, &counts, y_label)
+    }
 }
 
 /// Summary statistics of a latent over the scanned tokens.
@@ -126,6 +132,10 @@ impl Example {
             .position(|t| t.pos == self.pos)
             .unwrap_or(0)
     }
+    /// The window's tokens joined into one string.
+    pub fn text(&self) -> String {
+        self.tokens.iter().map(|t| t.token.as_str()).collect()
+    }
 }
 
 /// Which group of examples.
@@ -153,6 +163,17 @@ pub struct SequenceGroup {
     /// Active tokens in `[lower, upper]` (all scanned positions, edges included).
     pub n_in_range: u64,
     pub examples: Vec<Example>,
+}
+
+impl SequenceGroup {
+    /// The token each example is centred on (where the latent fires), in order.
+    pub fn centre_tokens(&self) -> Vec<String> {
+        self.examples
+            .iter()
+            .filter_map(|e| e.tokens.get(e.center_index()))
+            .map(|t| t.token.clone())
+            .collect()
+    }
 }
 
 /// Everything a dashboard shows for one latent.
@@ -183,6 +204,13 @@ pub struct FeatureDashboard {
 }
 
 impl FeatureDashboard {
+    /// The first `k` rows of the top and bottom logit tables, printable.
+    pub fn logit_table(&self, k: usize) -> crate::analysis::LogitTable {
+        crate::analysis::LogitTable {
+            top: self.top_logits.iter().take(k).cloned().collect(),
+            bottom: self.bottom_logits.iter().take(k).cloned().collect(),
+        }
+    }
     /// The fraction of scanned tokens with activation ≤ `act` (from `quantiles`; 0 ≤ q ≤ 1).
     pub fn quantile_of(&self, act: f32) -> f32 {
         let mut q = 0.0;
