@@ -29,10 +29,8 @@ show it), and an ablation on three `try`/`except` snippets.
 """)
 md("## Setup")
 code(r""":dep saescope = { path = ".." }""")
-code(r"""use saescope::analysis::dashboard::{corpus_rows, feature_dashboards, prompt_centric};
-use saescope::prelude::*;
-use saescope::{HookedModel, Hooks, IndexOp, Sae, Tensor};""")
-code(r"""let model = HookedModel::from_pretrained("smollm2")?;
+code(r"""use saescope::prelude::*;
+let model = HookedModel::from_pretrained("smollm2")?;
 let sae = Sae::shipped()?;
 let latent: usize = 4131;""")
 md(r"""
@@ -48,10 +46,10 @@ notebook 01), 1252 (notebook 03's candidate "France" latent) and 3433 (notebook 
 latent).
 """)
 code(r"""let rows = corpus_rows(&model, "default", 32_768, 128)?;
-let latents = vec![latent, 1701, 1252, 3433];
+let latents = [latent, 1701, 1252, 3433];
 let t0 = std::time::Instant::now();
-let dash = feature_dashboards(&model, &sae, rows, latents.clone())?;
-println!("{} dashboards over {:?} tokens in {:.1} s", dash.latents().len(), dash.get(latent).map(|f| f.stats.n_tokens), t0.elapsed().as_secs_f64());""", contains=["dashboards over"])
+let dash = feature_dashboards(&model, &sae, rows, latents)?;
+println!("{} dashboards over {:?} tokens in {:.1} s", latents.len(), dash.get(latent).map(|f| f.stats.n_tokens), t0.elapsed().as_secs_f64());""", contains=["dashboards over"])
 md(r"""
 ## The dashboard of latent 4131
 
@@ -65,27 +63,16 @@ md(r"""
 The same data as the HTML, read from the structs: the token at the centre of each top example,
 and of the random examples in each activation interval (from the strongest interval down).
 """)
-code(r"""/// The centre token of each example of a group.
-fn centres(g: &saescope::analysis::dashboard::SequenceGroup) -> Vec<String> {
-    g.examples.iter().filter_map(|e| e.tokens.iter().find(|t| t.pos == e.pos)).map(|t| t.token.clone()).collect()
-}
-let f = dash.get(latent).unwrap().clone();
+code(r"""let f = dash.get(latent).unwrap().clone();
 println!("latent {latent}: max activation {:.1}, fires on {:.2}% of tokens ({} of {})", f.stats.max, 100.0 * f.stats.frac_nonzero, f.stats.n_active, f.stats.n_tokens);
-let top = centres(&f.top_examples);
-let on_except = top.iter().filter(|t| t.trim() == "except").count();
-println!("top {} examples centred on ` except`: {on_except}", top.len());
-for e in f.top_examples.examples.iter().take(5) {
-    println!("  {:5.1}  {:?}", e.act, e.tokens.iter().map(|t| t.token.as_str()).collect::<String>());
-}
-for g in f.quantile_groups.iter().rev() {
-    println!("{:48} {:?}", g.title, centres(g));
-}""", contains=["centred on ` except`"])
+let top = f.top_examples.centre_tokens();
+println!("top {} examples centred on ` except`: {}", top.len(), top.iter().filter(|t| t.trim() == "except").count());
+for e in f.top_examples.examples.iter().take(5) { println!("  {:5.1}  {:?}", e.act, e.text()); }
+for g in f.quantile_groups.iter().rev() { println!("{:48} {:?}", g.title, g.centre_tokens()); };""", contains=["centred on ` except`"])
 md(r"""
 The activation histogram of the dashboard (non-zero activations only), as a chart:
 """)
-code(r"""let bins: Vec<String> = f.act_histogram.edges.windows(2).map(|w| format!("{:.0}", (w[0] + w[1]) / 2.0)).collect();
-let counts: Vec<f32> = f.act_histogram.counts.iter().map(|&c| c as f32).collect();
-let hist_svg = viz::line_chart(&format!("Latent {latent}: activations where it fires"), &bins, &[("count".to_string(), counts)], "tokens")?;""")
+code(r"""let hist_svg = f.act_histogram.plot(&format!("Latent {latent}: activations where it fires"), "tokens")?;""")
 code(r"""hist_svg""", expect=["image/svg+xml"])
 md(r"""
 ### Evidence 2: logits
@@ -94,10 +81,8 @@ The top and bottom logits of `W_dec[4131] · W_U` (after the final norm's scale,
 them). As for the `raise` latent in notebook 01, the direct path from layer 15 says nothing
 recognisable about exceptions: the latent's effect goes through the 14 layers after it.
 """)
-code(r"""println!("top:    {:?}", f.top_logits.iter().take(8).map(|s| format!("{:?} {:.2}", s.token, s.value)).collect::<Vec<_>>());
-println!("bottom: {:?}", f.bottom_logits.iter().take(8).map(|s| format!("{:?} {:.2}", s.token, s.value)).collect::<Vec<_>>());
-let exception_like = f.top_logits.iter().filter(|s| s.token.contains("Error") || s.token.contains("Exception")).count();
-println!("exception-like tokens among the top {} logits: {exception_like}", f.top_logits.len());
+code(r"""println!("{}", f.logit_table(8));
+println!("exception-like tokens among the top {} logits: {}", f.top_logits.len(), f.top_logits.iter().filter(|s| s.token.contains("Error") || s.token.contains("Exception")).count());
 println!("most correlated latents (Pearson): {:?}", f.correlated_latents.iter().map(|c| (c.index, (c.pearson * 100.0).round() / 100.0)).collect::<Vec<_>>());""", contains=["exception-like tokens"])
 md(r"""
 ### Evidence 3: an intervention
@@ -107,21 +92,16 @@ spliced in with its error term, so nothing else changes) and compare the next-to
 the total probability on exception classes (tokens containing `Error` or `Exception`) and on `:`
 (a bare `except:`).
 """)
-code(r"""/// Next-token probabilities at `pos`.
-fn probs(logits: &Tensor, pos: usize) -> saescope::Result<Vec<f32>> { logits.i((0, pos))?.softmax()?.to_f32_vec() }
-let exception_ids: Vec<usize> = (0..model.cfg().d_vocab).filter(|&i| { let s = model.to_string(&[i as u32]).unwrap_or_default(); s.contains("Error") || s.contains("Exception") }).collect();
-let colon = model.to_single_token(":")? as usize;
-let snippets = [("reading a file", "def load(path):\n    try:\n        return open(path).read()\n    except"),
-                ("parsing an int", "try:\n    value = int(text)\nexcept"),
-                ("an optional import", "    try:\n        import json\n    except")];
+code(r"""let exc = model.tokens_where(|s| s.contains("Error") || s.contains("Exception"))?;
+let colon = [model.to_single_token(":")?];
 let mut always_lower = true;
-for (name, s) in snippets {
-    let t = model.to_tokens(s)?;
-    let pos = t.dim(1)? - 1;
-    let (clean, abl) = (probs(&model.forward(&t)?, pos)?, probs(&model.run(&t).sae(&sae).error_term().hooks(Hooks::new().ablate_latents(&sae, pos, &[latent], Ablation::Zero)).logits()?, pos)?);
-    let mass = |p: &[f32]| exception_ids.iter().map(|&i| p[i]).sum::<f32>();
-    println!("{name:20} exception classes {:.3} → {:.3};  ':' {:.3} → {:.3}", mass(&clean), mass(&abl), clean[colon], abl[colon]);
-    always_lower &= mass(&abl) < mass(&clean);
+for (name, s) in [("reading a file", "def load(path):\n    try:\n        return open(path).read()\n    except"),
+                  ("parsing an int", "try:\n    value = int(text)\nexcept"),
+                  ("an optional import", "    try:\n        import json\n    except")] {
+    let clean = model.run(s).logits()?;
+    let abl = model.run(s).sae(&sae).error_term().hooks(Hooks::new().ablate_latents(&sae, Pos::Last, &[latent], Ablation::Zero)).logits()?;
+    println!("{name:20} exception classes {:.3} → {:.3};  ':' {:.3} → {:.3}", prob_mass(&clean, &exc)?, prob_mass(&abl, &exc)?, prob_mass(&clean, &colon)?, prob_mass(&abl, &colon)?);
+    always_lower &= prob_mass(&abl, &exc)? < prob_mass(&clean, &exc)?;
 }
 println!("removing the latent lowers the exception-class probability in every snippet: {always_lower}");""", contains=["in every snippet: true"])
 md(r"""
@@ -130,10 +110,10 @@ md(r"""
 The top examples of the three other dashboards, and their density. They confirm, from the corpus
 side, what notebooks 01, 03 and 04 found with interventions.
 """)
-code(r"""for &l in &latents[1..] {
-    let g = dash.get(l).unwrap();
-    println!("latent {l:4}: max {:5.1}, density {:.2}%, top centres {:?}", g.stats.max, 100.0 * g.stats.frac_nonzero, centres(&g.top_examples).into_iter().take(10).collect::<Vec<_>>());
-}""", contains=["latent 1252"])
+code(r"""for l in &latents[1..] {
+    let g = dash.get(*l).unwrap();
+    println!("latent {l:4}: max {:5.1}, density {:.2}%, top centres {:?}", g.stats.max, 100.0 * g.stats.frac_nonzero, g.top_examples.centre_tokens().iter().take(10).collect::<Vec<_>>());
+};""", contains=["latent 1252"])
 md(r"""
 Latent 1252, which notebook 03 first took for a "France" latent, fires in the corpus on `F`, `f`,
 `file`, `FILE`: a spelling latent, as notebook 03's control found.
@@ -146,11 +126,9 @@ effect on the next token.
 """)
 code(r"""let prompt = "try:\n    port = int(text)\nexcept ValueError:\n    raise SystemExit(1)";
 let view = prompt_centric(&model, &sae, prompt, Some(&dash), 3)?;
-for t in &view.tokens {
-    if t.token.trim() == "except" || t.token.trim() == "raise" {
-        println!("{:?}: by activation {:?}; by quantile {:?}", t.token, t.by_act.iter().map(|s| (s.latent, (s.act * 10.0).round() / 10.0)).collect::<Vec<_>>(), t.by_quantile.iter().map(|s| (s.latent, (s.score * 100.0).round() / 100.0)).collect::<Vec<_>>());
-    }
-}""", contains=["except"])
+for t in view.tokens.iter().filter(|t| ["except", "raise"].contains(&t.token.trim())) {
+    println!("{:?}: by activation {:?}; by quantile {:?}", t.token, t.by_act.iter().map(|s| (s.latent, (s.act * 10.0).round() / 10.0)).collect::<Vec<_>>(), t.by_quantile.iter().map(|s| (s.latent, (s.score * 100.0).round() / 100.0)).collect::<Vec<_>>());
+};""", contains=["except"])
 code(r"""view.to_html()""", expect=["text/html"])
 md(r"""
 ## Files: HTML and Neuronpedia JSON
@@ -159,12 +137,10 @@ md(r"""
 Neuronpedia-style export; `saescope dashboard` does the same from the command line, with a
 progress bar.
 """)
-code(r"""let dir = std::env::temp_dir().join("saescope-nb02");
-std::fs::create_dir_all(&dir).map_err(|e| saescope::Error::Invalid(e.to_string()))?;
+code(r"""let dir = std::env::temp_dir().join(format!("saescope-nb02-{}", std::process::id()));
 dash.save_html(dir.join("dashboards.html"))?;
 dash.save_json(dir.join("dashboards.json"))?;
-let json = dash.to_neuronpedia_json();
-println!("HTML: {} bytes; JSON keys: {:?}", std::fs::metadata(dir.join("dashboards.html")).map(|m| m.len()).unwrap_or(0), json.as_object().map(|o| o.keys().cloned().collect::<Vec<_>>()));""", contains=["HTML:"])
+println!("HTML: {} bytes; JSON keys: {:?}", std::fs::metadata(dir.join("dashboards.html"))?.len(), dash.to_neuronpedia_json().as_object().map(|o| o.keys().collect::<Vec<_>>()));""", contains=["HTML:"])
 md(r"""
 ## Conclusion
 

@@ -35,17 +35,14 @@ latent by a single backward pass.
 """)
 md("## Setup")
 code(r""":dep saescope = { path = ".." }""")
-code(r"""use saescope::analysis::{compare_attribution_ablation, latent_dla, nearest_neighbours, plot_nearest_neighbours, sae_acts, AttributionVsAblation, Metric, TopBy};
-use saescope::prelude::*;
-use saescope::{HookedModel, Hooks, IndexOp, Sae, Tensor};""")
-code(r"""let model = HookedModel::from_pretrained("smollm2")?;
+code(r"""use saescope::prelude::*;
+let model = HookedModel::from_pretrained("smollm2")?;
 let sae = Sae::shipped()?;
 let prompt = "The capital of France is";
 let tokens = model.to_tokens(prompt)?;
 let metric = Metric::logit_diff(&model, " Paris", " London")?;   // at the last position
-let logits = model.forward(&tokens)?;
 println!("tokens: {:?}", model.to_str_tokens(prompt)?);
-println!("logit(Paris) − logit(London) = {:.3}", metric.value(&model, &logits, &tokens)?);""", contains=["logit(Paris)"])
+println!("logit(Paris) − logit(London) = {:.3}", metric.value(&model, &model.run(prompt).logits()?, &tokens)?);""", contains=["logit(Paris)"])
 md(r"""
 ## 1. Direct logit attribution at the last position
 
@@ -54,7 +51,7 @@ final norm's scale (TL's `apply_ln_to_stack`). Layer 15 is the middle of a 30-la
 direct path is expected to be small: most of what a latent does here goes through later layers.
 """)
 code(r"""let dla = latent_dla(&model, &tokens, &sae, &metric)?;
-for (latent, v) in dla.top_k(6, TopBy::Abs)? { println!("latent {latent:5}: DLA {v:+.3}"); }""", contains=["DLA"])
+for (latent, v) in dla.top_k(6, TopBy::Abs)? { println!("latent {latent:5}: DLA {v:+.3}"); };""", contains=["DLA"])
 md(r"""
 ## 2. Ablation and 3. attribution patching at the last position
 
@@ -62,23 +59,19 @@ md(r"""
 runs attribution patching; `.plot()` draws ARENA's scatter with the line `y = x`.
 """)
 code(r"""let at_last = compare_attribution_ablation(&model, &tokens, &sae, &metric, None)?;
-for r in at_last.top_by_ablation(5) {
-    println!("latent {:5}: act {:5.1}, ablation {:+.3}, attribution {:+.3}", r.latent, r.act, r.ablation, r.attribution);
-}
+for r in at_last.top_by_ablation(5) { println!("{r}"); }
 println!("Spearman(attribution, ablation) over all {} active latents: {:.3}", at_last.latents.len(), AttributionVsAblation::spearman(&at_last.latents)?);""", contains=["Spearman"])
 code(r"""at_last.plot("Last position: attribution patching vs ablation", 5)?""", expect=["image/svg+xml"])
 md(r"""
 Are these latents about France? We compare their activations at the last token of the same
 template with other countries:
 """)
-code(r"""let countries = ["France", "Germany", "Italy", "Japan"];
-let top_last: Vec<usize> = at_last.top_by_ablation(5).iter().map(|r| r.latent).collect();
-for c in countries {
+code(r"""let top_last: Vec<usize> = at_last.top_by_ablation(5).iter().map(|r| r.latent).collect();
+for c in ["France", "Germany", "Italy", "Japan"] {
     let p = format!("The capital of {c} is");
-    let t = model.to_tokens(&p)?;
-    let a: Vec<f32> = sae_acts(&model, &t, &sae)?.i((0, t.dim(1)? - 1))?.to_vec1()?;
+    let a = sae_acts(&model, &p, &sae)?.last_pos()?.i(0)?.to_f32_vec()?;
     println!("{p:28} {}", top_last.iter().map(|&l| format!("{l}: {:5.1}", a[l])).collect::<Vec<_>>().join("  "));
-}""", contains=["The capital of Japan is"])
+};""", contains=["The capital of Japan is"])
 md(r"""
 They fire the same for every country: at the last position the largest effects come from
 latents of the *template* ("a capital city's name comes next"), not from France. The country has
@@ -88,9 +81,7 @@ IOI). Effects there reach the last position through attention in layers 16–29.
 code(r"""let france_pos = model.get_token_position(" France", prompt, false)?;
 let at_france = compare_attribution_ablation(&model, &tokens, &sae, &metric, Some(france_pos))?;
 let top_france = at_france.top_by_ablation(8);
-for r in &top_france {
-    println!("latent {:5}: act {:5.1}, ablation {:+.3}, attribution {:+.3}", r.latent, r.act, r.ablation, r.attribution);
-}
+for r in &top_france { println!("{r}"); }
 println!("Spearman over all {} active latents: {:.3}; signs agree for |ablation| ≥ 0.02: {:.0}%", at_france.latents.len(),
     AttributionVsAblation::spearman(&at_france.latents)?, 100.0 * AttributionVsAblation::sign_agreement(&at_france.latents, 0.02));""", contains=["Spearman over all"])
 code(r"""at_france.plot("At ' France': attribution patching vs ablation", 6)?""", expect=["image/svg+xml"])
@@ -101,28 +92,24 @@ For each of those 8 latents, its strongest activation (over all tokens but BOS) 
 France and about other countries. A France latent should fire in the first group and stay silent
 in the second.
 """)
-code(r"""let france_texts = ["The capital of France is", "In France, people speak", "The French Revolution", "I love French food, especially"];
-let other_texts = ["The capital of Germany is", "The capital of Italy is", "The capital of Japan is", "In Spain, people speak"];
-/// Each latent's largest activation over the tokens of `text` (BOS excluded).
-fn max_acts(model: &HookedModel, sae: &Sae, text: &str, latents: &[usize]) -> saescope::Result<Vec<f32>> {
-    let t = model.to_tokens(text)?;
-    let a = sae_acts(model, &t, sae)?.i(0)?;
-    let m: Vec<f32> = a.narrow(0, 1, a.dim(0)? - 1)?.max(0)?.to_vec1()?;
-    Ok(latents.iter().map(|&l| m[l]).collect())
+code(r"""/// The largest activation of each latent in `ls` over the tokens of `text` (BOS excluded).
+fn max_acts(model: &HookedModel, sae: &Sae, text: &str, ls: &[usize]) -> saescope::Result<Vec<f32>> {
+    let m = sae_acts(model, text, sae)?.i((0, 1..))?.max(0)?.to_f32_vec()?;
+    Ok(ls.iter().map(|&l| m[l]).collect())
 }
 let cand: Vec<usize> = top_france.iter().map(|r| r.latent).collect();
-println!("{:34} {}", "", cand.iter().map(|l| format!("{l:>6}")).collect::<String>());
-let mut fr_min = vec![f32::INFINITY; cand.len()];
-let mut other_max = vec![0f32; cand.len()];
-for (i, text) in france_texts.iter().chain(other_texts.iter()).enumerate() {
+println!("{:34}{cand:6?}", "");
+let (mut fr_min, mut other_max) = (vec![f32::INFINITY; 8], vec![0f32; 8]);
+for (i, text) in ["The capital of France is", "In France, people speak", "The French Revolution", "I love French food, especially",
+                  "The capital of Germany is", "The capital of Italy is", "The capital of Japan is", "In Spain, people speak"].iter().enumerate() {
     let m = max_acts(&model, &sae, text, &cand)?;
-    println!("{text:34} {}", m.iter().map(|v| format!("{v:6.1}")).collect::<String>());
-    for j in 0..cand.len() { if i < france_texts.len() { fr_min[j] = fr_min[j].min(m[j]); } else { other_max[j] = other_max[j].max(m[j]); } }
+    println!("{text:34}{m:6.1?}");
+    for j in 0..8 { if i < 4 { fr_min[j] = fr_min[j].min(m[j]) } else { other_max[j] = other_max[j].max(m[j]) } }
 }
-let specific: Vec<usize> = (0..cand.len()).filter(|&j| fr_min[j] > 0.0 && other_max[j] == 0.0).map(|j| cand[j]).collect();
+let specific: Vec<usize> = (0..8).filter(|&j| fr_min[j] > 0.0 && other_max[j] == 0.0).map(|j| cand[j]).collect();
 println!("France-specific latents (fire on every France text, on no other): {specific:?}");
 let candidate = specific[0];
-let rank = top_france.iter().position(|x| x.latent == candidate).unwrap();
+let rank = cand.iter().position(|&l| l == candidate).unwrap();
 println!("chosen: latent {candidate}, ablation effect at ' France' {:+.3} (rank {} of {} by |ablation|)", top_france[rank].ablation, rank + 1, at_france.latents.len());""", contains=["France-specific latents", "chosen: latent"])
 md(r"""
 ### A control: other words that begin with "F"
@@ -130,15 +117,12 @@ md(r"""
 "France" and "French" both start with *F*, and none of the other countries does. The latent's
 activation on F-words that have nothing to do with France, and on two more countries without F:
 """)
-code(r"""let controls = ["The capital of Finland is", "The capital of Fiji is", "See you on Friday", "I opened the file", "The Ford car", "The capital of Portugal is", "The capital of Belgium is"];
-let mut f_words_firing = 0;
-for text in controls {
-    let t = model.to_tokens(text)?;
-    let strs = model.to_str_tokens(text)?;
-    let a: Vec<f32> = sae_acts(&model, &t, &sae)?.i((0, .., candidate))?.to_vec1()?;
-    let fired: Vec<String> = strs.iter().zip(&a).skip(1).filter(|(_, v)| **v > 0.0).map(|(s, v)| format!("{s:?} {v:.1}")).collect();
-    if strs.iter().zip(&a).skip(1).any(|(s, v)| *v > 0.0 && s.trim_start().to_lowercase().starts_with('f')) { f_words_firing += 1; }
-    println!("{text:28} fires on: {fired:?}");
+code(r"""let mut f_words_firing = 0;
+for text in ["The capital of Finland is", "The capital of Fiji is", "See you on Friday", "I opened the file", "The Ford car", "The capital of Portugal is", "The capital of Belgium is"] {
+    let a = sae_acts(&model, text, &sae)?.i((0, .., candidate))?.to_f32_vec()?;
+    let fired: Vec<(String, f32)> = model.to_str_tokens(text)?.into_iter().zip(a).skip(1).filter(|(_, v)| *v > 0.0).collect();
+    if fired.iter().any(|(s, _)| s.trim_start().to_lowercase().starts_with('f')) { f_words_firing += 1; }
+    println!("{text:28} fires on: {fired:.1?}");
 }
 println!("F-words it fires on that are not about France: {f_words_firing} of 5");""", contains=["F-words it fires on"])
 md(r"""
@@ -150,26 +134,20 @@ error term on so nothing else changes; then read `logit(" Paris") − logit(" Be
 position, and the same for the first token of Helsinki, capital of another F-country. Then Italy /
 Rome.
 """)
-code(r"""let values = [0.0f32, 17.0, 34.0, 50.0, 80.0];
+code(r"""let values = [0.0, 17.0, 34.0, 50.0, 80.0];
 let mut all_rise = true;
 for (country, capital) in [("Germany", " Berlin"), ("Italy", " Rome")] {
     let p = format!("The capital of {country} is");
-    let t = model.to_tokens(&p)?;
     let pos = model.get_token_position(&format!(" {country}"), &p, false)?;
-    let last = t.dim(1)? - 1;
     let (paris, own) = (model.to_single_token(" Paris")? as usize, model.to_single_token(capital)? as usize);
-    let hel = model.to_tokens(" Helsinki")?.i((0, 1))?.to_scalar::<u32>()? as usize;   // after BOS
-    let mut diffs: Vec<f32> = Vec::new();
-    let mut hel_diffs: Vec<f32> = Vec::new();
-    for &v in &values {
-        let l: Vec<f32> = model.run(&t).sae(&sae).error_term()
-            .hooks(Hooks::new().set_latents(&sae, pos, &[candidate], v as f64)).logits()?.i((0, last))?.to_vec1()?;
-        diffs.push(l[paris] - l[own]);
-        hel_diffs.push(l[hel] - l[own]);
+    let hel = model.to_tokens(" Helsinki")?.i((0, 1))?.to_scalar::<u32>()? as usize;   // its first token, after BOS
+    let mut diffs = Vec::new();
+    for v in values {
+        let l = model.run(&p).sae(&sae).error_term().hooks(Hooks::new().set_latents(&sae, pos, &[candidate], v)).logits()?.last_pos()?.i(0)?.to_f32_vec()?;
+        diffs.push((l[paris] - l[own], l[hel] - l[own]));
     }
-    println!("{p}: logit(Paris) − logit({}) for value {values:?}: {diffs:.2?}", capital.trim());
-    println!("{:26} logit({:?}) − logit({}): {hel_diffs:.2?}", "", model.to_string(&[hel as u32])?, capital.trim());
-    all_rise &= diffs.windows(2).all(|w| w[1] > w[0]);
+    println!("{p}: (logit(Paris), logit({:?})) − logit({}) for value {values:?}: {diffs:.2?}", model.to_string(&[hel as u32])?, capital.trim());
+    all_rise &= diffs.windows(2).all(|w| w[1].0 > w[0].0);
 }
 println!("adding the latent moves every answer toward Paris: {all_rise}");""", contains=["moves every answer toward Paris: true"])
 md(r"""
@@ -182,8 +160,7 @@ Revolution".
 """)
 code(r"""let (nn, svg) = plot_nearest_neighbours(&format!("Latent {candidate} and its nearest decoder neighbours"), &sae, candidate, &sae, 6)?;
 let nn_ids: Vec<usize> = nn.iter().map(|p| p.0).collect();
-let on_revolution = max_acts(&model, &sae, "The French Revolution", &nn_ids)?;
-for ((l, cos), a) in nn.iter().zip(&on_revolution) { println!("latent {l:5}: cosine {cos:.3}, max activation on \"The French Revolution\" {a:.1}"); }""", contains=["cosine"])
+for ((l, cos), a) in nn.iter().zip(max_acts(&model, &sae, "The French Revolution", &nn_ids)?) { println!("latent {l:5}: cosine {cos:.3}, max activation on \"The French Revolution\" {a:.1}"); };""", contains=["cosine"])
 code(r"""svg""", expect=["image/svg+xml"])
 md(r"""
 ## Conclusion

@@ -30,24 +30,13 @@ tokens. A control: the `raise` latent of notebook 01 does not steer prose the sa
 """)
 md("## Setup")
 code(r""":dep saescope = { path = ".." }""")
-code(r"""use saescope::analysis::{compare_steering, generate_patch_scoping_explanation, generate_with_steering, PatchScopingOptions, SteerOptions};
-use saescope::model::GenerateOptions;
-use saescope::prelude::*;
-use saescope::{HookedModel, IndexOp, NamesFilter, Sae, Tensor};""")
-code(r"""let model = HookedModel::from_pretrained("smollm2")?;
+code(r"""use saescope::prelude::*;
+let model = HookedModel::from_pretrained("smollm2")?;
 let sae = Sae::shipped()?;
 let latent: usize = 3433;
-let acts_name = format!("{}.hook_sae_acts_post", sae.hook_name());
-/// Activations of `latent` at every token of `text` (the SAE spliced in, `stop_at_layer` 16).
-fn latent_acts(model: &HookedModel, sae: &Sae, text: &str, latent: usize) -> saescope::Result<Vec<f32>> {
-    let name = format!("{}.hook_sae_acts_post", sae.hook_name());
-    let toks = model.to_tokens(text)?;
-    let (_, cache) = model.run(&toks).sae(sae).names(name.as_str()).stop_at_layer(16).cache()?;
-    Ok(cache.get(name.as_str())?.i((0, .., latent))?.to_vec1()?)
-}
 let sentence = "The survey collected data from 1000 people, and the data show a clear trend.";
-let strs = model.to_str_tokens(sentence)?;
-for (s, a) in strs.iter().zip(latent_acts(&model, &sae, sentence, latent)?) { if a > 0.0 { println!("{s:?}: {a:.1}"); } }""", contains=["data"])
+let acts = sae_acts(&model, sentence, &sae)?.i((0, .., latent))?.to_f32_vec()?;
+for (s, a) in model.to_str_tokens(sentence)?.iter().zip(acts) { if a > 0.0 { println!("{s:?}: {a:.1}"); } };""", contains=["data"])
 md(r"""
 ## Generation
 
@@ -79,33 +68,24 @@ For each coefficient, 6 samples with the same seeds (coefficient 0 is the unstee
 measures: how many continuations mention data, and the latent's own mean activation on the
 generated tokens when the text is re-encoded by the SAE *without* steering.
 """)
-code(r"""/// Does the text mention data?
-fn mentions_data(s: &str) -> bool { s.to_lowercase().contains("data") }
-/// Mean activation of `latent` over the tokens after the prompt.
+code(r"""/// Mean activation of `latent` over the tokens of `text` that follow `prompt`.
 fn mean_on_continuation(model: &HookedModel, sae: &Sae, prompt: &str, text: &str, latent: usize) -> saescope::Result<f32> {
-    let prompt_len = model.to_tokens(prompt)?.dim(1)?;
-    let col = latent_acts(model, sae, &format!("{prompt}{text}"), latent)?;
-    let tail = &col[prompt_len.min(col.len())..];
-    Ok(tail.iter().sum::<f32>() / tail.len().max(1) as f32)
+    let n = model.to_tokens(prompt)?.dim(1)?;
+    sae_acts(model, format!("{prompt}{text}"), sae)?.i((0, n.., latent))?.mean_all()?.item()
 }
 let coeffs = [0.0, 40.0, 80.0, 120.0, 160.0];
-let mut counts: Vec<f32> = Vec::new();
-let mut mean_acts: Vec<f32> = Vec::new();
-for &coeff in &coeffs {
-    let c = compare_steering(&model, &sae, prompt, &SteerOptions { latent, coefficient: coeff, n_samples: 6, generate: opts.clone() })?;
-    let n = c.steered.iter().filter(|s| mentions_data(s)).count();
-    let mut acts: Vec<f32> = Vec::new();
-    for t in &c.steered { acts.push(mean_on_continuation(&model, &sae, prompt, t, latent)?); }
-    let m = acts.iter().sum::<f32>() / acts.len() as f32;
-    println!("coefficient {coeff:5.0}: {n} of 6 mention data, mean latent activation {m:.2}; e.g. {:?}", c.steered[1].chars().take(90).collect::<String>());
-    counts.push(n as f32);
+let (mut counts, mut mean_acts) = (Vec::new(), Vec::new());
+for coefficient in coeffs {
+    let c = compare_steering(&model, &sae, prompt, &SteerOptions { latent, coefficient, n_samples: 6, generate: opts.clone() })?;
+    let n = c.steered.iter().filter(|s| s.to_lowercase().contains("data")).count() as f32;
+    let m = c.steered.iter().map(|t| mean_on_continuation(&model, &sae, prompt, t, latent)).sum::<saescope::Result<f32>>()? / 6.0;
+    println!("coefficient {coefficient:5.0}: {n} of 6 mention data, mean latent activation {m:.2}; e.g. {:?}", c.steered[1].chars().take(90).collect::<String>());
+    counts.push(n);
     mean_acts.push(m);
 }
-let raised = counts[2..].iter().all(|&n| n > counts[0]);
-println!("from coefficient 80 on, more samples mention data than unsteered: {raised} ({counts:?})");
+println!("from coefficient 80 on, more samples mention data than unsteered: {} ({counts:?})", counts[2..].iter().all(|&n| n > counts[0]));
 println!("from coefficient 80 on, the steered text activates the latent more: {}", mean_acts[2..].iter().all(|&m| m > mean_acts[0]));""", contains=["more samples mention data than unsteered: true", "the steered text activates the latent more: true"])
-code(r"""let labels: Vec<String> = coeffs.iter().map(|c| format!("{c:.0}")).collect();""")
-code(r"""saescope::viz::line_chart("Steering with latent 3433 (6 samples per coefficient)", &labels, &[("samples mentioning data".to_string(), counts.clone()), ("mean activation of the latent".to_string(), mean_acts.clone())], "count / activation")?""", expect=["image/svg+xml"])
+code(r"""line_chart("Steering with latent 3433 (6 samples per coefficient)", &coeffs.map(|c| format!("{c:.0}")), &[("samples mentioning data".into(), counts.clone()), ("mean activation of the latent".into(), mean_acts.clone())], "count / activation")?""", expect=["image/svg+xml"])
 md(r"""
 ## A control: the `raise` latent
 
@@ -114,9 +94,10 @@ in Python code; adding its direction to the same prose prompt with the same coef
 seeds:
 """)
 code(r"""let control = compare_steering(&model, &sae, prompt, &SteerOptions { latent: 1701, coefficient: 120.0, n_samples: 6, generate: opts.clone() })?;
-let n_control = control.steered.iter().filter(|s| mentions_data(s)).count();
-let n_raise = control.steered.iter().filter(|s| s.contains("raise") || s.contains("Error") || s.contains("except")).count();
-println!("latent 1701 at 120: {n_control} of 6 mention data, {n_raise} of 6 raise/handle errors; e.g. {:?}", control.steered[0].chars().take(100).collect::<String>());""", contains=["latent 1701 at 120"])
+println!("latent 1701 at 120: {} of 6 mention data, {} of 6 raise/handle errors; e.g. {:?}",
+    control.steered.iter().filter(|s| s.to_lowercase().contains("data")).count(),
+    control.steered.iter().filter(|s| ["raise", "Error", "except"].iter().any(|w| s.contains(w))).count(),
+    control.steered[0].chars().take(100).collect::<String>());""", contains=["latent 1701 at 120"])
 md(r"""
 ## Patch scoping
 

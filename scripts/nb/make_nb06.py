@@ -29,8 +29,6 @@ md(r"""
 ## Setup
 """)
 code(r""":dep saescope = { path = ".." }""")
-code(r"""use saescope::toy::*;
-use saescope::{Device, IndexOp, Tensor};""")
 md(r"""
 ## Train a batch of toy models
 
@@ -39,11 +37,13 @@ features of equal importance, each present with probability 0.05 and uniform in 
 present. `W` is `[inst, d_hidden, n_features]`: column `i` is where feature `i` lives in the
 2-D hidden space.
 """)
-code(r"""let toy_cfg = ToyModelConfig { n_inst: 4, n_features: 5, d_hidden: 2, ..Default::default() };
+code(r"""use saescope::prelude::*;
+use saescope::toy::*;
+let toy_cfg = ToyModelConfig { n_inst: 4, n_features: 5, d_hidden: 2, ..Default::default() };
 let mut sparse_model = ToyModel::new(toy_cfg.clone(), &[1.0], &[0.05], 7)?;
 let log = sparse_model.optimize(&TrainOptions { steps: 2000, batch_size: 512, lr: 1e-2, ..Default::default() })?;
-let final_losses: Vec<f32> = log.last().unwrap().1.clone();
-println!("final loss per instance: {:?}", final_losses);""", contains=["final loss"])
+let final_losses = log.last().unwrap().1.clone();
+println!("final loss per instance: {final_losses:?}");""", contains=["final loss"])
 md(r"""
 Each instance's features, drawn as arrows in the hidden plane:
 """)
@@ -52,23 +52,11 @@ md(r"""
 The evidence for the hypothesis, numerically: for the best instance, the angle of every feature
 direction and its norm. A regular pentagon has all norms equal and gaps of 72°.
 """)
-code(r"""/// (sorted angles in degrees, norms) of the feature directions of one instance.
-fn geometry(w: &Tensor, inst: usize) -> saescope::Result<(Vec<f32>, Vec<f32>)> {
-    let w = w.i(inst)?;                                     // [2, n_features]
-    let xs: Vec<f32> = w.i(0)?.to_vec1()?;
-    let ys: Vec<f32> = w.i(1)?.to_vec1()?;
-    let norms: Vec<f32> = xs.iter().zip(&ys).map(|(x, y)| (x * x + y * y).sqrt()).collect();
-    let mut angles: Vec<f32> = xs.iter().zip(&ys).map(|(x, y)| y.atan2(*x).to_degrees()).collect();
-    angles.sort_by(|a, b| a.total_cmp(b));
-    Ok((angles, norms))
-}
-let best = (0..4).min_by(|a, b| final_losses[*a].total_cmp(&final_losses[*b])).unwrap();
-let (angles, norms) = geometry(&sparse_model.w()?, best)?;
-let gaps: Vec<f32> = (0..5).map(|i| if i < 4 { angles[i + 1] - angles[i] } else { angles[0] + 360.0 - angles[4] }).collect();
-println!("instance {best}: norms {:?}", norms.iter().map(|n| format!("{n:.2}")).collect::<Vec<_>>());
-println!("gaps between neighbouring features (degrees): {:?}", gaps.iter().map(|g| format!("{g:.1}")).collect::<Vec<_>>());
-let pentagon = gaps.iter().all(|g| (g - 72.0).abs() < 12.0) && norms.iter().all(|n| *n > 0.8);
-println!("regular pentagon: {pentagon}");""", contains=["regular pentagon: true"])
+code(r"""let best = (0..4).min_by(|a, b| final_losses[*a].total_cmp(&final_losses[*b])).unwrap();
+let g = feature_geometry(&sparse_model.w()?, best)?;
+println!("instance {best}: norms {:.2?}", g.norms);
+println!("gaps between neighbouring features (degrees): {:.1?}", g.gaps);
+println!("regular pentagon: {}", g.is_regular(12.0, 0.8));""", contains=["regular pentagon: true"])
 md(r"""
 ## Dense features: no superposition
 
@@ -79,19 +67,16 @@ features in orthogonal directions and drops the rest (their norms go to ≈ 0).
 code(r"""let importance: Vec<f32> = (0..5).map(|i| 0.9f32.powi(i)).collect();
 let mut dense_model = ToyModel::new(ToyModelConfig { n_inst: 2, ..toy_cfg.clone() }, &importance, &[1.0], 3)?;
 dense_model.optimize(&TrainOptions { steps: 2000, batch_size: 512, lr: 1e-2, ..Default::default() })?;
-let (_, dense_norms) = geometry(&dense_model.w()?, 0)?;
-let kept = dense_norms.iter().filter(|n| **n > 0.5).count();
-println!("dense: norms {:?}; features kept: {kept}", dense_norms.iter().map(|n| format!("{n:.2}")).collect::<Vec<_>>());""", contains=["features kept: 2"])
+let dense_norms = feature_geometry(&dense_model.w()?, 0)?.norms;
+println!("dense: norms {dense_norms:.2?}; features kept: {}", dense_norms.iter().filter(|n| **n > 0.5).count());""", contains=["features kept: 2"])
 code(r"""plot_features_in_2d(&dense_model.w()?, Some(&importance), "Dense features (p = 1): only two survive")?""", expect=["image/svg+xml"])
 md(r"""
 **Dimensionality** per feature, `‖W_i‖⁴ / Σ_j (Ŵ_i · W_j)²`, says what fraction of a dimension a
 feature gets: about 2/5 = 0.4 for the pentagon, 1 for the two dense survivors, 0 for dropped
 features.
 """)
-code(r"""let dim_sparse: Vec<f32> = compute_dimensionality(&sparse_model.w()?)?.i(best)?.to_vec1()?;
-let dim_dense: Vec<f32> = compute_dimensionality(&dense_model.w()?)?.i(0)?.to_vec1()?;
-println!("sparse (pentagon): {:?}", dim_sparse.iter().map(|d| format!("{d:.2}")).collect::<Vec<_>>());
-println!("dense:             {:?}", dim_dense.iter().map(|d| format!("{d:.2}")).collect::<Vec<_>>());""", contains=["pentagon"])
+code(r"""println!("sparse (pentagon): {:.2?}", compute_dimensionality(&sparse_model.w()?)?.i(best)?.to_f32_vec()?);
+println!("dense:             {:.2?}", compute_dimensionality(&dense_model.w()?)?.i(0)?.to_f32_vec()?);""", contains=["pentagon"])
 md(r"""
 ## A toy SAE on the bottleneck
 
@@ -104,9 +89,8 @@ instance 4 times and train 4 SAEs (5 latents each, L1 penalty) on its activation
 code(r"""let n_inst = 4;
 let mut base = sparse_model.replicate_instance(best, n_inst, 1)?;
 let mut sae = ToySae::new(ToySaeConfig { n_inst, d_in: 2, d_sae: 5, sparsity_coeff: 0.2, ..Default::default() }, 2)?;
-let mut b = vec![0f32; n_inst * 5];
-for i in 0..n_inst { for j in 0..3 { b[i * 5 + j] = -100.0; } }
-sae.set_b_enc(&Tensor::from_vec(b, (n_inst, 5), &Device::Cpu)?)?;
+let dead = Tensor::full(-100f32, (n_inst, 3), &Device::Cpu)?;                   // latents 0-2 start dead
+sae.set_b_enc(&Tensor::cat(&[dead, Tensor::zeros((n_inst, 2), DType::F32, &Device::Cpu)?], 1)?)?;
 let opts = SaeTrainOptions { steps: 3000, batch_size: 512, lr: 1e-2, log_every: 50,
     resample_method: Some(ResampleMethod::Advanced), resample_freq: 300, resample_window: 100, ..Default::default() };
 let sae_log = sae.optimize(&mut |bs| { let x = base.generate_batch(bs)?; base.hidden(&x) }, &opts)?;
@@ -117,13 +101,10 @@ md(r"""
 How well did the SAEs recover the model's features? `recovery_score` is the mean, over the 5 true
 directions (the columns of the model's `W`), of the best cosine similarity with a decoder row.
 """)
-code(r"""let truth: Tensor = sparse_model.w()?.i(best)?.t()?.contiguous()?;     // [5 features, 2]
-let w_dec = sae.w_dec_normalized()?;                                        // [inst, d_sae, 2]
-for i in 0..n_inst {
-    println!("SAE {i}: recovery {:.3}", recovery_score(&truth, &w_dec.i(i)?)?);
-}
-let best_recovery = (0..n_inst).map(|i| recovery_score(&truth, &w_dec.i(i).unwrap()).unwrap()).fold(0.0, f64::max);
-println!("best recovery {best_recovery:.3}");""", contains=["best recovery"])
+code(r"""let truth = sparse_model.w()?.i(best)?.t()?.contiguous()?;     // [5 features, 2]
+let w_dec = sae.w_dec_normalized()?;                           // [inst, d_sae, 2]
+let scores = (0..n_inst).map(|i| recovery_score(&truth, &w_dec.i(i)?)).collect::<saescope::Result<Vec<f64>>>()?;
+println!("recovery per SAE: {scores:.3?}; best recovery {:.3}", scores.iter().cloned().fold(0.0, f64::max));""", contains=["best recovery"])
 code(r"""plot_features_in_2d(&sae.w_dec_normalized()?.transpose(1, 2)?.contiguous()?, None, "SAE decoder directions (one SAE per instance)")?""", expect=["image/svg+xml"])
 md(r"""
 ## Conclusion
