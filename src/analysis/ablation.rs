@@ -2,8 +2,8 @@
 //! §1.5's ablation exercise, SAELens `use_error_term=True`): with the error term, zeroing latent
 //! `i` at position `p` changes the model's activation there by exactly `−f_i(p) · W_dec[i]`
 //! and nothing else, so the effect on the metric is the latent's true total effect.
-use super::gradients::resolve_pos;
 use super::metric::Metric;
+use super::sites::{hook_layer, resolve_pos};
 use crate::error::{Error, Result};
 use crate::hooks::Hooks;
 use crate::model::{HookedModel, Prompt};
@@ -47,15 +47,6 @@ impl LatentAblation {
         v.truncate(k);
         v
     }
-}
-
-/// The layer of a `blocks.{L}.…` hook name.
-pub(crate) fn hook_layer(hook: &str) -> Option<usize> {
-    hook.strip_prefix("blocks.")?
-        .split('.')
-        .next()?
-        .parse()
-        .ok()
 }
 
 /// `<hook>.hook_sae_acts_post` of `sae` spliced into `model` (with its error term), `[batch,

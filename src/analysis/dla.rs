@@ -5,8 +5,8 @@
 //! `d_i` is what one unit of latent `i` writes into the residual stream: `W_dec[i]` (divided
 //! by `‖W_dec[i]‖` for topk SAEs with `rescale_acts_by_decoder_norm`, as they decode), times
 //! `W_O` for SAEs on `attn.hook_z` and `W_out` for SAEs on `mlp.hook_post`.
-use super::gradients::resolve_pos;
 use super::metric::Metric;
+use super::sites::{hook_layer, resolve_pos};
 use crate::error::{Error, Result};
 use crate::hooks::NamesFilter;
 use crate::model::HookedModel;
@@ -50,7 +50,7 @@ pub fn latent_output_directions(model: &HookedModel, sae: &Sae) -> Result<Tensor
         "hook_attn_out",
         "hook_mlp_out",
     ];
-    let layer = super::ablation::hook_layer(hook);
+    let layer = hook_layer(hook);
     let post_norms = model.cfg().use_normalization_before_and_after;
     let to_model = |w: Tensor| -> Result<Tensor> { Ok(dec.matmul(&w.to_dtype(DType::F32)?)?) };
     match layer {

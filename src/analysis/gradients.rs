@@ -8,6 +8,7 @@
 //! such point the forward pass runs on differentiable candle ops (the model's fused kernels are
 //! used only where no gradient is tracked).
 use super::metric::Metric;
+use super::sites::resolve_pos;
 use crate::error::{Error, Result};
 use crate::hooks::Hooks;
 use crate::model::HookedModel;
@@ -223,17 +224,6 @@ impl LatentAttribution {
         by: super::dla::TopBy,
     ) -> Result<Vec<(usize, f32)>> {
         Ok(super::dla::top_k_latents(&self.at_pos(pos)?, k, by))
-    }
-}
-
-/// `pos` (None = last) checked against `n` positions.
-pub(crate) fn resolve_pos(pos: Option<usize>, n: usize) -> Result<usize> {
-    match pos {
-        None if n > 0 => Ok(n - 1),
-        Some(p) if p < n => Ok(p),
-        _ => Err(Error::Invalid(format!(
-            "position {pos:?} is out of range for {n} positions (None = last)"
-        ))),
     }
 }
 

@@ -14,6 +14,7 @@ pub mod metric;
 pub mod patch_scoping;
 pub mod pca;
 mod predictions;
+mod sites;
 pub mod steering;
 mod top_latents;
 

@@ -9,10 +9,9 @@
 //! Documents are named by their source id (`package:path`), which stays the same across Debian
 //! revisions of the corpus packages.
 //!
-//! Dataset specs ([`TextDataset::load`]): `default` (the whole corpus, in corpus order),
+//! Dataset specs ([`TextDataset::load`](super::TextDataset::load)): `default` (the whole corpus, in corpus order),
 //! `default:train` (without the held-out slice: train new SAEs on this), `default:heldout`
 //! (only the held-out slice: what `saescope eval` measures by default).
-use super::dataset::{Document, TextDataset};
 use crate::error::{Error, Result};
 use std::collections::HashSet;
 use std::path::{Path, PathBuf};
@@ -112,57 +111,42 @@ fn parse_line(line: &str, path: &Path, n: usize) -> Result<(String, String)> {
     Ok((text.to_string(), source.to_string()))
 }
 
-impl TextDataset {
-    /// The default offline corpus (`data/corpus/`), every document in corpus order.
-    pub fn default_corpus() -> Result<Self> {
-        Self::from_corpus_dir(default_corpus_dir())
-    }
-
-    /// One split of the default corpus (see [`CorpusSplit`]).
-    pub fn default_corpus_split(split: CorpusSplit) -> Result<Self> {
-        Self::from_corpus_dir_split(default_corpus_dir(), split)
-    }
-
-    /// A corpus directory written by `scripts/setup_corpus.sh` (`corpus-*.jsonl`).
-    pub fn from_corpus_dir(dir: impl AsRef<Path>) -> Result<Self> {
-        Self::from_corpus_dir_split(dir, CorpusSplit::All)
-    }
-
-    /// One split of a corpus directory written by `scripts/setup_corpus.sh`. Each document keeps
-    /// its source id ([`TextDataset::source`]).
-    pub fn from_corpus_dir_split(dir: impl AsRef<Path>, split: CorpusSplit) -> Result<Self> {
-        let dir = dir.as_ref();
-        let held = held_out_sources();
-        let (mut docs, mut sources) = (Vec::new(), Vec::new());
-        for path in shards(dir)? {
-            let text = std::fs::read_to_string(&path).map_err(|e| Error::io(&path, e))?;
-            for (i, line) in text.lines().enumerate() {
-                if line.trim().is_empty() {
-                    continue;
-                }
-                let (text, source) = parse_line(line, &path, i + 1)?;
-                let keep = match split {
-                    CorpusSplit::All => true,
-                    CorpusSplit::Train => !held.contains(source.as_str()),
-                    CorpusSplit::HeldOut => held.contains(source.as_str()),
-                };
-                if keep {
-                    docs.push(Document::Text(text));
-                    sources.push(source);
-                }
+/// The documents (texts) and their source ids of one split of a corpus directory written by
+/// `scripts/setup_corpus.sh` (`corpus-*.jsonl`), with the dataset's name.
+pub(crate) fn read_split(
+    dir: &Path,
+    split: CorpusSplit,
+) -> Result<(Vec<String>, Vec<String>, String)> {
+    let held = held_out_sources();
+    let (mut docs, mut sources) = (Vec::new(), Vec::new());
+    for path in shards(dir)? {
+        let text = std::fs::read_to_string(&path).map_err(|e| Error::io(&path, e))?;
+        for (i, line) in text.lines().enumerate() {
+            if line.trim().is_empty() {
+                continue;
+            }
+            let (text, source) = parse_line(line, &path, i + 1)?;
+            let keep = match split {
+                CorpusSplit::All => true,
+                CorpusSplit::Train => !held.contains(source.as_str()),
+                CorpusSplit::HeldOut => held.contains(source.as_str()),
+            };
+            if keep {
+                docs.push(text);
+                sources.push(source);
             }
         }
-        if docs.is_empty() {
-            return Err(Error::Invalid(format!(
-                "the default corpus at {} has no documents in its {} split: {SETUP_HINT}",
-                dir.display(),
-                split.spec()
-            )));
-        }
-        let name = match split {
-            CorpusSplit::All => "saescope-default-corpus".to_string(),
-            s => format!("saescope-default-corpus ({})", s.spec()),
-        };
-        Ok(TextDataset::from_documents(docs, name).with_sources(sources))
     }
+    if docs.is_empty() {
+        return Err(Error::Invalid(format!(
+            "the default corpus at {} has no documents in its {} split: {SETUP_HINT}",
+            dir.display(),
+            split.spec()
+        )));
+    }
+    let name = match split {
+        CorpusSplit::All => "saescope-default-corpus".to_string(),
+        s => format!("saescope-default-corpus ({})", s.spec()),
+    };
+    Ok((docs, sources, name))
 }

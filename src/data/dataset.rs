@@ -1,5 +1,5 @@
 //! Loading documents: text files, JSONL, the default offline corpus, hub dataset repos.
-use super::corpus::CorpusSplit;
+use super::corpus::{default_corpus_dir, read_split, CorpusSplit};
 use crate::error::{Error, Result};
 use crate::model::LoadOptions;
 use std::path::{Path, PathBuf};
@@ -333,5 +333,30 @@ impl TextDataset {
     /// True when every document is pre-tokenised (SAELens's `is_dataset_tokenized`).
     pub fn is_tokenized(&self) -> bool {
         matches!(self.docs.first(), Some(Document::Tokens(_)))
+    }
+}
+
+impl TextDataset {
+    /// The default offline corpus (`data/corpus/`), every document in corpus order.
+    pub fn default_corpus() -> Result<Self> {
+        Self::from_corpus_dir(default_corpus_dir())
+    }
+
+    /// One split of the default corpus (see [`CorpusSplit`]).
+    pub fn default_corpus_split(split: CorpusSplit) -> Result<Self> {
+        Self::from_corpus_dir_split(default_corpus_dir(), split)
+    }
+
+    /// A corpus directory written by `scripts/setup_corpus.sh` (`corpus-*.jsonl`).
+    pub fn from_corpus_dir(dir: impl AsRef<Path>) -> Result<Self> {
+        Self::from_corpus_dir_split(dir, CorpusSplit::All)
+    }
+
+    /// One split of a corpus directory written by `scripts/setup_corpus.sh`. Each document keeps
+    /// its source id ([`TextDataset::source`]).
+    pub fn from_corpus_dir_split(dir: impl AsRef<Path>, split: CorpusSplit) -> Result<Self> {
+        let (docs, sources, name) = read_split(dir.as_ref(), split)?;
+        let docs = docs.into_iter().map(Document::Text).collect();
+        Ok(TextDataset::from_documents(docs, name).with_sources(sources))
     }
 }

@@ -2,88 +2,12 @@
 //! sampled (temperature, top-k, top-p, frequency and repetition penalties), stop tokens, a KV
 //! cache, and hooks (or spliced SAEs) that fire on every forward pass of the generation.
 use super::kv_cache::KvCache;
-use super::sampling;
+use super::sampling::{self, GenerateOptions};
 use super::{HookedModel, Prompt};
 use crate::data::rng::SplitMix64;
 use crate::error::{Error, Result};
 use crate::hooks::{HookCtx, Hooks};
 use candle_core::{DType, IndexOp, Tensor};
-
-/// Settings of [`HookedModel::generate`], with TL's defaults (`max_new_tokens = 10`,
-/// `do_sample = true`, `temperature = 1`, `stop_at_eos = true`, `use_past_kv_cache = true`).
-/// [`GenerateOptions::greedy`] gives deterministic argmax decoding.
-#[derive(Clone, Debug)]
-pub struct GenerateOptions {
-    /// At most this many tokens are appended.
-    pub max_new_tokens: usize,
-    /// Sample from the distribution; false → the argmax of the raw logits, and the settings
-    /// below (temperature to repetition_penalty) do nothing, as in TL.
-    pub do_sample: bool,
-    /// Logits are divided by it before sampling; 0 → argmax.
-    pub temperature: f64,
-    /// Sample only among the `k` largest logits (ties with the k-th kept).
-    pub top_k: Option<usize>,
-    /// Nucleus sampling: the smallest set of tokens whose probability reaches `top_p` (ignored
-    /// when `top_k` is set, as in TL).
-    pub top_p: Option<f64>,
-    /// TL's `freq_penalty`: after the temperature, each logit loses `freq_penalty` times the
-    /// number of times its token occurs in the sequence so far (prompt included).
-    pub freq_penalty: f64,
-    /// HF's repetition penalty (1 = none), applied before the temperature.
-    pub repetition_penalty: f64,
-    /// Stop a sequence once it emits a stop token (the token is kept); finished sequences of a
-    /// batch are padded with the EOS token until all are done.
-    pub stop_at_eos: bool,
-    /// Stop tokens; None → the tokenizer's EOS.
-    pub eos_token_ids: Option<Vec<u32>>,
-    /// Reuse past keys and values so each step runs only the new position (TL's
-    /// `use_past_kv_cache`). Without it every step runs the whole sequence.
-    pub use_past_kv_cache: bool,
-    /// Prepend BOS to a text prompt.
-    pub prepend_bos: bool,
-    /// Seed of the sampling RNG (SplitMix64): the same seed gives the same tokens. None → a
-    /// fresh seed each call.
-    pub seed: Option<u64>,
-}
-
-impl Default for GenerateOptions {
-    fn default() -> Self {
-        GenerateOptions {
-            max_new_tokens: 10,
-            do_sample: true,
-            temperature: 1.0,
-            top_k: None,
-            top_p: None,
-            freq_penalty: 0.0,
-            repetition_penalty: 1.0,
-            stop_at_eos: true,
-            eos_token_ids: None,
-            use_past_kv_cache: true,
-            prepend_bos: true,
-            seed: None,
-        }
-    }
-}
-
-impl GenerateOptions {
-    /// Greedy decoding (`do_sample = false`) of up to `max_new_tokens` tokens.
-    pub fn greedy(max_new_tokens: usize) -> Self {
-        GenerateOptions {
-            max_new_tokens,
-            do_sample: false,
-            ..Default::default()
-        }
-    }
-    /// Sampling at `temperature` with a fixed `seed`.
-    pub fn sampled(max_new_tokens: usize, temperature: f64, seed: u64) -> Self {
-        GenerateOptions {
-            max_new_tokens,
-            temperature,
-            seed: Some(seed),
-            ..Default::default()
-        }
-    }
-}
 
 /// The result of a generation: the prompt and the new tokens (TL's `return_type="tokens"`), and
 /// their decoded text (TL's `return_type="str"`).

@@ -24,11 +24,12 @@ pub use cache::{ActivationCache, Resid};
 pub use config::{
     ActFn, Architecture, AttnType, ModelConfig, Normalization, Positional, Processing,
 };
-pub use generate::{GenerateOptions, Generation};
+pub use generate::Generation;
 pub use hooked::HookedModel;
 pub use kv_cache::KvCache;
 pub use load::default_data_dir;
 pub use run::{Prompt, Run, SaeRunOptions};
+pub use sampling::GenerateOptions;
 pub use tokens::TestPromptResult;
 
 use candle_core::Device;

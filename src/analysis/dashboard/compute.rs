@@ -1,6 +1,7 @@
 //! Putting a dashboard together: choose the latents, scan, select the examples, run the
 //! example rows through the model, and assemble every table and histogram.
-use super::effects::{build_examples, Ctx, Request};
+use super::ctx::{Ctx, Request};
+use super::effects::build_examples;
 use super::scan::{latent_totals, scan};
 use super::select::{histc, interval_groups, quantiles, stats, top_examples, Firing};
 use super::source::{DashboardInput, Source};

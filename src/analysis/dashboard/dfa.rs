@@ -3,7 +3,7 @@
 //! encoder input at the destination (ARENA [1.3.3] §1.4, sae_vis's DFA view):
 //! `dfa[s] = Σ_h pattern[h, dest, s] · (v[s, h] · W_enc[h·d_head .. (h+1)·d_head, i])`, summing to
 //! `z[dest] · W_enc[:, i]` (the pre-activation without `b_enc` and the `b_dec` term).
-use super::effects::{tok_text, Ctx, Request};
+use super::ctx::{tok_text, Ctx, Request};
 use super::types::{Dfa, Example, ExampleToken};
 use crate::error::Result;
 use crate::model::ActivationCache;

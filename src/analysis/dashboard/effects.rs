@@ -9,49 +9,19 @@
 //! soft cap). sae_vis's `resid_final_pre_layernorm_to_logits` divides by `mean(x²) + ε` without
 //! the square root; here the norm is exactly the model's (`RMSNorm` / `LayerNorm`, folded or not).
 use super::cached_rows::{resid_start_layer, CachedRows};
-use super::select::Firing;
-use super::source::Source;
+use super::ctx::{tok_text, Ctx, Request};
 use super::types::{Example, ExampleToken, TokenScore};
 use super::weights::SaeSite;
-use super::{DashboardConfig, Progress, Stage};
+use super::{Progress, Stage};
 use crate::error::Result;
 use crate::model::ActivationCache;
 use crate::model::HookedModel;
-use crate::sae::Sae;
 use crate::train::activations::stop_at_layer_for;
 use candle_core::{DType, Tensor, D};
 use std::collections::BTreeMap;
 
-/// An example to build: the dashboard slot (index into the chosen latents) and its centre.
-#[derive(Clone, Copy, Debug)]
-pub(crate) struct Request {
-    pub slot: usize,
-    pub firing: Firing,
-}
-
-pub(crate) struct Ctx<'a> {
-    pub model: &'a HookedModel,
-    pub sae: &'a Sae,
-    pub src: &'a Source,
-    pub latents: &'a [usize],
-    /// `[k, d_model]`, the chosen latents' residual directions.
-    pub dirs: &'a Tensor,
-    pub vocab: &'a [String],
-    pub cfg: &'a DashboardConfig,
-    pub site: SaeSite,
-    /// Token ids whose activations are shown as 0 (left out of the scan).
-    pub special: Vec<u32>,
-}
-
 /// Ablation rows per log-softmax chunk.
 const CHUNK: usize = 128;
-
-pub(crate) fn tok_text(vocab: &[String], id: u32) -> String {
-    vocab
-        .get(id as usize)
-        .cloned()
-        .unwrap_or_else(|| format!("<{id}>"))
-}
 
 /// Log-probabilities `[M, d_vocab]` after the final norm of residual vectors `x [M, d_model]`.
 pub(crate) fn logprobs(model: &HookedModel, x: &Tensor) -> Result<Tensor> {

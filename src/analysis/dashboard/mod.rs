@@ -56,6 +56,7 @@
 mod cached_rows;
 mod compute;
 mod corr;
+mod ctx;
 mod dfa;
 mod effects;
 mod json;
