@@ -1,6 +1,6 @@
 //! TransformerLens-shaped views of the weights (`W_Q [n_heads, d_model, d_head]`, `W_U`, ...),
 //! derived on demand from the runtime layouts, plus small inspection helpers.
-use super::blocks::Block;
+use super::blocks::{Attention, Block, Mlp, Norm, PostNorm, Rotary};
 use super::HookedModel;
 use crate::error::{Error, Result};
 use candle_core::{DType, IndexOp, Tensor};
@@ -106,6 +106,72 @@ impl HookedModel {
         }
         n
     }
+    /// Every tensor the model holds (weights, biases, rotary tables), as PyTorch's
+    /// `parameters()` plus buffers. The destructuring is exhaustive, so a new field must be
+    /// listed here.
+    pub(crate) fn tensors(&self) -> Vec<&Tensor> {
+        let HookedModel {
+            cfg: _,
+            tok: _,
+            w_e,
+            w_pos,
+            blocks,
+            ln_final,
+            w_u,
+            b_u,
+            names: _,
+            hook_names: _,
+            device: _,
+        } = self;
+        let mut out = vec![w_e, w_u];
+        out.extend(w_pos.iter().chain(b_u));
+        norm_tensors(ln_final, &mut out);
+        for b in blocks {
+            let Block {
+                ln1,
+                attn,
+                ln1_post,
+                ln2,
+                mlp,
+                ln2_post,
+            } = b;
+            let Attention {
+                w_qkv,
+                b_qkv,
+                w_o,
+                b_o,
+                rotary,
+                n_heads: _,
+                n_kv_heads: _,
+                d_head: _,
+                attn_scale: _,
+                soft_cap: _,
+                window: _,
+            } = attn;
+            let Mlp {
+                w_in,
+                b_in,
+                w_out,
+                b_out,
+                gated: _,
+                act: _,
+                d_mlp: _,
+            } = mlp;
+            out.extend([w_qkv, w_o, w_in, w_out]);
+            out.extend(b_qkv.iter().chain(b_o).chain(b_in).chain(b_out));
+            if let Some(Rotary { cos, sin }) = rotary {
+                out.extend([cos, sin]);
+            }
+            for n in [Some(ln1), Some(ln2)]
+                .into_iter()
+                .chain([ln1_post, ln2_post].map(|p| p.as_ref().map(|p: &PostNorm| &p.norm)))
+                .flatten()
+            {
+                norm_tensors(n, &mut out);
+            }
+        }
+        out
+    }
     /// The token ids of `logits`' top `k` at position `pos` of batch 0, with their logits.
     pub fn top_k(&self, logits: &Tensor, pos: usize, k: usize) -> Result<Vec<(u32, f32)>> {
         let row: Vec<f32> = logits.i((0, pos))?.to_dtype(DType::F32)?.to_vec1()?;
@@ -118,4 +184,9 @@ impl HookedModel {
         top.sort_by(|a, b| b.1.total_cmp(&a.1));
         Ok(top)
     }
+}
+
+/// A norm's weight and bias, if any.
+fn norm_tensors<'a>(n: &'a Norm, out: &mut Vec<&'a Tensor>) {
+    out.extend(n.w.iter().chain(&n.b));
 }

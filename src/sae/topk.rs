@@ -14,7 +14,7 @@ use crate::error::{Error, Result};
 use candle_core::{DType, Tensor};
 use rayon::prelude::*;
 
-#[derive(Debug)]
+#[derive(Clone, Copy, Debug)]
 pub(crate) struct TopK {
     pub k: usize,
     pub rescale_acts_by_decoder_norm: bool,

@@ -166,14 +166,50 @@ pub trait TrainArch: Send + Sync {
     }
 }
 
-/// Build the architecture object for a config.
-pub fn make_arch(cfg: &TrainSaeConfig) -> Result<Box<dyn TrainArch>> {
+/// The architecture of a [`TrainingSae`]: one of the training architectures, dispatched by a
+/// `match` (it derefs to its [`TrainArch`]). No trait object is kept, so the code always runs in
+/// the caller's copy of the crate (which matters across evcxr cells, see `crate::tensor_ids`).
+pub enum AnyTrainArch {
+    Standard(standard::Standard),
+    Gated(gated::Gated),
+    JumpRelu(jumprelu::JumpRelu),
+    TopK(topk::TopK),
+    BatchTopK(batchtopk::BatchTopK),
+}
+
+impl std::ops::Deref for AnyTrainArch {
+    type Target = dyn TrainArch;
+    fn deref(&self) -> &Self::Target {
+        match self {
+            AnyTrainArch::Standard(a) => a,
+            AnyTrainArch::Gated(a) => a,
+            AnyTrainArch::JumpRelu(a) => a,
+            AnyTrainArch::TopK(a) => a,
+            AnyTrainArch::BatchTopK(a) => a,
+        }
+    }
+}
+
+impl std::ops::DerefMut for AnyTrainArch {
+    fn deref_mut(&mut self) -> &mut Self::Target {
+        match self {
+            AnyTrainArch::Standard(a) => a,
+            AnyTrainArch::Gated(a) => a,
+            AnyTrainArch::JumpRelu(a) => a,
+            AnyTrainArch::TopK(a) => a,
+            AnyTrainArch::BatchTopK(a) => a,
+        }
+    }
+}
+
+/// The training architecture of a config.
+pub fn make_arch(cfg: &TrainSaeConfig) -> Result<AnyTrainArch> {
     Ok(match cfg.architecture {
-        Architecture::Standard => Box::new(standard::Standard::new(cfg)),
-        Architecture::Gated => Box::new(gated::Gated),
-        Architecture::JumpRelu => Box::new(jumprelu::JumpRelu::new(cfg)),
-        Architecture::TopK => Box::new(topk::TopK::new(cfg)),
-        Architecture::BatchTopK => Box::new(batchtopk::BatchTopK::new(cfg)),
+        Architecture::Standard => AnyTrainArch::Standard(standard::Standard::new(cfg)),
+        Architecture::Gated => AnyTrainArch::Gated(gated::Gated),
+        Architecture::JumpRelu => AnyTrainArch::JumpRelu(jumprelu::JumpRelu::new(cfg)),
+        Architecture::TopK => AnyTrainArch::TopK(topk::TopK::new(cfg)),
+        Architecture::BatchTopK => AnyTrainArch::BatchTopK(batchtopk::BatchTopK::new(cfg)),
         a => {
             return Err(Error::Config(format!(
                 "architecture `{a}` cannot be trained"
@@ -186,12 +222,10 @@ pub fn make_arch(cfg: &TrainSaeConfig) -> Result<Box<dyn TrainArch>> {
 pub struct TrainingSae {
     pub cfg: TrainSaeConfig,
     pub params: Params,
-    pub arch: Box<dyn TrainArch>,
+    pub arch: AnyTrainArch,
     /// Use the fused CPU step where one exists (the fused top-k step; default `true`). `false` forces
     /// the autograd graph (same maths; used to check the kernels).
     pub use_fused_kernels: bool,
-    /// The copy of saescope that made `arch` (see `crate::tensor_ids`).
-    made_in: usize,
 }
 
 /// `‖W_dec[i]‖` per latent (graph-tracked).
@@ -205,30 +239,6 @@ pub fn sum_sq_mean(a: &Tensor, b: &Tensor) -> Result<Tensor> {
 }
 
 impl TrainingSae {
-    /// Before building an autograd graph: if this SAE was made in another evcxr cell, rebuild
-    /// its architecture object here (keeping its buffers), so that its code, and the tensors it
-    /// makes, come from the current cell's copy of candle; then move this copy's tensor-id
-    /// counter past the parameters and the input (see `crate::tensor_ids`). In an ordinary
-    /// program both are no-ops.
-    fn prepare_graph(&mut self, sae_in: &Tensor) -> Result<()> {
-        use crate::tensor_ids::{advance_past, copy_id, id_of};
-        if self.made_in != copy_id() {
-            let buffers: HashMap<String, f64> = self.arch.buffers().into_iter().collect();
-            let mut arch = make_arch(&self.cfg)?;
-            arch.load_buffers(&buffers)?;
-            self.arch = arch;
-            self.made_in = copy_id();
-        }
-        let mark = self
-            .params
-            .vars
-            .iter()
-            .map(|v| id_of(v.as_tensor()))
-            .fold(id_of(sae_in), usize::max);
-        advance_past(mark + 1);
-        Ok(())
-    }
-
     /// SAELens's initialisation: `W_dec` kaiming-uniform, rows rescaled to
     /// `decoder_init_norm`, `W_enc = W_decᵀ`, biases 0 (`b_dec` may be set later by the
     /// trainer's `b_dec_init_method`), then the architecture's own parameters.
@@ -261,7 +271,6 @@ impl TrainingSae {
             params,
             arch,
             use_fused_kernels: true,
-            made_in: crate::tensor_ids::copy_id(),
         })
     }
 
@@ -273,7 +282,9 @@ impl TrainingSae {
         dead: &[bool],
         coefficients: &HashMap<String, f64>,
     ) -> Result<StepOutput> {
-        self.prepare_graph(sae_in)?;
+        // The parameters and the input may come from another evcxr cell.
+        let held = self.params.vars.iter().map(|v| v.as_tensor());
+        crate::tensor_ids::advance_past(held.chain([sae_in]));
         self.arch.before_forward(&self.params)?;
         let p = &self.params;
         let centered = if self.cfg.apply_b_dec_to_input {
