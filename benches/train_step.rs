@@ -9,8 +9,8 @@
 //! uses the autograd graph instead of the fused top-k step. Threads: `RAYON_NUM_THREADS`.
 //! Prints one JSON line with `tokens_per_s` and `peak_rss_mb`. `scripts/bench_train.sh` runs
 //! both implementations side by side.
+use saescope::rng::{Draw, Rng};
 use saescope::train::config::RunnerConfig;
-use saescope::train::rng::Rng;
 use saescope::train::trainer::Trainer;
 use saescope::{Device, Tensor};
 use std::time::Instant;

@@ -11,6 +11,7 @@ pub mod error;
 pub mod eval;
 pub mod hooks;
 pub mod model;
+pub(crate) mod ops;
 pub mod rng;
 pub mod sae;
 mod tensor_ext;

@@ -2,10 +2,10 @@
 //! `scripts/make_train_goldens.py`) and finite differences, the JumpReLU straight-through
 //! estimator against its formula, LR / coefficient schedules, Adam, whole trainer steps, and
 //! feature recovery on synthetic data.
+use saescope::rng::{Draw, Rng};
 use saescope::train::arch::{jumprelu, TrainingSae};
 use saescope::train::config::{RunnerConfig, SyntheticConfig, TrainSaeConfig};
 use saescope::train::optim::{clip_grad_norm_coef, Adam, CoefficientScheduler, LrScheduler};
-use saescope::train::rng::Rng;
 use saescope::train::synthetic::{recovery_score, InMemorySource, SyntheticSource};
 use saescope::train::trainer::Trainer;
 use saescope::{DType, Device, Sae, Tensor};

@@ -4,9 +4,9 @@
 use super::kv_cache::KvCache;
 use super::sampling;
 use super::{HookedModel, Prompt};
-use crate::data::rng::SplitMix64;
 use crate::error::{Error, Result};
 use crate::hooks::{HookCtx, Hooks};
+use crate::rng::SplitMix64;
 use candle_core::{DType, IndexOp, Tensor};
 
 /// Settings of [`HookedModel::generate`], with TL's defaults (`max_new_tokens = 10`,

@@ -1,8 +1,8 @@
 //! Choosing the next token from the final logits, as TransformerLens's `utils.sample_logits`
 //! and `HookedTransformer.generate` do it.
 use super::generate::GenerateOptions;
-use crate::data::rng::SplitMix64;
 use crate::error::{Error, Result};
+use crate::rng::{Draw, SplitMix64};
 
 /// Check the sampling settings of `opts` (TL asserts the same conditions).
 pub(crate) fn validate(opts: &GenerateOptions) -> Result<()> {
@@ -132,7 +132,7 @@ pub fn sample_logits(
         }
     }
     let probs = softmax(&l);
-    let u = rng.next_f64();
+    let u = rng.uniform();
     let mut acc = 0f64;
     let mut last_ok = argmax(&l) as usize;
     for (i, &pr) in probs.iter().enumerate() {

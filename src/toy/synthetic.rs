@@ -1,6 +1,6 @@
 //! Synthetic activations with known ground-truth features, and the recovery score.
-use super::rng::ToyRng;
 use crate::error::{Error, Result};
+use crate::rng::{Draw, Rng};
 use candle_core::{DType, Device, Tensor, D};
 
 /// Activations `x = Σ_i a_i f_i (+ noise)` over unit-norm ground-truth directions `f_i`
@@ -17,7 +17,7 @@ pub struct SyntheticActivations {
     pub noise_std: f32,
     n_features: usize,
     d: usize,
-    rng: ToyRng,
+    rng: Rng,
 }
 
 impl SyntheticActivations {
@@ -27,10 +27,10 @@ impl SyntheticActivations {
         if n_features == 0 || d == 0 {
             return Err(Error::Invalid("synthetic activations: empty dims".into()));
         }
-        let mut rng = ToyRng::new(seed);
+        let mut rng = Rng::new(seed);
         let mut feats = Vec::with_capacity(n_features * d);
         for _ in 0..n_features {
-            let v = rng.normal_vec(d, 1.0);
+            let v = (0..d).map(|_| rng.normal() as f32).collect::<Vec<f32>>();
             let n = v.iter().map(|x| x * x).sum::<f32>().sqrt().max(1e-12);
             feats.extend(v.iter().map(|x| x / n));
         }
@@ -62,7 +62,7 @@ impl SyntheticActivations {
             noise_std: 0.0,
             n_features: n,
             d,
-            rng: ToyRng::new(seed),
+            rng: Rng::new(seed),
         })
     }
 
@@ -85,8 +85,8 @@ impl SyntheticActivations {
         let span = self.max_magnitude - self.min_magnitude;
         for b in 0..batch {
             for i in 0..n {
-                if self.rng.uniform() < self.feature_probability[i] {
-                    let m = self.min_magnitude + span * self.rng.uniform();
+                if (self.rng.uniform() as f32) < self.feature_probability[i] {
+                    let m = self.min_magnitude + span * (self.rng.uniform() as f32);
                     a[b * n + i] = m;
                     let row = &self.feats[i * d..(i + 1) * d];
                     for (k, f) in row.iter().enumerate() {
@@ -96,7 +96,7 @@ impl SyntheticActivations {
             }
             if self.noise_std > 0.0 {
                 for k in 0..d {
-                    x[b * d + k] += self.noise_std * self.rng.normal();
+                    x[b * d + k] += self.noise_std * (self.rng.normal() as f32);
                 }
             }
         }

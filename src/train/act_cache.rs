@@ -12,9 +12,9 @@
 //! restore are exact.
 use super::activations::{ActivationStoreConfig, LlmBatcher};
 use super::ActivationSource;
-use crate::data::rng::{derive_seed, permutation};
 use crate::error::{Error, Result};
 use crate::model::{HookedModel, LoadOptions};
+use crate::rng::{derive_seed, permutation};
 use candle_core::{DType, Device, Tensor};
 use serde::{Deserialize, Serialize};
 use std::collections::HashMap;

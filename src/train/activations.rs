@@ -27,10 +27,10 @@
 //! ```
 pub use super::batcher::{HookSpec, LlmBatcher, RawBatch};
 use super::ActivationSource;
-use crate::data::rng::{derive_seed, permutation};
 use crate::data::{RowStreamState, SeparatorToken};
 use crate::error::{Error, Result};
 use crate::model::{HookedModel, LoadOptions};
+use crate::rng::{derive_seed, permutation};
 use candle_core::{DType, Device, Tensor};
 use serde::{Deserialize, Serialize};
 use std::collections::HashMap;

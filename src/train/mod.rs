@@ -23,10 +23,9 @@ pub mod activations;
 pub mod arch;
 pub(crate) mod batcher;
 pub mod config;
-pub mod ops;
+
 pub mod optim;
 pub mod plots;
-pub mod rng;
 mod run;
 pub(crate) mod sparse;
 pub mod synthetic;

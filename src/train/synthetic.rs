@@ -6,9 +6,9 @@
 //! function of the seed and the number of samples drawn, so its [`ActivationSource::state`] is
 //! just the generator state.
 use super::config::SyntheticConfig;
-use super::rng::Rng;
 use super::ActivationSource;
 use crate::error::{Error, Result};
+use crate::rng::{Draw, Rng};
 use candle_core::{DType, Device, Tensor};
 use std::collections::HashMap;
 

@@ -17,10 +17,11 @@
 //!   `plots/*.svg`.
 use super::arch::TrainingSae;
 use super::config::{BDecInit, RunnerConfig};
-use super::optim::{clip_grad_norm_coef, Adam, CoefficientScheduler, LrScheduler};
-use super::rng::Rng;
-use super::{ops, ActivationSource};
+use super::optim::{clip_grad_norm_coef, grads_of, Adam, CoefficientScheduler, LrScheduler};
+use super::ActivationSource;
 use crate::error::{Error, Result};
+use crate::ops;
+use crate::rng::{Draw, Rng};
 use crate::sae::{Sae, SaeConfig};
 use candle_core::{DType, Device, Tensor, D};
 use serde_json::{json, Map, Value};
@@ -32,7 +33,7 @@ use std::time::Instant;
 mod checkpoint;
 mod logging;
 mod output;
-mod resample;
+pub(crate) mod resample;
 
 pub const RUNNER_CFG: &str = "runner_cfg.json";
 pub const CHECKPOINT: &str = "checkpoint.safetensors";
@@ -291,15 +292,7 @@ impl Trainer {
                 } else {
                     vec![]
                 };
-                let grads = out.loss.backward()?;
-                let g: Vec<Option<Tensor>> = self
-                    .sae
-                    .params
-                    .vars
-                    .iter()
-                    .map(|v| grads.get(v.as_tensor()).cloned())
-                    .collect();
-                (g, metrics)
+                (grads_of(&self.sae.params.vars, &out.loss)?, metrics)
             }
         };
         let scale = match self.cfg.max_grad_norm {

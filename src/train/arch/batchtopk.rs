@@ -6,9 +6,9 @@
 use super::topk::{fold_norm_topk, TopK};
 use super::{Coefficient, Params, StepInput, TrainArch};
 use crate::error::Result;
+use crate::ops;
 use crate::sae::Architecture;
 use crate::train::config::TrainSaeConfig;
-use crate::train::ops;
 use candle_core::{Device, Tensor};
 use std::collections::HashMap;
 

@@ -3,9 +3,9 @@
 //! `backward()` gives SAELens's gradients (JumpReLU / Step straight-through estimators are
 //! differentiable constructions, see [`jumprelu`]).
 use crate::error::{Error, Result};
+use crate::rng::{Draw, Rng};
 use crate::sae::Architecture;
 use crate::train::config::TrainSaeConfig;
-use crate::train::rng::Rng;
 use candle_core::{DType, Device, Tensor, Var, D};
 use std::collections::HashMap;
 

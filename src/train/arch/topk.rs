@@ -8,9 +8,9 @@
 //! The selection is a detached 0/1 mask, so `f = h ⊙ mask` has torch's top-k gradient.
 use super::{sum_sq_mean, w_dec_norm, Coefficient, Params, StepInput, TrainArch};
 use crate::error::Result;
+use crate::ops;
 use crate::sae::Architecture;
 use crate::train::config::TrainSaeConfig;
-use crate::train::ops;
 use crate::train::sparse::{sparse_decode, sparse_grad_matmul};
 use candle_core::{DType, Device, Tensor};
 use std::collections::HashMap;
@@ -66,7 +66,11 @@ impl TopK {
         let k_aux = d_in / 2;
         let scale = (input.n_dead as f64 / k_aux as f64).min(1.0);
         let k_aux = k_aux.min(input.n_dead);
-        let mask = ops::topk_mask(&h.detach(), k_aux, Some(input.dead), false)?;
+        let dead = ops::TopKSelect {
+            allowed: Some(input.dead),
+            ..Default::default()
+        };
+        let mask = ops::topk_mask(&h.detach(), k_aux, dead)?;
         let auxk_acts = (h * mask)?;
         let recons = self.act_times_w_dec(p, &auxk_acts)?;
         Ok(sum_sq_mean(&recons, &residual)?.affine(self.aux_coef * scale, 0.0)?)
@@ -100,7 +104,11 @@ impl TrainArch for TopK {
         let mask = if self.batch {
             ops::batch_topk_mask(&hd, self.k)?
         } else {
-            ops::topk_mask(&hd, self.k as usize, None, true)?
+            let positive = ops::TopKSelect {
+                positive: true,
+                ..Default::default()
+            };
+            ops::topk_mask(&hd, self.k as usize, positive)?
         };
         Ok(((&h * mask)?, h))
     }
