@@ -7,6 +7,7 @@
 #![doc = include_str!("../README.md")]
 pub mod analysis;
 pub mod data;
+mod dispatch;
 pub mod error;
 pub mod eval;
 pub mod hooks;

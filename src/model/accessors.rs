@@ -107,34 +107,13 @@ impl HookedModel {
         n
     }
     /// Every tensor the model holds (weights, biases, rotary tables), as PyTorch's
-    /// `parameters()` plus buffers. The destructuring is exhaustive, so a new field must be
-    /// listed here.
+    /// `parameters()` plus buffers: a new tensor field must be listed here (the blocks' parts
+    /// are destructured exhaustively).
     pub(crate) fn tensors(&self) -> Vec<&Tensor> {
-        let HookedModel {
-            cfg: _,
-            tok: _,
-            w_e,
-            w_pos,
-            blocks,
-            ln_final,
-            w_u,
-            b_u,
-            names: _,
-            hook_names: _,
-            device: _,
-        } = self;
-        let mut out = vec![w_e, w_u];
-        out.extend(w_pos.iter().chain(b_u));
-        norm_tensors(ln_final, &mut out);
-        for b in blocks {
-            let Block {
-                ln1,
-                attn,
-                ln1_post,
-                ln2,
-                mlp,
-                ln2_post,
-            } = b;
+        let mut out = vec![&self.w_e, &self.w_u];
+        out.extend(self.w_pos.iter().chain(&self.b_u));
+        norm_tensors(&self.ln_final, &mut out);
+        for b in &self.blocks {
             let Attention {
                 w_qkv,
                 b_qkv,
@@ -147,7 +126,7 @@ impl HookedModel {
                 attn_scale: _,
                 soft_cap: _,
                 window: _,
-            } = attn;
+            } = &b.attn;
             let Mlp {
                 w_in,
                 b_in,
@@ -156,15 +135,16 @@ impl HookedModel {
                 gated: _,
                 act: _,
                 d_mlp: _,
-            } = mlp;
+            } = &b.mlp;
             out.extend([w_qkv, w_o, w_in, w_out]);
             out.extend(b_qkv.iter().chain(b_o).chain(b_in).chain(b_out));
             if let Some(Rotary { cos, sin }) = rotary {
                 out.extend([cos, sin]);
             }
-            for n in [Some(ln1), Some(ln2)]
+            let post = [&b.ln1_post, &b.ln2_post].map(|p| p.as_ref().map(|p: &PostNorm| &p.norm));
+            for n in [Some(&b.ln1), Some(&b.ln2)]
                 .into_iter()
-                .chain([ln1_post, ln2_post].map(|p| p.as_ref().map(|p: &PostNorm| &p.norm)))
+                .chain(post)
                 .flatten()
             {
                 norm_tensors(n, &mut out);

@@ -1,18 +1,20 @@
 //! Which code runs for which architecture: [`SaeArch`], built from the config and dispatched
-//! by a `match`, so no trait object is kept in an [`super::Sae`] (the code always runs in the
-//! caller's copy of the crate, which matters across evcxr cells, see `crate::tensor_ids`).
+//! by a `match` (see `crate::dispatch`).
 use super::arch::ArchImpl;
 use super::config::{Architecture, SaeConfig};
 use super::{gated, jumprelu, standard, topk, transcoder};
+use crate::dispatch::enum_dispatch;
 
-/// The inference architecture of an SAE; derefs to its [`ArchImpl`].
-#[derive(Clone, Copy, Debug)]
-pub(crate) enum SaeArch {
-    Standard(standard::Standard),
-    Gated(gated::Gated),
-    JumpRelu(jumprelu::JumpRelu),
-    TopK(topk::TopK),
-    Transcoder(transcoder::Transcoder),
+enum_dispatch! {
+    /// The inference architecture of an SAE; derefs to its [`ArchImpl`].
+    #[derive(Clone, Copy, Debug)]
+    pub(crate) enum SaeArch: dyn ArchImpl {
+        Standard(standard::Standard),
+        Gated(gated::Gated),
+        JumpRelu(jumprelu::JumpRelu),
+        TopK(topk::TopK),
+        Transcoder(transcoder::Transcoder),
+    }
 }
 
 impl SaeArch {
@@ -39,19 +41,6 @@ impl SaeArch {
                     Architecture::SkipTranscoder | Architecture::JumpReluSkipTranscoder
                 ),
             }),
-        }
-    }
-}
-
-impl std::ops::Deref for SaeArch {
-    type Target = dyn ArchImpl;
-    fn deref(&self) -> &Self::Target {
-        match self {
-            SaeArch::Standard(a) => a,
-            SaeArch::Gated(a) => a,
-            SaeArch::JumpRelu(a) => a,
-            SaeArch::TopK(a) => a,
-            SaeArch::Transcoder(a) => a,
         }
     }
 }

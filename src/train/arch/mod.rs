@@ -2,6 +2,7 @@
 //! [`TrainArch`]. Parameters are candle [`Var`]s; the training forward pass builds a graph whose
 //! `backward()` gives SAELens's gradients (JumpReLU / Step straight-through estimators are
 //! differentiable constructions, see [`jumprelu`]).
+use crate::dispatch::enum_dispatch;
 use crate::error::{Error, Result};
 use crate::rng::{Draw, Rng};
 use crate::sae::Architecture;
@@ -166,39 +167,20 @@ pub trait TrainArch: Send + Sync {
     }
 }
 
-/// The architecture of a [`TrainingSae`]: one of the training architectures, dispatched by a
-/// `match` (it derefs to its [`TrainArch`]). No trait object is kept, so the code always runs in
-/// the caller's copy of the crate (which matters across evcxr cells, see `crate::tensor_ids`).
-pub enum AnyTrainArch {
-    Standard(standard::Standard),
-    Gated(gated::Gated),
-    JumpRelu(jumprelu::JumpRelu),
-    TopK(topk::TopK),
-    BatchTopK(batchtopk::BatchTopK),
-}
-
-impl std::ops::Deref for AnyTrainArch {
-    type Target = dyn TrainArch;
-    fn deref(&self) -> &Self::Target {
-        match self {
-            AnyTrainArch::Standard(a) => a,
-            AnyTrainArch::Gated(a) => a,
-            AnyTrainArch::JumpRelu(a) => a,
-            AnyTrainArch::TopK(a) => a,
-            AnyTrainArch::BatchTopK(a) => a,
-        }
-    }
-}
-
-impl std::ops::DerefMut for AnyTrainArch {
-    fn deref_mut(&mut self) -> &mut Self::Target {
-        match self {
-            AnyTrainArch::Standard(a) => a,
-            AnyTrainArch::Gated(a) => a,
-            AnyTrainArch::JumpRelu(a) => a,
-            AnyTrainArch::TopK(a) => a,
-            AnyTrainArch::BatchTopK(a) => a,
-        }
+enum_dispatch! {
+    /// The architecture of a [`TrainingSae`]: one of the training architectures, dispatched by a
+    /// `match` (it derefs to its [`TrainArch`]; no trait object is kept, see `crate::dispatch`).
+    pub enum AnyTrainArch: dyn TrainArch {
+        /// `standard` (L1).
+        Standard(standard::Standard),
+        /// `gated`.
+        Gated(gated::Gated),
+        /// `jumprelu`.
+        JumpRelu(jumprelu::JumpRelu),
+        /// `topk`.
+        TopK(topk::TopK),
+        /// `batchtopk`.
+        BatchTopK(batchtopk::BatchTopK),
     }
 }
 
