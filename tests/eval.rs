@@ -1,9 +1,10 @@
 //! SAELens's eval metrics (`evals.py`): definitions against independent computations, and
 //! `run_evals` on the tiny GPT-2 fixture and on SmolLM2 with the fixture SAE.
 use saescope::eval::metrics::*;
-use saescope::eval::{feature_stats, run_evals, EvalOptions, ExcludeTokens};
+use saescope::eval::{feature_stats, run_evals, EvalOptions};
 use saescope::rng::{Draw, Rng};
 use saescope::sae::SaeConfig;
+use saescope::SpecialTokens;
 use saescope::{DType, Device, HookedModel, NamesFilter, Sae, Tensor};
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
@@ -361,7 +362,7 @@ fn run_evals_matches_direct_computation() {
     let opts = EvalOptions {
         batch_size: 2,
         compute_featurewise: true,
-        exclude_tokens: ExcludeTokens::Ids(vec![excl]),
+        exclude_tokens: SpecialTokens::Ids(vec![excl]),
         ..Default::default()
     };
     let r = run_evals(&m, &sae, &tokens, &opts).unwrap();
@@ -546,7 +547,7 @@ fn run_evals_matches_saelens() {
     let opts = EvalOptions {
         batch_size: g["batch_size"].as_u64().unwrap() as usize,
         compute_featurewise: true,
-        exclude_tokens: ExcludeTokens::Ids(vec![g["exclude"].as_u64().unwrap() as u32]),
+        exclude_tokens: SpecialTokens::Ids(vec![g["exclude"].as_u64().unwrap() as u32]),
         ..Default::default()
     };
     let r = run_evals(&m, &sae, &tokens, &opts).unwrap();

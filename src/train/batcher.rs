@@ -1,9 +1,7 @@
 //! Token rows → the hooked model (with `stop_at_layer`) → per-hook activations: the model side
 //! of the activation store, shared by the live [`super::activations::ActivationStore`] and
 //! `saescope cache-activations` (several hooks from one pass).
-use super::activations::{
-    saelens_special_token_ids, stop_at_layer_for, ActivationStoreConfig, ExcludeSpecialTokens,
-};
+use super::store_config::{stop_at_layer_for, ActivationStoreConfig};
 use crate::data::{PackOptions, RowStream, RowStreamState, TextDataset};
 use crate::error::{Error, Result};
 use crate::hooks::nearest_names;
@@ -79,16 +77,7 @@ impl LlmBatcher {
             )));
         }
         let tok = model.tokenizer()?.clone();
-        let exclude = match &cfg.exclude_special_tokens {
-            ExcludeSpecialTokens::All(false) => Vec::new(),
-            ExcludeSpecialTokens::All(true) => saelens_special_token_ids(&tok),
-            ExcludeSpecialTokens::Ids(v) => {
-                let mut v = v.clone();
-                v.sort_unstable();
-                v.dedup();
-                v
-            }
-        };
+        let exclude = cfg.exclude_special_tokens.ids(&tok);
         let ds = TextDataset::load(&cfg.dataset_path, cfg.dataset_text_field.as_deref(), opts)?;
         let pack = PackOptions::saelens(
             &tok,

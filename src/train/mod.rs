@@ -28,6 +28,7 @@ pub mod optim;
 pub mod plots;
 mod run;
 pub(crate) mod sparse;
+mod store_config;
 pub mod synthetic;
 pub mod trainer;
 

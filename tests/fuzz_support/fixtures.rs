@@ -210,7 +210,10 @@ pub fn run_config(dir: &Path) -> RunnerConfig {
     RunnerConfig {
         sae: serde_json::from_value(sae).unwrap(),
         training_tokens: 32 * 10,
-        train_batch_size_tokens: 32,
+        store: saescope::train::activations::ActivationStoreConfig {
+            train_batch_size_tokens: 32,
+            ..Default::default()
+        },
         lr: 3e-3,
         lr_warm_up_steps: 2,
         dead_feature_window: 4,

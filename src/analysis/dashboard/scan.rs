@@ -8,8 +8,9 @@ use super::{Correlations, DashboardConfig, Progress, Stage};
 use crate::error::{Error, Result};
 use crate::model::HookedModel;
 use crate::sae::Sae;
+use crate::tokenizer::SpecialTokens;
 use crate::train::act_cache::CachedActivations;
-use crate::train::activations::{saelens_special_token_ids, stop_at_layer_for};
+use crate::train::activations::stop_at_layer_for;
 use candle_core::{DType, Device, Tensor};
 
 /// Tokens per chunk when reading an activation cache.
@@ -32,7 +33,7 @@ pub(crate) fn stream(
     let special: Vec<u32> = if cfg.exclude_special_tokens {
         model
             .tokenizer()
-            .map(saelens_special_token_ids)
+            .map(|t| SpecialTokens::Structural.ids(t))
             .unwrap_or_default()
     } else {
         Vec::new()

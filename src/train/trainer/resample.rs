@@ -16,7 +16,7 @@ impl Trainer {
         if dead_idx.is_empty() {
             return Ok(0);
         }
-        let bs = self.cfg.train_batch_size_tokens;
+        let bs = self.cfg.store.train_batch_size_tokens;
         let mut xs = vec![];
         for _ in 0..rc.n_batches.max(1) {
             xs.push(self.scale(source.next_batch(bs)?.to_dtype(DType::F32)?)?);
