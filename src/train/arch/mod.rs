@@ -86,12 +86,19 @@ pub struct Coefficient {
     pub warm_up_steps: usize,
 }
 
-/// What one training step's forward pass sees.
+/// What the auxiliary losses of one training step see: the input, the forward pass, the dead
+/// latents and the coefficients.
 pub struct StepInput<'a> {
     /// The (scaled) activations `[n, d_in]`.
     pub sae_in: &'a Tensor,
     /// `sae_in − b_dec · apply_b_dec_to_input` (graph-tracked).
     pub sae_in_centered: &'a Tensor,
+    /// The feature activations `f` (graph-tracked).
+    pub feature_acts: &'a Tensor,
+    /// The hidden pre-activations `h` (graph-tracked).
+    pub hidden_pre: &'a Tensor,
+    /// The reconstruction (graph-tracked).
+    pub sae_out: &'a Tensor,
     /// Per latent: dead (not fired for more than `dead_feature_window` steps).
     pub dead: &'a [bool],
     pub n_dead: usize,
@@ -112,14 +119,28 @@ pub struct StepOutput {
     pub metrics: Vec<(String, f64)>,
 }
 
+/// Named loss terms (graph-tracked scalars).
+pub type Losses = Vec<(String, Tensor)>;
+
+/// SAELens's `l1` coefficient (standard and gated SAEs).
+pub fn l1_coefficient(cfg: &TrainSaeConfig) -> Vec<Coefficient> {
+    vec![Coefficient {
+        name: "l1".into(),
+        value: cfg.l1_coefficient,
+        warm_up_steps: cfg.l1_warm_up_steps,
+    }]
+}
+
 /// One training architecture.
 pub trait TrainArch: Send + Sync {
     fn architecture(&self) -> Architecture;
     /// Add the architecture's own parameters (biases, threshold, ...) after `W_enc`, `W_dec`,
     /// `b_dec`.
     fn init_params(&self, cfg: &TrainSaeConfig, p: &mut Params, device: &Device) -> Result<()>;
-    /// Coefficients with warm-up (`l1`, `l0`), SAELens's `get_coefficients`.
-    fn coefficients(&self, cfg: &TrainSaeConfig) -> Vec<Coefficient>;
+    /// Coefficients with warm-up (`l1`, `l0`), SAELens's `get_coefficients` (none by default).
+    fn coefficients(&self, _cfg: &TrainSaeConfig) -> Vec<Coefficient> {
+        vec![]
+    }
     /// `(feature_acts, hidden_pre)` from the centred input.
     fn encode_with_hidden_pre(&self, p: &Params, x_centered: &Tensor) -> Result<(Tensor, Tensor)>;
     /// `f W_dec + b_dec`.
@@ -127,14 +148,7 @@ pub trait TrainArch: Send + Sync {
         Ok(f.matmul(p.get("W_dec")?)?.broadcast_add(p.get("b_dec")?)?)
     }
     /// The architecture's auxiliary losses (SAELens's `calculate_aux_loss`).
-    fn aux_losses(
-        &self,
-        p: &Params,
-        input: &StepInput,
-        f: &Tensor,
-        h: &Tensor,
-        sae_out: &Tensor,
-    ) -> Result<Vec<(String, Tensor)>>;
+    fn aux_losses(&self, p: &Params, input: &StepInput) -> Result<Losses>;
     /// Before each forward pass (JumpReLU: clamp θ ≥ 0).
     fn before_forward(&mut self, _p: &Params) -> Result<()> {
         Ok(())
@@ -281,11 +295,14 @@ impl TrainingSae {
         let input = StepInput {
             sae_in,
             sae_in_centered: &centered,
+            feature_acts: &f,
+            hidden_pre: &h,
+            sae_out: &sae_out,
             dead,
             n_dead,
             coefficients,
         };
-        let aux = self.arch.aux_losses(p, &input, &f, &h, &sae_out)?;
+        let aux = self.arch.aux_losses(p, &input)?;
         let mut loss = mse.clone();
         for (_, l) in &aux {
             loss = (loss + l)?;

@@ -6,7 +6,7 @@
 //! (`z / ‖W_dec‖` with rescaling; no `b_dec`).
 //!
 //! The selection is a detached 0/1 mask, so `f = h ⊙ mask` has torch's top-k gradient.
-use super::{sum_sq_mean, w_dec_norm, Coefficient, Params, StepInput, TrainArch};
+use super::{sum_sq_mean, w_dec_norm, Losses, Params, StepInput, TrainArch};
 use crate::error::Result;
 use crate::ops;
 use crate::sae::Architecture;
@@ -51,13 +51,9 @@ impl TopK {
         }
     }
 
-    pub fn topk_aux_loss(
-        &self,
-        p: &Params,
-        input: &StepInput,
-        h: &Tensor,
-        sae_out: &Tensor,
-    ) -> Result<Tensor> {
+    /// SAELens's AuxK loss: the residual reconstructed from the top `d_in / 2` dead latents.
+    pub fn topk_aux_loss(&self, p: &Params, input: &StepInput) -> Result<Tensor> {
+        let (h, sae_out) = (input.hidden_pre, input.sae_out);
         if input.n_dead == 0 {
             return Ok(Tensor::new(0f32, h.device())?);
         }
@@ -83,9 +79,6 @@ impl TrainArch for TopK {
     }
     fn init_params(&self, cfg: &TrainSaeConfig, p: &mut Params, device: &Device) -> Result<()> {
         p.push("b_enc", Tensor::zeros(cfg.d_sae, DType::F32, device)?)
-    }
-    fn coefficients(&self, _cfg: &TrainSaeConfig) -> Vec<Coefficient> {
-        vec![]
     }
     fn encode_with_hidden_pre(&self, p: &Params, x: &Tensor) -> Result<(Tensor, Tensor)> {
         // Only the selected entries of h (top-k, AuxK) receive gradient, so the encoder's
@@ -115,17 +108,10 @@ impl TrainArch for TopK {
     fn decode(&self, p: &Params, f: &Tensor) -> Result<Tensor> {
         Ok(self.act_times_w_dec(p, f)?.broadcast_add(p.get("b_dec")?)?)
     }
-    fn aux_losses(
-        &self,
-        p: &Params,
-        input: &StepInput,
-        _f: &Tensor,
-        h: &Tensor,
-        sae_out: &Tensor,
-    ) -> Result<Vec<(String, Tensor)>> {
+    fn aux_losses(&self, p: &Params, input: &StepInput) -> Result<Losses> {
         Ok(vec![(
             "auxiliary_reconstruction_loss".into(),
-            self.topk_aux_loss(p, input, h, sae_out)?,
+            self.topk_aux_loss(p, input)?,
         )])
     }
     /// `save_inference_model`: with rescaling, fold `‖W_dec‖` into `W_enc`, `b_enc`, `W_dec`.
