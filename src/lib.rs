@@ -29,7 +29,7 @@ pub use model::{
     ActivationCache, GenerateOptions, Generation, HookedModel, KvCache, LoadOptions, ModelConfig,
     Prompt, Resid, Run, SaeRunOptions,
 };
-pub use sae::{splice::SaeHook, Sae, SaeConfig};
+pub use sae::{Sae, SaeConfig, SaeHook};
 pub use tensor_ext::{TensorExt, TopK};
 pub use tokenizer::{SpecialTokens, Tok};
 
@@ -59,7 +59,7 @@ pub mod prelude {
     pub use crate::model::{
         ActivationCache, GenerateOptions, Generation, HookedModel, Prompt, Resid, SaeRunOptions,
     };
-    pub use crate::sae::{splice::SaeHook, Sae};
+    pub use crate::sae::{Sae, SaeHook};
     pub use crate::tensor_ext::{TensorExt, TopK};
     pub use crate::tokenizer::SpecialTokens;
     pub use crate::viz::{self, heatmap, line_chart, scatter, Html, Svg};

@@ -51,11 +51,11 @@ mod config_legacy;
 mod gated;
 mod io;
 mod jumprelu;
-pub mod loaders;
+pub(crate) mod loaders;
 pub mod pretrained;
 mod registry;
 /// Splicing SAEs into a `HookedModel` (HookedSAETransformer semantics). Keep this line.
-pub mod splice;
+mod splice;
 mod standard;
 mod topk;
 mod transcoder;
@@ -66,6 +66,7 @@ pub use io::{shipped_sae_dir, SHIPPED_SAE};
 pub use loaders::SaeFormat;
 pub use pretrained::{PretrainedSaeInfo, PretrainedSaeRelease};
 use registry::SaeArch;
+pub use splice::{sae_hook_names, SaeHook};
 
 /// Per-call normalisation state: what `decode_hooked` needs to undo what `encode_hooked` did
 /// to this particular input.

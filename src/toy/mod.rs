@@ -47,9 +47,10 @@ mod plot;
 mod sae;
 mod synthetic;
 
+pub use crate::train::synthetic::recovery_score;
 pub use model::{compute_dimensionality, ToyModel, ToyModelConfig, TrainOptions};
 pub use plot::{frac_active_plot, plot_features_in_2d, plot_features_in_nd};
 pub use sae::{
     ResampleMethod, SaeTrainOptions, ToySae, ToySaeArch, ToySaeConfig, ToySaeLog, ToySaeLoss,
 };
-pub use synthetic::{recovery_score, SyntheticActivations};
+pub use synthetic::SyntheticActivations;

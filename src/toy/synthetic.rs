@@ -118,22 +118,3 @@ impl SyntheticActivations {
             .reshape((batch, n_inst, self.d))?)
     }
 }
-
-/// Mean over the true features (`[n_true, d]`) of the best cosine similarity with a row of
-/// `w_dec` (`[d_sae, d]`).
-pub fn recovery_score(true_features: &Tensor, w_dec: &Tensor) -> Result<f64> {
-    let t = true_features.to_dtype(DType::F32)?;
-    let w = w_dec.to_dtype(DType::F32)?.to_device(t.device())?;
-    let (_, d) = t.dims2()?;
-    if w.dims2()?.1 != d {
-        return Err(Error::Invalid(format!(
-            "recovery_score: features have width {d}, decoder rows {:?}",
-            w.dims()
-        )));
-    }
-    let nt = t.broadcast_div(&t.sqr()?.sum_keepdim(1)?.sqrt()?.maximum(1e-12f64)?)?;
-    let nw = w.broadcast_div(&w.sqr()?.sum_keepdim(1)?.sqrt()?.maximum(1e-12f64)?)?;
-    let cos = nt.matmul(&nw.t()?)?; // [n_true, d_sae]
-    let best = cos.max(1)?.to_vec1::<f32>()?;
-    Ok(best.iter().map(|x| *x as f64).sum::<f64>() / best.len().max(1) as f64)
-}

@@ -25,7 +25,7 @@ pub(crate) mod batcher;
 pub mod config;
 
 pub mod optim;
-pub mod plots;
+pub(crate) mod plots;
 mod run;
 pub(crate) mod sparse;
 mod store_config;

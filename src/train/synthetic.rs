@@ -106,9 +106,24 @@ impl ActivationSource for SyntheticSource {
     }
 }
 
-/// The recovery score, `mean_i max_j cos(F_i, W_dec[j])` (true features first; see
-/// [`crate::toy::recovery_score`]).
-pub use crate::toy::recovery_score;
+/// The recovery score `mean_i max_j cos(F_i, W_dec[j])`: the mean over the true features
+/// (`[n_true, d]`) of the best cosine similarity with a row of `w_dec` (`[d_sae, d]`).
+pub fn recovery_score(true_features: &Tensor, w_dec: &Tensor) -> Result<f64> {
+    let t = true_features.to_dtype(DType::F32)?;
+    let w = w_dec.to_dtype(DType::F32)?.to_device(t.device())?;
+    let (_, d) = t.dims2()?;
+    if w.dims2()?.1 != d {
+        return Err(Error::Invalid(format!(
+            "recovery_score: features have width {d}, decoder rows {:?}",
+            w.dims()
+        )));
+    }
+    let nt = t.broadcast_div(&t.sqr()?.sum_keepdim(1)?.sqrt()?.maximum(1e-12f64)?)?;
+    let nw = w.broadcast_div(&w.sqr()?.sum_keepdim(1)?.sqrt()?.maximum(1e-12f64)?)?;
+    let cos = nt.matmul(&nw.t()?)?; // [n_true, d_sae]
+    let best = cos.max(1)?.to_vec1::<f32>()?;
+    Ok(best.iter().map(|x| *x as f64).sum::<f64>() / best.len().max(1) as f64)
+}
 
 /// An in-memory [`ActivationSource`]: serves consecutive rows of a fixed `[N, d_in]` tensor,
 /// wrapping around at the end. Its state is the read position.

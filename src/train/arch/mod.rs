@@ -10,13 +10,13 @@ use crate::train::config::TrainSaeConfig;
 use candle_core::{DType, Device, Tensor, Var, D};
 use std::collections::HashMap;
 
-pub mod batchtopk;
+mod batchtopk;
 pub(crate) mod fused;
-pub mod gated;
+mod gated;
 pub mod jumprelu;
-pub mod standard;
+mod standard;
 mod standard_fused;
-pub mod topk;
+mod topk;
 pub(crate) mod topk_fused;
 
 /// Named trainable parameters, in a fixed order (the order of the optimiser state).
