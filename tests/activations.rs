@@ -1,12 +1,11 @@
 //! The activation store on SmolLM2 (mixing buffer, state/restore, hook handling) and the
 //! on-disk activation cache (write → read round trip, shuffled exact-resume reading).
 use saescope::data::{pack, PackOptions, SeparatorToken};
+use saescope::hooks::HookName;
 use saescope::train::act_cache::{
     cache_activations, ActCacheManifest, CacheJob, CachedActivations,
 };
-use saescope::train::activations::{
-    slice_indices, stop_at_layer_for, ActivationStore, ActivationStoreConfig,
-};
+use saescope::train::activations::{slice_indices, ActivationStore, ActivationStoreConfig};
 use saescope::train::ActivationSource;
 use saescope::SpecialTokens;
 use saescope::{HookedModel, IndexOp, LoadOptions, Tensor};
@@ -87,10 +86,16 @@ fn slices_and_layers_follow_python() {
         vec![2, 1, 0]
     );
     assert!(slice_indices(&[None, None, Some(0)], 3).is_err());
-    assert_eq!(stop_at_layer_for("blocks.15.hook_resid_post"), Some(16));
-    assert_eq!(stop_at_layer_for("blocks.3.attn.hook_z"), Some(4));
-    assert_eq!(stop_at_layer_for("hook_embed"), None);
-    assert_eq!(stop_at_layer_for("ln_final.hook_scale"), None);
+    assert_eq!(
+        HookName::parse("blocks.15.hook_resid_post").stop_at_layer(),
+        Some(16)
+    );
+    assert_eq!(
+        HookName::parse("blocks.3.attn.hook_z").stop_at_layer(),
+        Some(4)
+    );
+    assert_eq!(HookName::parse("hook_embed").stop_at_layer(), None);
+    assert_eq!(HookName::parse("ln_final.hook_scale").stop_at_layer(), None);
     // serde mirrors SAELens's field names and value forms.
     let c: ActivationStoreConfig = serde_json::from_str(
         r#"{"hook_name": "blocks.2.hook_mlp_out", "exclude_special_tokens": [0, 2],

@@ -5,7 +5,7 @@
 use super::gradients::resolve_pos;
 use super::metric::Metric;
 use crate::error::{Error, Result};
-use crate::hooks::Hooks;
+use crate::hooks::{HookName, Hooks};
 use crate::model::HookedModel;
 use crate::sae::Sae;
 use candle_core::{DType, IndexOp, Tensor, D};
@@ -49,20 +49,12 @@ impl LatentAblation {
     }
 }
 
-/// The layer of a `blocks.{L}.…` hook name.
-pub(crate) fn hook_layer(hook: &str) -> Option<usize> {
-    hook.strip_prefix("blocks.")?
-        .split('.')
-        .next()?
-        .parse()
-        .ok()
-}
-
 /// `<hook>.hook_sae_acts_post` of `sae` spliced into `model` (with its error term), `[batch,
 /// pos, d_sae]` f32. The pass stops after the SAE's block.
 pub fn sae_acts(model: &HookedModel, tokens: &Tensor, sae: &Sae) -> Result<Tensor> {
     let hook = format!("{}.hook_sae_acts_post", sae.hook_name_out());
-    let stop = hook_layer(sae.hook_name_out())
+    let stop = HookName::parse(sae.hook_name_out())
+        .layer
         .map(|l| l + 1)
         .filter(|&l| l <= model.cfg().n_layers);
     let (_, cache) = model

@@ -8,7 +8,7 @@
 use super::gradients::resolve_pos;
 use super::metric::Metric;
 use crate::error::{Error, Result};
-use crate::hooks::NamesFilter;
+use crate::hooks::{HookName, NamesFilter};
 use crate::model::HookedModel;
 use crate::sae::Sae;
 use candle_core::{DType, IndexOp, Tensor, D};
@@ -50,7 +50,7 @@ pub fn latent_output_directions(model: &HookedModel, sae: &Sae) -> Result<Tensor
         "hook_attn_out",
         "hook_mlp_out",
     ];
-    let layer = super::ablation::hook_layer(hook);
+    let layer = HookName::parse(hook).layer;
     let post_norms = model.cfg().use_normalization_before_and_after;
     let to_model = |w: Tensor| -> Result<Tensor> { Ok(dec.matmul(&w.to_dtype(DType::F32)?)?) };
     match layer {

@@ -46,7 +46,7 @@ pub use dataset::{
 pub use report::*;
 
 use crate::error::{Error, Result};
-use crate::hooks::Hooks;
+use crate::hooks::{HookName, Hooks};
 use crate::model::HookedModel;
 use crate::sae::Sae;
 use crate::tokenizer::SpecialTokens;
@@ -178,14 +178,6 @@ fn sae_recons(sae: &Sae, x: &Tensor) -> Result<(Tensor, Tensor)> {
     let (f, st) = sae.encode_with_state(x)?;
     let y = sae.decode_with_state(&f, &st)?;
     Ok((f, y))
-}
-
-fn layer_of(hook: &str) -> Option<usize> {
-    hook.strip_prefix("blocks.")?
-        .split('.')
-        .next()?
-        .parse()
-        .ok()
 }
 
 /// Flatten `[b, p, h, d]` head activations to `[b, p, h·d]`.
@@ -329,7 +321,7 @@ pub fn run_evals(
         let x = match x_in {
             Some(x) => x,
             None => {
-                let stop = layer_of(&hook).map(|l| l + 1);
+                let stop = HookName::parse(&hook).stop_at_layer();
                 let (_, cache) = model
                     .run(&batch)
                     .names(hook.as_str())

@@ -26,7 +26,7 @@
 //! # Ok(()) }
 //! ```
 pub use super::batcher::{HookSpec, LlmBatcher, RawBatch};
-pub use super::store_config::{slice_indices, stop_at_layer_for, ActivationStoreConfig};
+pub use super::store_config::{slice_indices, ActivationStoreConfig};
 use super::ActivationSource;
 use crate::data::RowStreamState;
 use crate::error::{Error, Result};

@@ -1,6 +1,6 @@
 //! The activation store's settings ([`ActivationStoreConfig`], SAELens's runner-config fields
 //! for its `ActivationsStore`, embedded in [`super::config::RunnerConfig`]) and the two
-//! derivations the store makes from them: the kept positions and the layer to stop at.
+//! derivation the store makes from them: the kept positions.
 use crate::data::SeparatorToken;
 use crate::error::{Error, Result};
 use crate::tokenizer::SpecialTokens;
@@ -112,13 +112,4 @@ pub fn slice_indices(spec: &[Option<i64>], n: usize) -> Result<Vec<usize>> {
         }
     }
     Ok(out)
-}
-
-/// SAELens's `extract_stop_at_layer_from_tlens_hook_name`: 1 + the first `.<int>` segment.
-pub fn stop_at_layer_for(hook_name: &str) -> Option<usize> {
-    hook_name
-        .split('.')
-        .skip(1)
-        .find_map(|p| p.parse::<usize>().ok())
-        .map(|l| l + 1)
 }
