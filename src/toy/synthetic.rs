@@ -1,6 +1,7 @@
 //! Synthetic activations with known ground-truth features, and the recovery score.
 use crate::error::{Error, Result};
-use crate::rng::{Draw, Rng};
+use crate::rng::Rng;
+use crate::train::synthetic::{random_unit_rows, SparseMix};
 use candle_core::{DType, Device, Tensor, D};
 
 /// Activations `x = Σ_i a_i f_i (+ noise)` over unit-norm ground-truth directions `f_i`
@@ -27,13 +28,7 @@ impl SyntheticActivations {
         if n_features == 0 || d == 0 {
             return Err(Error::Invalid("synthetic activations: empty dims".into()));
         }
-        let mut rng = Rng::new(seed);
-        let mut feats = Vec::with_capacity(n_features * d);
-        for _ in 0..n_features {
-            let v = (0..d).map(|_| rng.normal() as f32).collect::<Vec<f32>>();
-            let n = v.iter().map(|x| x * x).sum::<f32>().sqrt().max(1e-12);
-            feats.extend(v.iter().map(|x| x / n));
-        }
+        let feats = random_unit_rows(&mut Rng::new(seed), n_features, d);
         Self::from_features(
             &Tensor::from_vec(feats, (n_features, d), &Device::Cpu)?,
             &vec![p; n_features],
@@ -82,23 +77,14 @@ impl SyntheticActivations {
         let (n, d) = (self.n_features, self.d);
         let mut x = vec![0f32; batch * d];
         let mut a = vec![0f32; batch * n];
-        let span = self.max_magnitude - self.min_magnitude;
-        for b in 0..batch {
-            for i in 0..n {
-                if (self.rng.uniform() as f32) < self.feature_probability[i] {
-                    let m = self.min_magnitude + span * (self.rng.uniform() as f32);
-                    a[b * n + i] = m;
-                    let row = &self.feats[i * d..(i + 1) * d];
-                    for (k, f) in row.iter().enumerate() {
-                        x[b * d + k] += m * f;
-                    }
-                }
-            }
-            if self.noise_std > 0.0 {
-                for k in 0..d {
-                    x[b * d + k] += self.noise_std * (self.rng.normal() as f32);
-                }
-            }
+        let mix = SparseMix {
+            features: &self.feats,
+            prob: &|i| self.feature_probability[i] as f64,
+            magnitudes: (self.min_magnitude as f64, self.max_magnitude as f64),
+            noise_std: self.noise_std as f64,
+        };
+        for (row, coefficients) in x.chunks_mut(d).zip(a.chunks_mut(n)) {
+            mix.add_row(&mut self.rng, row, Some(coefficients));
         }
         Ok((
             Tensor::from_vec(x, (batch, d), &Device::Cpu)?,
