@@ -9,8 +9,9 @@
 //! uses the autograd graph instead of the fused top-k step. Threads: `RAYON_NUM_THREADS`.
 //! Prints one JSON line with `tokens_per_s` and `peak_rss_mb`. `scripts/bench_train.sh` runs
 //! both implementations side by side.
+use saescope::rng::{Draw, Rng};
+use saescope::train::activations::ActivationStoreConfig;
 use saescope::train::config::RunnerConfig;
-use saescope::train::rng::Rng;
 use saescope::train::trainer::Trainer;
 use saescope::{Device, Tensor};
 use std::time::Instant;
@@ -48,7 +49,10 @@ fn main() {
     let cfg = RunnerConfig {
         sae: serde_json::from_value(sae).expect("sae config"),
         training_tokens: (batch * (iters + warmup + 1)) as u64,
-        train_batch_size_tokens: batch,
+        store: ActivationStoreConfig {
+            train_batch_size_tokens: batch,
+            ..Default::default()
+        },
         lr: 3e-4,
         output_path: None,
         progress_bar: false,

@@ -7,10 +7,12 @@
 #![doc = include_str!("../README.md")]
 pub mod analysis;
 pub mod data;
+mod dispatch;
 pub mod error;
 pub mod eval;
 pub mod hooks;
 pub mod model;
+pub(crate) mod ops;
 pub mod rng;
 pub mod sae;
 mod tensor_ext;
@@ -27,7 +29,7 @@ pub use model::{
     ActivationCache, GenerateOptions, Generation, HookedModel, KvCache, LoadOptions, ModelConfig,
     Prompt, Resid, Run, SaeRunOptions,
 };
-pub use sae::{splice::SaeHook, Sae, SaeConfig};
+pub use sae::{Sae, SaeConfig, SaeHook};
 pub use tensor_ext::{TensorExt, TopK};
 pub use tokenizer::{SpecialTokens, Tok};
 
@@ -66,7 +68,7 @@ pub mod prelude {
     pub use crate::model::{
         ActivationCache, GenerateOptions, Generation, HookedModel, Prompt, Resid, SaeRunOptions,
     };
-    pub use crate::sae::{splice::SaeHook, Sae};
+    pub use crate::sae::{Sae, SaeHook};
     pub use crate::tensor_ext::{TensorExt, TopK};
     pub use crate::tokenizer::SpecialTokens;
     pub use crate::train::{config::RunnerConfig, MetricsLog};

@@ -1,21 +1,28 @@
-//! Tensor ids across evcxr cells.
+//! Tensor ids across evcxr cells, in one place: the rest of the crate calls [`advance_past`]
+//! before a backward pass and [`call_foreign`] around user closures, and knows nothing else.
 //!
 //! candle numbers tensors from a counter in a `static`, and its backward pass keys gradients by
 //! that number. evcxr links every notebook cell as a library of its own, each with its own copy
 //! of candle and so of the counter, which restarts at 1 in every cell. A model loaded in one
 //! cell and differentiated in another then shares ids with the new cell's tensors, and the
 //! backward pass mixes them up (e.g. `shape mismatch in add, lhs: [576, 49152], rhs: [1, 6, 9,
-//! 32]`). Models and SAEs record the next id when they are built ([`next_id`]); before a
-//! backward pass saescope moves this copy's counter past them ([`advance_past`]). Objects that
-//! keep trait objects (training architectures) note the copy that made them ([`copy_id`]) and
-//! are rebuilt in the calling copy; a custom metric whose result was made by another copy's
-//! counter makes `get_cache_fwd_and_bwd` start again far above that counter. In an ordinary
-//! program there is one counter and all of this costs nothing.
+//! 32]`). So before a backward pass this copy's counter is moved past every tensor the pass
+//! will meet that it did not make itself: the parameters, the input ([`advance_past`]). Code
+//! always runs in the calling cell's copy, because the crate keeps no trait objects across
+//! calls (architectures are enums). The exception is a user closure (a custom metric) compiled
+//! in an earlier cell: it makes tensors with that cell's counter, which [`call_foreign`]
+//! detects so that the caller can start again above it. In an ordinary program there is one
+//! counter and all of this costs a few microseconds. `:allow_static_linking 0` (which would
+//! share one candle between cells) does not build with evcxr 0.22.
 //! `tests/notebooks/evcxr-cross-cell.ipynb` is the regression test (it needs a real kernel).
+use crate::error::Result;
 use candle_core::{DType, Device, Tensor};
 
+/// Room left for the tensors of a closure made in another evcxr cell.
+const FOREIGN_ID_MARGIN: usize = 1 << 20;
+
 /// The number behind `t`'s id (0 if it cannot be read).
-pub(crate) fn id_of(t: &Tensor) -> usize {
+fn id_of(t: &Tensor) -> usize {
     // `TensorId` has no public accessor; its Debug form is `TensorId(N)`.
     let s = format!("{:?}", t.id());
     s.trim_start_matches("TensorId(")
@@ -25,7 +32,7 @@ pub(crate) fn id_of(t: &Tensor) -> usize {
 }
 
 /// The id the next tensor made by this copy of candle gets (0 if it cannot be read).
-pub(crate) fn next_id() -> usize {
+fn next_id() -> usize {
     Tensor::zeros((), DType::U8, &Device::Cpu)
         .ok()
         .map(|t| id_of(&t))
@@ -33,15 +40,9 @@ pub(crate) fn next_id() -> usize {
         .map_or(0, |n| n + 1)
 }
 
-/// Identifies the copy of saescope this code runs in (the address of one of its functions):
-/// objects that keep trait objects compare it to rebuild them in the calling cell's copy.
-pub(crate) fn copy_id() -> usize {
-    copy_id as fn() -> usize as usize
-}
-
 /// Make throwaway tensors until this copy's next id is at least `mark` (a few thousand for a
 /// model: about 0.1 ms per thousand).
-pub(crate) fn advance_past(mark: usize) {
+fn advance_to(mark: usize) {
     let mut next = next_id();
     while next != 0 && next < mark {
         for _ in 0..(mark - next).min(1 << 16) {
@@ -51,22 +52,57 @@ pub(crate) fn advance_past(mark: usize) {
     }
 }
 
+/// Move this copy's tensor-id counter past every tensor in `held` (what a backward pass will
+/// meet that may come from another evcxr cell: parameters, inputs).
+pub(crate) fn advance_past<'a>(held: impl IntoIterator<Item = &'a Tensor>) {
+    let mark = held.into_iter().map(id_of).max().unwrap_or(0);
+    advance_to(mark + 1);
+}
+
+/// Call `f` (a user closure) and return its tensor, with `true` when that tensor was made by
+/// another copy's counter (a closure compiled in an earlier evcxr cell). This copy's counter
+/// is then already moved far above it, so the caller can run its pass again with ids that
+/// cannot meet the closure's.
+pub(crate) fn call_foreign(f: impl FnOnce() -> Result<Tensor>) -> Result<(Tensor, bool)> {
+    let before = next_id();
+    let t = f()?;
+    let id = id_of(&t);
+    let ours = before <= id && id < next_id();
+    if !ours {
+        advance_to(id + FOREIGN_ID_MARGIN);
+    }
+    Ok((t, !ours))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
 
+    // Other tests make tensors concurrently, so only lower bounds are checked.
     #[test]
     fn advance_moves_the_counter() {
         let a = next_id();
         assert!(a > 0, "the Debug form of TensorId changed");
         assert!(next_id() > a, "every tensor takes a new id");
-        advance_past(a + 5000);
+        advance_to(a + 5000);
         assert!(next_id() >= a + 5000);
-        let b = next_id();
-        advance_past(10); // already past: nothing to do
-        assert_eq!(next_id(), b + 2); // one tensor each for the two calls
         let t = Tensor::zeros(3, DType::F32, &Device::Cpu).unwrap();
-        assert_eq!(id_of(&t) + 1, next_id() - 1);
-        assert_eq!(copy_id(), copy_id());
+        assert!(id_of(&t) >= a + 5000);
+        advance_past([&t]);
+        assert!(next_id() > id_of(&t));
+    }
+
+    #[test]
+    fn a_closure_of_this_copy_is_not_foreign() {
+        let made = || Ok(Tensor::zeros(2, DType::F32, &Device::Cpu)?);
+        let (t, foreign) = call_foreign(made).unwrap();
+        assert!(!foreign);
+        let old = t.clone();
+        let (_, foreign) = call_foreign(|| Ok(old)).unwrap();
+        assert!(
+            foreign,
+            "a tensor made before the call counts as another copy's"
+        );
+        assert!(next_id() > id_of(&t) + FOREIGN_ID_MARGIN);
     }
 }

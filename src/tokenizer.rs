@@ -164,7 +164,12 @@ fn pre_tokenizer_for(pre: &str, add_prefix_space: bool) -> Result<(PreTokenizerW
 
 /// Which tokens count as special where positions are excluded (SAELens's
 /// `exclude_special_tokens`), one definition for splicing, training, evals and dashboards.
-#[derive(Clone, Debug, Default, PartialEq, Eq)]
+///
+/// In configs (JSON) it is SAELens's value: `false` ([`SpecialTokens::None`]), `true`
+/// ([`SpecialTokens::Structural`], what SAELens's activation store drops) or a list of ids;
+/// saescope also reads and writes `"all"`, and reads `"none"` and `"structural"`.
+#[derive(Clone, Debug, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(try_from = "SpecialTokensJson", into = "SpecialTokensJson")]
 pub enum SpecialTokens {
     /// None: every position counts.
     #[default]
@@ -178,17 +183,64 @@ pub enum SpecialTokens {
     Ids(Vec<u32>),
 }
 
+/// The config forms of [`SpecialTokens`].
+#[derive(serde::Serialize, serde::Deserialize)]
+#[serde(untagged)]
+enum SpecialTokensJson {
+    Flag(bool),
+    Ids(Vec<u32>),
+    Name(String),
+}
+
+impl TryFrom<SpecialTokensJson> for SpecialTokens {
+    type Error = String;
+    fn try_from(v: SpecialTokensJson) -> std::result::Result<Self, String> {
+        Ok(match v {
+            SpecialTokensJson::Flag(false) => SpecialTokens::None,
+            SpecialTokensJson::Flag(true) => SpecialTokens::Structural,
+            SpecialTokensJson::Ids(ids) => SpecialTokens::Ids(ids),
+            SpecialTokensJson::Name(n) => match n.to_ascii_lowercase().as_str() {
+                "none" => SpecialTokens::None,
+                "structural" => SpecialTokens::Structural,
+                "all" => SpecialTokens::All,
+                _ => {
+                    return Err(format!(
+                        "exclude_special_tokens `{n}`: expected true, false, a list of token \
+                         ids, or \"none\", \"structural\", \"all\""
+                    ))
+                }
+            },
+        })
+    }
+}
+
+impl From<SpecialTokens> for SpecialTokensJson {
+    fn from(s: SpecialTokens) -> Self {
+        match s {
+            SpecialTokens::None => SpecialTokensJson::Flag(false),
+            SpecialTokens::Structural => SpecialTokensJson::Flag(true),
+            SpecialTokens::All => SpecialTokensJson::Name("all".into()),
+            SpecialTokens::Ids(ids) => SpecialTokensJson::Ids(ids),
+        }
+    }
+}
+
 impl SpecialTokens {
     /// The excluded ids, sorted.
     pub fn ids(&self, tok: &Tok) -> Vec<u32> {
-        let mut v = match self {
-            SpecialTokens::None => Vec::new(),
-            SpecialTokens::Structural => [tok.bos_id, tok.eos_id, tok.pad_id]
+        self.ids_with(Some(tok))
+    }
+    /// The excluded ids, sorted, for a model that may lack a tokenizer (then only
+    /// [`SpecialTokens::Ids`] excludes anything).
+    pub fn ids_with(&self, tok: Option<&Tok>) -> Vec<u32> {
+        let mut v = match (self, tok) {
+            (SpecialTokens::Ids(v), _) => v.clone(),
+            (SpecialTokens::None, _) | (_, None) => Vec::new(),
+            (SpecialTokens::Structural, Some(tok)) => [tok.bos_id, tok.eos_id, tok.pad_id]
                 .into_iter()
                 .flatten()
                 .collect(),
-            SpecialTokens::All => tok.special_ids(),
-            SpecialTokens::Ids(v) => v.clone(),
+            (SpecialTokens::All, Some(tok)) => tok.special_ids(),
         };
         v.sort_unstable();
         v.dedup();

@@ -1,13 +1,13 @@
 //! The activation store on SmolLM2 (mixing buffer, state/restore, hook handling) and the
 //! on-disk activation cache (write → read round trip, shuffled exact-resume reading).
 use saescope::data::{pack, PackOptions, SeparatorToken};
+use saescope::hooks::HookName;
 use saescope::train::act_cache::{
     cache_activations, ActCacheManifest, CacheJob, CachedActivations,
 };
-use saescope::train::activations::{
-    slice_indices, stop_at_layer_for, ActivationStore, ActivationStoreConfig, ExcludeSpecialTokens,
-};
+use saescope::train::activations::{slice_indices, ActivationStore, ActivationStoreConfig};
 use saescope::train::ActivationSource;
+use saescope::SpecialTokens;
 use saescope::{HookedModel, IndexOp, LoadOptions, Tensor};
 use std::collections::HashMap;
 use std::path::Path;
@@ -86,20 +86,23 @@ fn slices_and_layers_follow_python() {
         vec![2, 1, 0]
     );
     assert!(slice_indices(&[None, None, Some(0)], 3).is_err());
-    assert_eq!(stop_at_layer_for("blocks.15.hook_resid_post"), Some(16));
-    assert_eq!(stop_at_layer_for("blocks.3.attn.hook_z"), Some(4));
-    assert_eq!(stop_at_layer_for("hook_embed"), None);
-    assert_eq!(stop_at_layer_for("ln_final.hook_scale"), None);
+    assert_eq!(
+        HookName::parse("blocks.15.hook_resid_post").stop_at_layer(),
+        Some(16)
+    );
+    assert_eq!(
+        HookName::parse("blocks.3.attn.hook_z").stop_at_layer(),
+        Some(4)
+    );
+    assert_eq!(HookName::parse("hook_embed").stop_at_layer(), None);
+    assert_eq!(HookName::parse("ln_final.hook_scale").stop_at_layer(), None);
     // serde mirrors SAELens's field names and value forms.
     let c: ActivationStoreConfig = serde_json::from_str(
         r#"{"hook_name": "blocks.2.hook_mlp_out", "exclude_special_tokens": [0, 2],
             "sequence_separator_token": null, "seqpos_slice": [1, null]}"#,
     )
     .unwrap();
-    assert_eq!(
-        c.exclude_special_tokens,
-        ExcludeSpecialTokens::Ids(vec![0, 2])
-    );
+    assert_eq!(c.exclude_special_tokens, SpecialTokens::Ids(vec![0, 2]));
     assert_eq!(c.sequence_separator_token, None);
     assert_eq!(c.training_context_size().unwrap(), 127);
     assert_eq!(c.n_batches_in_buffer, 20);
@@ -107,8 +110,30 @@ fn slices_and_layers_follow_python() {
         r#"{"exclude_special_tokens": true, "sequence_separator_token": "eos"}"#,
     )
     .unwrap();
-    assert_eq!(c.exclude_special_tokens, ExcludeSpecialTokens::All(true));
+    assert_eq!(c.exclude_special_tokens, SpecialTokens::Structural);
     assert_eq!(c.sequence_separator_token, Some(SeparatorToken::Eos));
+    // saescope's names; written back as SAELens's values where SAELens has one.
+    for (json, want, back) in [
+        (r#""all""#, SpecialTokens::All, serde_json::json!("all")),
+        (
+            r#""structural""#,
+            SpecialTokens::Structural,
+            serde_json::json!(true),
+        ),
+        (r#""none""#, SpecialTokens::None, serde_json::json!(false)),
+        ("false", SpecialTokens::None, serde_json::json!(false)),
+    ] {
+        let c: ActivationStoreConfig =
+            serde_json::from_str(&format!(r#"{{"exclude_special_tokens": {json}}}"#)).unwrap();
+        assert_eq!(c.exclude_special_tokens, want);
+        assert_eq!(
+            serde_json::to_value(&c).unwrap()["exclude_special_tokens"],
+            back
+        );
+    }
+    let bad =
+        serde_json::from_str::<ActivationStoreConfig>(r#"{"exclude_special_tokens": "some"}"#);
+    assert!(bad.unwrap_err().to_string().contains("a list of token ids"));
 }
 
 #[test]
@@ -302,13 +327,13 @@ fn hooks_heads_positions_and_special_tokens() {
     let mut s = ActivationStore::new(
         m.clone(),
         ActivationStoreConfig {
-            exclude_special_tokens: ExcludeSpecialTokens::All(true),
+            exclude_special_tokens: SpecialTokens::Structural,
             ..cfg(&ds)
         },
     )
     .unwrap();
     let bos = m.tokenizer().unwrap().bos_id.unwrap();
-    let ids = saescope::train::activations::saelens_special_token_ids(m.tokenizer().unwrap());
+    let ids = SpecialTokens::Structural.ids(m.tokenizer().unwrap());
     assert!(ids.contains(&bos) && ids.len() <= 3, "{ids:?}");
     let (acts, toks) = s.get_filtered_llm_batch().unwrap();
     assert!(toks.len() <= 4 * 15, "{}", toks.len());

@@ -9,7 +9,7 @@ use saescope::analysis::{
     AttributionVsAblation, Metric,
 };
 use saescope::candle_core::safetensors;
-use saescope::rng::Rng;
+use saescope::rng::{Draw, Rng};
 use saescope::SaeRunOptions;
 use saescope::{DType, Device, HookedModel, Hooks, IndexOp, Sae, Tensor};
 use std::path::{Path, PathBuf};

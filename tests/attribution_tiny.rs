@@ -6,7 +6,7 @@ use saescope::analysis::{
     ablation_effects, attribution_patching, get_cache_fwd_and_bwd, latent_dla, Metric,
 };
 use saescope::candle_core::safetensors;
-use saescope::rng::Rng;
+use saescope::rng::{Draw, Rng};
 use saescope::SaeRunOptions;
 use saescope::{Device, HookedModel, Hooks, IndexOp, Sae, Tensor};
 use std::collections::HashMap;

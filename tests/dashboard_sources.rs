@@ -119,7 +119,7 @@ fn attention_sae_dfa_and_logits_match_an_independent_computation() {
 #[test]
 fn activation_cache_scan_equals_the_token_scan() {
     use saescope::train::act_cache::{cache_activations, CacheJob};
-    use saescope::train::activations::{ActivationStoreConfig, ExcludeSpecialTokens};
+    use saescope::train::activations::ActivationStoreConfig;
     let f = fix();
     let dir = tempfile::tempdir().unwrap();
     let kept = f.scanned.iter().filter(|&&s| s).count() as u64;
@@ -128,7 +128,7 @@ fn activation_cache_scan_equals_the_token_scan() {
         dataset_path: "default".into(),
         context_size: CTX,
         store_batch_size_prompts: 4,
-        exclude_special_tokens: ExcludeSpecialTokens::All(true),
+        exclude_special_tokens: saescope::SpecialTokens::Structural,
         ..Default::default()
     };
     let job = CacheJob {

@@ -1,9 +1,10 @@
 //! SAELens's eval metrics (`evals.py`): definitions against independent computations, and
 //! `run_evals` on the tiny GPT-2 fixture and on SmolLM2 with the fixture SAE.
 use saescope::eval::metrics::*;
-use saescope::eval::{feature_stats, run_evals, EvalOptions, ExcludeTokens};
+use saescope::eval::{feature_stats, run_evals, EvalOptions};
+use saescope::rng::{Draw, Rng};
 use saescope::sae::SaeConfig;
-use saescope::toy::ToyRng;
+use saescope::SpecialTokens;
 use saescope::{DType, Device, HookedModel, NamesFilter, Sae, Tensor};
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
@@ -31,11 +32,11 @@ fn mean64(v: &[f64]) -> f64 {
 
 #[test]
 fn metric_definitions_match_independent_computation() {
-    let mut rng = ToyRng::new(3);
+    let mut rng = Rng::new(3);
     let (n, d, ds) = (37, 11, 19);
-    let x = rng.randn((n, d), 1.0, &Device::Cpu).unwrap();
+    let x = rng.normal_tensor((n, d), 1.0, &Device::Cpu).unwrap();
     let x = (x + 0.7).unwrap(); // a mean component
-    let noise = rng.randn((n, d), 0.3, &Device::Cpu).unwrap();
+    let noise = rng.normal_tensor((n, d), 0.3, &Device::Cpu).unwrap();
     let mut xh = (&x + noise).unwrap();
     // One reconstruction row nearly zero and one input row nearly zero (l2_ratio's guard).
     let mut xv = rows(&x);
@@ -46,7 +47,7 @@ fn metric_definitions_match_independent_computation() {
     xhv[7][0] = 1e-3;
     xh = Tensor::new(xhv.clone(), &Device::Cpu).unwrap();
     let f = rng
-        .randn((n, ds), 1.0, &Device::Cpu)
+        .normal_tensor((n, ds), 1.0, &Device::Cpu)
         .unwrap()
         .relu()
         .unwrap();
@@ -146,8 +147,8 @@ fn metric_definitions_match_independent_computation() {
     assert_eq!(explained_variance(&c, &c).unwrap(), 1.0);
 
     // KL(p‖q) per position.
-    let a = rng.randn((2, 3, 7), 2.0, &Device::Cpu).unwrap();
-    let b = rng.randn((2, 3, 7), 2.0, &Device::Cpu).unwrap();
+    let a = rng.normal_tensor((2, 3, 7), 2.0, &Device::Cpu).unwrap();
+    let b = rng.normal_tensor((2, 3, 7), 2.0, &Device::Cpu).unwrap();
     let kl = kl_div(&a, &b).unwrap();
     assert_eq!(kl.dims(), &[2, 3]);
     let (av, bv) = (
@@ -180,8 +181,8 @@ fn metric_definitions_match_independent_computation() {
     close(kl_div_score(0.1, 4.0), 0.975, 1e-12, "kl score");
 
     // Weight-based metrics.
-    let we = rng.randn((d, ds), 1.0, &Device::Cpu).unwrap();
-    let wd = rng.randn((ds, d), 1.0, &Device::Cpu).unwrap();
+    let we = rng.normal_tensor((d, ds), 1.0, &Device::Cpu).unwrap();
+    let wd = rng.normal_tensor((ds, d), 1.0, &Device::Cpu).unwrap();
     let wm = weight_metrics(&we, &wd, None).unwrap();
     let (wev, wdv) = (rows(&we), rows(&wd));
     for j in 0..ds {
@@ -224,7 +225,7 @@ fn tiny() -> HookedModel {
 }
 
 fn tiny_tokens(n: usize, ctx: usize, seed: u64) -> Tensor {
-    let mut rng = ToyRng::new(seed);
+    let mut rng = Rng::new(seed);
     let v: Vec<u32> = (0..n * ctx).map(|_| rng.below(300) as u32).collect();
     Tensor::from_vec(v, (n, ctx), &Device::Cpu).unwrap()
 }
@@ -264,11 +265,11 @@ fn identity_sae(hook: &str, d: usize) -> Sae {
 }
 
 fn random_sae(hook: &str, d: usize, ds: usize, seed: u64) -> Sae {
-    let mut rng = ToyRng::new(seed);
-    let we = rng.randn((d, ds), 0.2, &Device::Cpu).unwrap();
-    let wd = rng.randn((ds, d), 0.2, &Device::Cpu).unwrap();
-    let be = rng.randn(ds, 0.5, &Device::Cpu).unwrap();
-    let bd = rng.randn(d, 0.1, &Device::Cpu).unwrap();
+    let mut rng = Rng::new(seed);
+    let we = rng.normal_tensor((d, ds), 0.2, &Device::Cpu).unwrap();
+    let wd = rng.normal_tensor((ds, d), 0.2, &Device::Cpu).unwrap();
+    let be = rng.normal_tensor(ds, 0.5, &Device::Cpu).unwrap();
+    let bd = rng.normal_tensor(d, 0.1, &Device::Cpu).unwrap();
     make_sae(hook, we, wd, be, bd)
 }
 
@@ -361,7 +362,7 @@ fn run_evals_matches_direct_computation() {
     let opts = EvalOptions {
         batch_size: 2,
         compute_featurewise: true,
-        exclude_tokens: ExcludeTokens::Ids(vec![excl]),
+        exclude_tokens: SpecialTokens::Ids(vec![excl]),
         ..Default::default()
     };
     let r = run_evals(&m, &sae, &tokens, &opts).unwrap();
@@ -546,7 +547,7 @@ fn run_evals_matches_saelens() {
     let opts = EvalOptions {
         batch_size: g["batch_size"].as_u64().unwrap() as usize,
         compute_featurewise: true,
-        exclude_tokens: ExcludeTokens::Ids(vec![g["exclude"].as_u64().unwrap() as u32]),
+        exclude_tokens: SpecialTokens::Ids(vec![g["exclude"].as_u64().unwrap() as u32]),
         ..Default::default()
     };
     let r = run_evals(&m, &sae, &tokens, &opts).unwrap();

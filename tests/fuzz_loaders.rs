@@ -23,7 +23,7 @@ mod fuzz_support;
 use fuzz_support::fixtures::*;
 use fuzz_support::mutate::{self, Pick};
 use fuzz_support::recipes::{self, Recipe};
-use fuzz_support::{codecs, copy_tree, file_name, write, Fuzz, SplitMix64};
+use fuzz_support::{codecs, copy_tree, file_name, write, Draw, Fuzz, SplitMix64};
 use saescope::train::act_cache::CachedActivations;
 use saescope::train::trainer::{self, Trainer};
 use serde_json::json;
@@ -439,7 +439,7 @@ fn fuzz_checkpoint() {
         } else {
             mutate::file(&p, &mut r)
         };
-        let seed = r.below(3);
+        let seed = r.below(3) as u64;
         fz.case(&format!("case {i}: {d}"), &[f.to_string()], || {
             resume(&dir, seed)
         });

@@ -7,7 +7,7 @@ use saescope::analysis::{
     nearest_neighbours, nearest_neighbours_in, plot_cosine_similarity, plot_nearest_neighbours,
     plot_pca, reconstruct_from_latents, symmetric_eigen, unit_decoder_directions, Pca,
 };
-use saescope::rng::Rng;
+use saescope::rng::{Draw, Rng};
 use saescope::viz::{scatter, ScatterOptions, ScatterSeries};
 use saescope::{DType, Device, Sae, Tensor};
 use std::path::Path;

@@ -1,6 +1,7 @@
 //! Toy models of superposition and toy SAEs (ARENA [1.3.1]).
 use saescope::candle_core::Var;
 use saescope::toy::*;
+use saescope::train::arch::jumprelu::{jumprelu_ste, step_ste};
 use saescope::{Device, Tensor};
 
 /// Angles (degrees, sorted) and norms of the columns of `W[inst]` (`[inst, 2, feats]`).
@@ -165,7 +166,7 @@ fn jumprelu_pseudo_gradients() {
     let z = Var::new(&[0.5f32, 0.52, 0.3, 0.9], &Device::Cpu).unwrap();
     let theta = Var::new(&[0.5f32, 0.5, 0.5, 0.5], &Device::Cpu).unwrap();
     // z = 0.5 (= θ, not on) and 0.52 are within ε/2 of θ; 0.3 is off; 0.9 is on.
-    let j = jumprelu_ste(z.as_tensor(), theta.as_tensor(), eps).unwrap();
+    let j = jumprelu_ste(z.as_tensor(), theta.as_tensor(), eps, false).unwrap();
     assert_eq!(j.to_vec1::<f32>().unwrap(), vec![0.0, 0.52, 0.0, 0.9]);
     let g = j.sum_all().unwrap().backward().unwrap();
     let gz = g.get(z.as_tensor()).unwrap().to_vec1::<f32>().unwrap();
@@ -175,7 +176,7 @@ fn jumprelu_pseudo_gradients() {
     for (got, w) in gt.iter().zip([want, want, 0.0, 0.0]) {
         assert!((got - w).abs() < 1e-5, "dJ/dθ {gt:?}");
     }
-    let h = heaviside_ste(z.as_tensor(), theta.as_tensor(), eps).unwrap();
+    let h = step_ste(z.as_tensor(), theta.as_tensor(), eps, false).unwrap();
     assert_eq!(h.to_vec1::<f32>().unwrap(), vec![0.0, 1.0, 0.0, 1.0]);
     let g = h.sum_all().unwrap().backward().unwrap();
     assert!(

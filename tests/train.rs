@@ -2,10 +2,11 @@
 //! `scripts/make_train_goldens.py`) and finite differences, the JumpReLU straight-through
 //! estimator against its formula, LR / coefficient schedules, Adam, whole trainer steps, and
 //! feature recovery on synthetic data.
+use saescope::rng::{Draw, Rng};
+use saescope::train::activations::ActivationStoreConfig;
 use saescope::train::arch::{jumprelu, TrainingSae};
 use saescope::train::config::{RunnerConfig, SyntheticConfig, TrainSaeConfig};
 use saescope::train::optim::{clip_grad_norm_coef, Adam, CoefficientScheduler, LrScheduler};
-use saescope::train::rng::Rng;
 use saescope::train::synthetic::{recovery_score, InMemorySource, SyntheticSource};
 use saescope::train::trainer::Trainer;
 use saescope::{DType, Device, Sae, Tensor};
@@ -523,7 +524,10 @@ fn trainer_steps_match_saelens() {
         let mut cfg = RunnerConfig {
             sae: sae_cfg(g.json("cfg")),
             training_tokens: tc["total_training_samples"].as_u64().unwrap(),
-            train_batch_size_tokens: bs,
+            store: ActivationStoreConfig {
+                train_batch_size_tokens: bs,
+                ..Default::default()
+            },
             lr: tc["lr"].as_f64().unwrap(),
             lr_end: tc["lr_end"].as_f64(),
             lr_scheduler_name: tc["lr_scheduler_name"].as_str().unwrap().into(),
@@ -616,7 +620,10 @@ fn synthetic_cfg(arch: &str, extra: Value) -> RunnerConfig {
     RunnerConfig {
         sae: serde_json::from_value(sae).unwrap(),
         training_tokens: 1024 * 1500,
-        train_batch_size_tokens: 1024,
+        store: ActivationStoreConfig {
+            train_batch_size_tokens: 1024,
+            ..Default::default()
+        },
         lr: 3e-3,
         output_path: None,
         progress_bar: false,
@@ -706,7 +713,7 @@ fn output_folder_loads_and_folds_normalisation() {
         );
         assert_eq!(
             cfg_json["metadata"]["hook_name"],
-            cfg.hook_name.as_str(),
+            cfg.store.hook_name.as_str(),
             "{arch}"
         );
         let loaded = Sae::load_from_disk(dir.path()).unwrap();

@@ -1,5 +1,6 @@
 //! Resumable training: stopping (or killing the process) at any step and resuming ends with
 //! exactly the weights of an uninterrupted run with the same seed.
+use saescope::train::activations::ActivationStoreConfig;
 use saescope::train::config::{ResampleConfig, RunnerConfig, SyntheticConfig};
 use saescope::train::synthetic::SyntheticSource;
 use saescope::train::trainer::{self, FitStatus, Trainer};
@@ -33,7 +34,10 @@ fn cfg(arch: &str, steps: usize, dir: &Path) -> RunnerConfig {
     RunnerConfig {
         sae: serde_json::from_value(sae).unwrap(),
         training_tokens: (128 * steps) as u64,
-        train_batch_size_tokens: 128,
+        store: ActivationStoreConfig {
+            train_batch_size_tokens: 128,
+            ..Default::default()
+        },
         lr: 3e-3,
         lr_scheduler_name: "cosineannealing".into(),
         lr_warm_up_steps: 3,

@@ -3,11 +3,11 @@
 //! `i` at position `p` changes the model's activation there by exactly `−f_i(p) · W_dec[i]`
 //! and nothing else, so the effect on the metric is the latent's true total effect.
 use super::metric::Metric;
-use super::sites::{hook_layer, resolve_pos};
+use super::sites::resolve_pos;
 use crate::error::{Error, Result};
-use crate::hooks::Hooks;
+use crate::hooks::{HookName, Hooks};
 use crate::model::{HookedModel, Prompt};
-use crate::sae::{splice::SaeHook, Sae};
+use crate::sae::{Sae, SaeHook};
 use candle_core::{DType, IndexOp, Tensor, D};
 
 /// Logits kept per batched ablation pass, at most (bytes).
@@ -54,7 +54,8 @@ impl LatentAblation {
 /// time). The pass stops after the SAE's block.
 pub fn sae_acts(model: &HookedModel, prompt: impl Into<Prompt>, sae: &Sae) -> Result<Tensor> {
     let hook = sae.hook_point(SaeHook::ActsPost);
-    let stop = hook_layer(sae.hook_name_out())
+    let stop = HookName::parse(sae.hook_name_out())
+        .layer
         .map(|l| l + 1)
         .filter(|&l| l <= model.cfg().n_layers);
     let run = |p: Prompt| -> Result<Tensor> {

@@ -6,9 +6,9 @@
 //! by `‖W_dec[i]‖` for topk SAEs with `rescale_acts_by_decoder_norm`, as they decode), times
 //! `W_O` for SAEs on `attn.hook_z` and `W_out` for SAEs on `mlp.hook_post`.
 use super::metric::Metric;
-use super::sites::{hook_layer, resolve_pos};
+use super::sites::resolve_pos;
 use crate::error::{Error, Result};
-use crate::hooks::NamesFilter;
+use crate::hooks::{HookName, NamesFilter};
 use crate::model::HookedModel;
 use crate::sae::Sae;
 use candle_core::{DType, IndexOp, Tensor, D};
@@ -50,7 +50,7 @@ pub fn latent_output_directions(model: &HookedModel, sae: &Sae) -> Result<Tensor
         "hook_attn_out",
         "hook_mlp_out",
     ];
-    let layer = hook_layer(hook);
+    let layer = HookName::parse(hook).layer;
     let post_norms = model.cfg().use_normalization_before_and_after;
     let to_model = |w: Tensor| -> Result<Tensor> { Ok(dec.matmul(&w.to_dtype(DType::F32)?)?) };
     match layer {

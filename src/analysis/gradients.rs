@@ -14,7 +14,7 @@ use crate::hooks::Hooks;
 use crate::model::HookedModel;
 use crate::model::SaeRunOptions;
 use crate::sae::Sae;
-use crate::tensor_ids::{advance_past, id_of, next_id};
+use crate::tensor_ids;
 use candle_core::{DType, IndexOp, Tensor, Var};
 use std::cell::RefCell;
 
@@ -81,18 +81,21 @@ pub fn get_cache_fwd_and_bwd(
     }
     let toks = model.check_tokens(tokens)?;
     // The model and SAEs may come from another evcxr cell, with another tensor-id counter.
-    let mark = saes
+    let sae_tensors = saes
         .iter()
-        .map(|s| s.ids_below)
-        .fold(model.ids_below, usize::max)
-        .max(id_of(&toks) + 1);
-    advance_past(mark);
+        .flat_map(|s| s.tensors().into_iter().map(|(_, t)| t));
+    tensor_ids::advance_past(
+        model
+            .tensors()
+            .into_iter()
+            .chain(sae_tensors)
+            .chain([&toks]),
+    );
     let (mut logits, mut slots, mut m, foreign) =
         forward_and_metric(model, &toks, saes, opts, hook_names, metric)?;
-    if let Some(metric_id) = foreign {
+    if foreign {
         // A custom metric from another evcxr cell made its tensors with that cell's counter,
-        // whose ids may coincide with this pass's: start this cell's ids far above it, again.
-        advance_past(metric_id + FOREIGN_METRIC_ID_MARGIN);
+        // whose ids may coincide with this pass's: this cell's ids now start far above it.
         (logits, slots, m, _) = forward_and_metric(model, &toks, saes, opts, hook_names, metric)?;
     }
     let value = m.to_dtype(DType::F64)?.to_scalar::<f64>()?;
@@ -120,14 +123,11 @@ pub fn get_cache_fwd_and_bwd(
     })
 }
 
-/// Room left for the tensors of a custom metric made in another evcxr cell.
-const FOREIGN_METRIC_ID_MARGIN: usize = 1 << 20;
-
 /// Slots of the differentiated hook points: (name, activation, the zero [`Var`] added to it).
 type Slots = Vec<(String, Tensor, Var)>;
 
 /// One forward pass with a zero [`Var`] added at each of `hook_names`, and the metric. The last
-/// value is `Some(id)` when a custom metric's result was not made by this copy of candle (see
+/// value is `true` when a custom metric's result was not made by this copy of candle (see
 /// `crate::tensor_ids`).
 fn forward_and_metric(
     model: &HookedModel,
@@ -136,7 +136,7 @@ fn forward_and_metric(
     opts: &SaeRunOptions,
     hook_names: &[&str],
     metric: &Metric,
-) -> Result<(Tensor, Slots, Tensor, Option<usize>)> {
+) -> Result<(Tensor, Slots, Tensor, bool)> {
     let slots: RefCell<Slots> = RefCell::new(Vec::new());
     let mut hooks = Hooks::new();
     for name in hook_names {
@@ -171,15 +171,12 @@ fn forward_and_metric(
             }
         }
     }
-    let before = next_id();
     let (m, foreign) = match metric {
         Metric::Custom(f) => {
-            let raw = f(&logits, toks)?;
-            let id = id_of(&raw);
-            let ours = before <= id && id < next_id();
-            (metric.check_scalar(raw)?, (!ours).then_some(id))
+            let (raw, foreign) = tensor_ids::call_foreign(|| f(&logits, toks))?;
+            (metric.check_scalar(raw)?, foreign)
         }
-        _ => (metric.eval(model, &logits, toks)?, None),
+        _ => (metric.eval(model, &logits, toks)?, false),
     };
     Ok((logits, slots, m, foreign))
 }

@@ -1,14 +1,5 @@
-//! Where in the model an analysis acts: the layer of a hook name and a checked position.
+//! Where in the prompt an analysis acts: a checked position.
 use crate::error::{Error, Result};
-
-/// The layer of a `blocks.{L}.…` hook name.
-pub(crate) fn hook_layer(hook: &str) -> Option<usize> {
-    hook.strip_prefix("blocks.")?
-        .split('.')
-        .next()?
-        .parse()
-        .ok()
-}
 
 /// `pos` (None = last) checked against `n` positions.
 pub(crate) fn resolve_pos(pos: Option<usize>, n: usize) -> Result<usize> {

@@ -4,7 +4,7 @@
 use super::dashboard::{feature_resid_dirs, latent_logits, TokenScore};
 use crate::error::Result;
 use crate::model::{HookedModel, Prompt};
-use crate::sae::{splice::SaeHook, Sae};
+use crate::sae::{Sae, SaeHook};
 use crate::tensor_ext::TensorExt;
 use candle_core::IndexOp;
 

@@ -15,7 +15,6 @@ mod corpus;
 mod dataset;
 mod hub;
 mod packing;
-pub(crate) mod rng;
 
 pub use corpus::{
     default_corpus_dir, held_out_sources, CorpusSplit, HELD_OUT_DOCUMENTS, HELD_OUT_SHUFFLE_SEED,

@@ -4,8 +4,8 @@
 //! `begin_sequence_token_id = None`, `sequence_separator_token_id = sequence_separator_token`
 //! (BOS by default). Pre-tokenised rows are truncated to `context_size`.
 use super::dataset::{Document, TextDataset};
-use super::rng::{derive_seed, permutation};
 use crate::error::{Error, Result};
+use crate::rng::{derive_seed, permutation};
 use crate::tokenizer::Tok;
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 use std::sync::Arc;

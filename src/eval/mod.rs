@@ -46,27 +46,13 @@ pub use dataset::{
 pub use report::*;
 
 use crate::error::{Error, Result};
-use crate::hooks::Hooks;
+use crate::hooks::{HookName, Hooks};
 use crate::model::HookedModel;
 use crate::sae::Sae;
 use crate::tokenizer::SpecialTokens;
 use candle_core::{DType, IndexOp, Tensor};
 use metrics::*;
 use serde::{Deserialize, Serialize};
-
-/// Which token ids are excluded from the metrics (SAELens's `exclude_special_tokens`).
-#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum ExcludeTokens {
-    /// Every token counts.
-    None,
-    /// The tokenizer's structural special tokens: BOS, EOS, PAD (SAELens's default). Models
-    /// without a tokenizer exclude nothing.
-    #[default]
-    Special,
-    /// These ids.
-    Ids(Vec<u32>),
-}
 
 /// What to compute and how (SAELens's `EvalConfig` with everything on by default).
 #[derive(Clone, Debug, Serialize, Deserialize)]
@@ -85,7 +71,9 @@ pub struct EvalOptions {
     pub n_reconstruction_batches: Option<usize>,
     /// At most this many batches for the sparsity/variance metrics (`None`: every row).
     pub n_sparsity_variance_batches: Option<usize>,
-    pub exclude_tokens: ExcludeTokens,
+    /// Token ids excluded from the metrics (SAELens's `exclude_special_tokens`; default
+    /// BOS, EOS and PAD; a model without a tokenizer excludes only listed ids).
+    pub exclude_tokens: SpecialTokens,
     /// SAELens's `ActivationScaler` factor: the SAE sees `s·x` and its output is divided by
     /// `s` (for SAEs trained with `normalize_activations = expected_average_only_in` whose
     /// factor was not folded). `None`: no scaling.
@@ -106,30 +94,12 @@ impl Default for EvalOptions {
             compute_featurewise: false,
             n_reconstruction_batches: None,
             n_sparsity_variance_batches: None,
-            exclude_tokens: ExcludeTokens::Special,
+            exclude_tokens: SpecialTokens::Structural,
             activation_scale: None,
             dense_threshold: 0.1,
             density_hist_bins: 20,
         }
     }
-}
-
-/// The ids that [`ExcludeTokens`] resolves to for `model`.
-pub fn excluded_ids(model: &HookedModel, ex: &ExcludeTokens) -> Vec<u32> {
-    let mut v = match ex {
-        ExcludeTokens::None => vec![],
-        ExcludeTokens::Ids(ids) => ids.clone(),
-        ExcludeTokens::Special => match model.tokenizer() {
-            Ok(t) => [t.bos_id, t.eos_id, t.pad_id]
-                .into_iter()
-                .flatten()
-                .collect(),
-            Err(_) => vec![],
-        },
-    };
-    v.sort_unstable();
-    v.dedup();
-    v
 }
 
 /// `[b, p]` row-major keep mask (true where the token is not excluded).
@@ -210,14 +180,6 @@ fn sae_recons(sae: &Sae, x: &Tensor) -> Result<(Tensor, Tensor)> {
     Ok((f, y))
 }
 
-fn layer_of(hook: &str) -> Option<usize> {
-    hook.strip_prefix("blocks.")?
-        .split('.')
-        .next()?
-        .parse()
-        .ok()
-}
-
 /// Flatten `[b, p, h, d]` head activations to `[b, p, h·d]`.
 fn flatten_heads(t: &Tensor) -> Result<Tensor> {
     if t.rank() == 4 {
@@ -260,7 +222,7 @@ pub fn run_evals(
     }
     let bs = opts.batch_size.max(1);
     let n_batches = n_rows.div_ceil(bs);
-    let ids = excluded_ids(model, &opts.exclude_tokens);
+    let ids = opts.exclude_tokens.ids_with(model.tokenizer().ok());
     let orig_sae = sae;
     let sae = effective_sae(sae, opts)?;
     let hook = sae.hook_name().to_string();
@@ -359,7 +321,7 @@ pub fn run_evals(
         let x = match x_in {
             Some(x) => x,
             None => {
-                let stop = layer_of(&hook).map(|l| l + 1);
+                let stop = HookName::parse(&hook).stop_at_layer();
                 let (_, cache) = model
                     .run(&batch)
                     .names(hook.as_str())

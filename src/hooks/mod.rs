@@ -7,7 +7,7 @@ mod replace;
 
 pub use interventions::{Ablation, LatentSite, Pos};
 pub(crate) use names::BlockHookNames;
-pub use names::{get_act_name, nearest_names, ActName};
+pub use names::{get_act_name, nearest_names, ActName, HookName};
 pub(crate) use replace::Attached;
 pub use replace::{ObserveFn, Replacement, SpliceInput};
 

@@ -75,6 +75,74 @@ pub fn get_act_name(name: &str, layer: Option<usize>, layer_type: Option<&str>) 
     full
 }
 
+/// A TransformerLens hook name taken apart: `blocks.{layer}.{site}` (`site` e.g.
+/// `hook_resid_post`, `attn.hook_z`), or a site outside the blocks (`hook_embed`,
+/// `ln_final.hook_scale`) with no layer. The one parser of hook names.
+///
+/// ```
+/// use saescope::hooks::HookName;
+/// let h = HookName::parse("blocks.3.attn.hook_z");
+/// assert_eq!((h.layer, h.site), (Some(3), "attn.hook_z"));
+/// assert_eq!(h.stop_at_layer(), Some(4));
+/// assert!(h.is_head_hook());
+/// assert_eq!(HookName::parse("blocks.5.hook_resid_post").resid_start_layer(), Some(6));
+/// assert_eq!(HookName::parse("hook_embed").layer, None);
+/// ```
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct HookName<'a> {
+    /// The block, for `blocks.{layer}.…` names.
+    pub layer: Option<usize>,
+    /// The rest of the name (the whole name outside the blocks).
+    pub site: &'a str,
+}
+
+impl<'a> HookName<'a> {
+    /// Take `name` apart (any string: names that are not `blocks.{int}.…` have no layer).
+    pub fn parse(name: &'a str) -> Self {
+        let layered = name.strip_prefix("blocks.").and_then(|rest| {
+            let (l, site) = rest.split_once('.')?;
+            Some((l.parse().ok()?, site))
+        });
+        match layered {
+            Some((layer, site)) => HookName {
+                layer: Some(layer),
+                site,
+            },
+            None => HookName {
+                layer: None,
+                site: name,
+            },
+        }
+    }
+    /// The `stop_at_layer` that a pass needs to reach this hook (SAELens's
+    /// `extract_stop_at_layer_from_tlens_hook_name`: layer + 1; None outside the blocks).
+    pub fn stop_at_layer(&self) -> Option<usize> {
+        self.layer.map(|l| l + 1)
+    }
+    /// Whether the activation is `[.., n_heads, d_head]` (`attn.hook_{z,q,k,v,rot_q,rot_k}`),
+    /// whose SAEs flatten the head dims.
+    pub fn is_head_hook(&self) -> bool {
+        const HEADS: [&str; 6] = [
+            "attn.hook_z",
+            "attn.hook_q",
+            "attn.hook_k",
+            "attn.hook_v",
+            "attn.hook_rot_q",
+            "attn.hook_rot_k",
+        ];
+        HEADS.iter().any(|s| self.site.ends_with(s))
+    }
+    /// The block a residual-stream hook feeds (`blocks.L.hook_resid_pre` → L,
+    /// `blocks.L.hook_resid_post` → L + 1), or None for other hooks.
+    pub fn resid_start_layer(&self) -> Option<usize> {
+        match self.site {
+            "hook_resid_pre" => self.layer,
+            "hook_resid_post" => self.layer.map(|l| l + 1),
+            _ => None,
+        }
+    }
+}
+
 /// Anything that names an activation: a full hook name, or a `get_act_name` tuple.
 ///
 /// `"blocks.5.hook_resid_pre"`, `("resid_pre", 5)`, `("scale", 3, "ln2")` all work.

@@ -1,6 +1,6 @@
 //! TransformerLens-shaped views of the weights (`W_Q [n_heads, d_model, d_head]`, `W_U`, ...),
 //! derived on demand from the runtime layouts, plus small inspection helpers.
-use super::blocks::Block;
+use super::blocks::{Attention, Block, Mlp, Norm, PostNorm, Rotary};
 use super::HookedModel;
 use crate::error::{Error, Result};
 use candle_core::{DType, IndexOp, Tensor};
@@ -106,6 +106,52 @@ impl HookedModel {
         }
         n
     }
+    /// Every tensor the model holds (weights, biases, rotary tables), as PyTorch's
+    /// `parameters()` plus buffers: a new tensor field must be listed here (the blocks' parts
+    /// are destructured exhaustively).
+    pub(crate) fn tensors(&self) -> Vec<&Tensor> {
+        let mut out = vec![&self.w_e, &self.w_u];
+        out.extend(self.w_pos.iter().chain(&self.b_u));
+        norm_tensors(&self.ln_final, &mut out);
+        for b in &self.blocks {
+            let Attention {
+                w_qkv,
+                b_qkv,
+                w_o,
+                b_o,
+                rotary,
+                n_heads: _,
+                n_kv_heads: _,
+                d_head: _,
+                attn_scale: _,
+                soft_cap: _,
+                window: _,
+            } = &b.attn;
+            let Mlp {
+                w_in,
+                b_in,
+                w_out,
+                b_out,
+                gated: _,
+                act: _,
+                d_mlp: _,
+            } = &b.mlp;
+            out.extend([w_qkv, w_o, w_in, w_out]);
+            out.extend(b_qkv.iter().chain(b_o).chain(b_in).chain(b_out));
+            if let Some(Rotary { cos, sin }) = rotary {
+                out.extend([cos, sin]);
+            }
+            let post = [&b.ln1_post, &b.ln2_post].map(|p| p.as_ref().map(|p: &PostNorm| &p.norm));
+            for n in [Some(&b.ln1), Some(&b.ln2)]
+                .into_iter()
+                .chain(post)
+                .flatten()
+            {
+                norm_tensors(n, &mut out);
+            }
+        }
+        out
+    }
     /// The token ids of `logits`' top `k` at position `pos` of batch 0, with their logits.
     pub fn top_k(&self, logits: &Tensor, pos: usize, k: usize) -> Result<Vec<(u32, f32)>> {
         let row: Vec<f32> = logits.i((0, pos))?.to_dtype(DType::F32)?.to_vec1()?;
@@ -140,4 +186,9 @@ impl HookedModel {
         }
         Ok(ids)
     }
+}
+
+/// A norm's weight and bias, if any.
+fn norm_tensors<'a>(n: &'a Norm, out: &mut Vec<&'a Tensor>) {
+    out.extend(n.w.iter().chain(&n.b));
 }

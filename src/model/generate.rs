@@ -4,9 +4,9 @@
 use super::kv_cache::KvCache;
 use super::sampling::{self, GenerateOptions};
 use super::{HookedModel, Prompt};
-use crate::data::rng::SplitMix64;
 use crate::error::{Error, Result};
 use crate::hooks::{HookCtx, Hooks};
+use crate::rng::SplitMix64;
 use candle_core::{DType, IndexOp, Tensor};
 
 /// The result of a generation: the prompt and the new tokens (TL's `return_type="tokens"`), and

@@ -24,8 +24,6 @@ pub struct HookedModel {
     pub(super) names: Vec<BlockHookNames>,
     pub(super) hook_names: Vec<String>,
     pub(super) device: Device,
-    /// Every tensor of the model has a smaller id (see `crate::tensor_ids`).
-    pub(crate) ids_below: usize,
 }
 
 fn cat_cols(parts: &[Tensor]) -> Result<Tensor> {
@@ -152,7 +150,6 @@ impl HookedModel {
             names,
             hook_names,
             device: device.clone(),
-            ids_below: crate::tensor_ids::next_id(),
         })
     }
 

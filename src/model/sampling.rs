@@ -1,9 +1,9 @@
 //! Choosing the next token from the final logits, as TransformerLens's `utils.sample_logits`
 //! and `HookedTransformer.generate` do it.
-use crate::data::rng::SplitMix64;
 use crate::error::{Error, Result};
+use crate::rng::{Draw, SplitMix64};
 
-/// Settings of [`HookedModel::generate`], with TL's defaults (`max_new_tokens = 10`,
+/// Settings of [`HookedModel::generate`](super::HookedModel::generate), with TL's defaults (`max_new_tokens = 10`,
 /// `do_sample = true`, `temperature = 1`, `stop_at_eos = true`, `use_past_kv_cache = true`).
 /// [`GenerateOptions::greedy`] gives deterministic argmax decoding.
 #[derive(Clone, Debug)]
@@ -207,7 +207,7 @@ pub fn sample_logits(
         }
     }
     let probs = softmax(&l);
-    let u = rng.next_f64();
+    let u = rng.uniform();
     let mut acc = 0f64;
     let mut last_ok = argmax(&l) as usize;
     for (i, &pr) in probs.iter().enumerate() {

@@ -8,7 +8,7 @@ use super::config::Architecture;
 use crate::error::{Error, Result};
 use candle_core::Tensor;
 
-#[derive(Debug)]
+#[derive(Clone, Copy, Debug)]
 pub(crate) struct Gated;
 
 fn get<'a>(t: &'a Option<Tensor>, name: &str) -> Result<&'a Tensor> {

@@ -1,5 +1,6 @@
 //! Loading, building and saving `Sae`s: SAELens folders and the other formats (through
 //! `loaders`), the pretrained directory, tensors, dtype and device changes.
+use super::arch::ArchImpl;
 use super::*;
 
 /// The SAE shipped with saescope: a TopK (k = 48) SAE, 576 → 4608, on SmolLM2-135M-Instruct's
@@ -277,12 +278,12 @@ impl Sae {
             cfg.rescale_acts_by_decoder_norm = false;
         }
 
-        let arch = make_arch(&cfg);
+        let arch = SaeArch::for_config(&cfg);
         // Transcoders without d_out: take it from W_dec (SAELens would default to 768).
         if cfg.architecture.is_transcoder() && cfg.d_out.is_none() {
             cfg.d_out = t.get("W_dec").and_then(|w| w.dims().get(1).copied());
         }
-        check_tensor_set(&t, arch.as_ref(), &cfg, &cfg_name, &path)?;
+        check_tensor_set(&t, &*arch, &cfg, &cfg_name, &path)?;
         let mut w = weights_from(&mut t, &path)?;
         check_shapes(&w, &cfg, &cfg_name, &path)?;
         // Final dtype.
@@ -312,7 +313,6 @@ impl Sae {
             sparsity,
             dtype,
             device: device.clone(),
-            ids_below: crate::tensor_ids::next_id(),
         })
     }
 
@@ -359,37 +359,6 @@ impl Sae {
             .transpose()?;
         s.device = device.clone();
         Ok(s)
-    }
-}
-
-pub(crate) fn make_arch(cfg: &SaeConfig) -> Arc<dyn ArchImpl> {
-    match cfg.architecture {
-        Architecture::Standard => Arc::new(standard::Standard),
-        Architecture::Gated => Arc::new(gated::Gated),
-        Architecture::JumpRelu | Architecture::BatchTopK | Architecture::MatryoshkaBatchTopK => {
-            Arc::new(jumprelu::JumpRelu)
-        }
-        Architecture::TopK | Architecture::AbsTopK => Arc::new(topk::TopK {
-            k: cfg.k.unwrap_or(100),
-            rescale_acts_by_decoder_norm: cfg.rescale_acts_by_decoder_norm,
-            abs: cfg.architecture == Architecture::AbsTopK,
-        }),
-        Architecture::Transcoder => Arc::new(transcoder::Transcoder {
-            jumprelu: false,
-            skip: false,
-        }),
-        Architecture::SkipTranscoder => Arc::new(transcoder::Transcoder {
-            jumprelu: false,
-            skip: true,
-        }),
-        Architecture::JumpReluTranscoder => Arc::new(transcoder::Transcoder {
-            jumprelu: true,
-            skip: false,
-        }),
-        Architecture::JumpReluSkipTranscoder => Arc::new(transcoder::Transcoder {
-            jumprelu: true,
-            skip: true,
-        }),
     }
 }
 

@@ -5,7 +5,7 @@ use super::config::Architecture;
 use crate::error::Result;
 use candle_core::Tensor;
 
-#[derive(Debug)]
+#[derive(Clone, Copy, Debug)]
 pub(crate) struct JumpRelu;
 
 impl ArchImpl for JumpRelu {

@@ -43,7 +43,6 @@ use candle_core::{DType, Device, Tensor, D};
 use serde_json::{Map, Value};
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
 
 pub(crate) mod arch;
 mod compute;
@@ -52,19 +51,22 @@ mod config_legacy;
 mod gated;
 mod io;
 mod jumprelu;
-pub mod loaders;
+pub(crate) mod loaders;
 pub mod pretrained;
+mod registry;
 /// Splicing SAEs into a `HookedModel` (HookedSAETransformer semantics). Keep this line.
-pub mod splice;
+mod splice;
 mod standard;
 mod topk;
 mod transcoder;
 
-use arch::{ArchImpl, SaeWeights};
+use arch::SaeWeights;
 pub use config::{Architecture, NormalizeActivations, ReshapeActivations, SaeConfig, SaeMetadata};
 pub use io::{shipped_sae_dir, SHIPPED_SAE};
 pub use loaders::SaeFormat;
 pub use pretrained::{PretrainedSaeInfo, PretrainedSaeRelease};
+use registry::SaeArch;
+pub use splice::{sae_hook_names, SaeHook};
 
 /// Per-call normalisation state: what `decode_hooked` needs to undo what `encode_hooked` did
 /// to this particular input.
@@ -183,8 +185,6 @@ pub struct Sae {
     sparsity: Option<Tensor>,
     dtype: DType,
     device: Device,
-    /// Every tensor of the SAE has a smaller id (see `crate::tensor_ids`).
-    pub(crate) ids_below: usize,
 }
 
 impl std::fmt::Debug for Sae {
@@ -236,11 +236,9 @@ impl Sae {
         self.arch().architecture()
     }
 
-    /// The architecture's code, made afresh from the config on each call rather than kept in
-    /// the struct: a trait object kept from an earlier evcxr cell would run that cell's copy of
-    /// candle, whose tensor ids collide with the current cell's (see `crate::tensor_ids`).
-    pub(crate) fn arch(&self) -> std::sync::Arc<dyn ArchImpl> {
-        io::make_arch(&self.cfg)
+    /// The architecture's code (see [`SaeArch`]).
+    pub(crate) fn arch(&self) -> SaeArch {
+        SaeArch::for_config(&self.cfg)
     }
     pub fn is_transcoder(&self) -> bool {
         self.architecture().is_transcoder()

@@ -7,7 +7,7 @@
 //! [`Replacement`](crate::hooks::Replacement) trait; attach SAEs with `model.run(prompt).saes(&[&sae])`.
 use super::{Sae, SAE_HOOK_NAMES};
 use crate::error::{Error, Result};
-use crate::hooks::{LatentSite, ObserveFn, Replacement, SpliceInput};
+use crate::hooks::{HookName, LatentSite, ObserveFn, Replacement, SpliceInput};
 use candle_core::Tensor;
 
 /// A hook point of an SAE spliced into a model (SAELens's `hook_sae_*`), for
@@ -62,20 +62,6 @@ impl LatentSite for Sae {
     }
 }
 
-/// `[.., n_heads, d_head]` hooks whose SAEs flatten the head dims.
-fn is_head_hook(name: &str) -> bool {
-    [
-        "attn.hook_z",
-        "attn.hook_q",
-        "attn.hook_k",
-        "attn.hook_v",
-        "attn.hook_rot_q",
-        "attn.hook_rot_k",
-    ]
-    .iter()
-    .any(|s| name.ends_with(s))
-}
-
 impl Replacement for Sae {
     fn hook_in(&self) -> &str {
         self.hook_name()
@@ -91,7 +77,7 @@ impl Replacement for Sae {
     fn splice(&self, x: SpliceInput, hp: &mut ObserveFn) -> Result<Tensor> {
         let (inp, orig) = (x.input, x.orig);
         let dims = inp.dims();
-        let width = if is_head_hook(self.hook_name()) && dims.len() >= 2 {
+        let width = if HookName::parse(self.hook_name()).is_head_hook() && dims.len() >= 2 {
             dims[dims.len() - 2] * dims[dims.len() - 1]
         } else {
             dims.last().copied().unwrap_or(0)

@@ -4,7 +4,7 @@ use super::config::Architecture;
 use crate::error::Result;
 use candle_core::Tensor;
 
-#[derive(Debug)]
+#[derive(Clone, Copy, Debug)]
 pub(crate) struct Standard;
 
 impl ArchImpl for Standard {

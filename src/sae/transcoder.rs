@@ -10,7 +10,7 @@ use super::config::Architecture;
 use crate::error::Result;
 use candle_core::Tensor;
 
-#[derive(Debug)]
+#[derive(Clone, Copy, Debug)]
 pub(crate) struct Transcoder {
     pub jumprelu: bool,
     pub skip: bool,

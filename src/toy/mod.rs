@@ -45,16 +45,14 @@
 mod geometry;
 mod model;
 mod plot;
-mod rng;
 mod sae;
 mod synthetic;
 
+pub use crate::train::synthetic::recovery_score;
 pub use geometry::{feature_geometry, FeatureGeometry};
 pub use model::{compute_dimensionality, ToyModel, ToyModelConfig, TrainOptions};
 pub use plot::{frac_active_plot, plot_features_in_2d, plot_features_in_nd};
-pub use rng::ToyRng;
 pub use sae::{
-    heaviside_ste, jumprelu_ste, ResampleMethod, SaeTrainOptions, ToySae, ToySaeArch, ToySaeConfig,
-    ToySaeLog, ToySaeLoss,
+    ResampleMethod, SaeTrainOptions, ToySae, ToySaeArch, ToySaeConfig, ToySaeLog, ToySaeLoss,
 };
-pub use synthetic::{recovery_score, SyntheticActivations};
+pub use synthetic::SyntheticActivations;

@@ -1,8 +1,8 @@
 //! The toy model of superposition: `x' = ReLU(WᵀW x + b)`, batched over instances.
-use super::rng::ToyRng;
 use crate::error::{Error, Result};
+use crate::rng::{Draw, Rng};
+use crate::train::optim::Adam;
 use candle_core::{DType, Device, Tensor, Var, D};
-use candle_nn::{AdamW, Optimizer, ParamsAdamW};
 
 /// Shape of a [`ToyModel`] (ARENA's `ToyModelConfig`).
 #[derive(Clone, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
@@ -53,19 +53,6 @@ impl Default for TrainOptions {
     }
 }
 
-pub(crate) fn adam(vars: Vec<Var>, lr: f64) -> Result<AdamW> {
-    Ok(AdamW::new(
-        vars,
-        ParamsAdamW {
-            lr,
-            beta1: 0.9,
-            beta2: 0.999,
-            eps: 1e-8,
-            weight_decay: 0.0,
-        },
-    )?)
-}
-
 pub(crate) fn lr_at(opts_lr: f64, cosine: bool, step: usize, steps: usize) -> f64 {
     if cosine {
         opts_lr * (0.5 * (1.0 + (std::f64::consts::PI * step as f64 / steps.max(1) as f64).cos()))
@@ -85,7 +72,7 @@ pub struct ToyModel {
     importance: Tensor,
     feature_probability: Tensor,
     prob: Vec<f32>,
-    rng: ToyRng,
+    rng: Rng,
     device: Device,
 }
 
@@ -143,9 +130,9 @@ impl ToyModel {
         let dev = Device::Cpu;
         let imp = broadcast_param(importance, ni, nf, "importance", false)?;
         let prob = broadcast_param(feature_probability, ni, nf, "feature_probability", true)?;
-        let mut rng = ToyRng::new(seed);
+        let mut rng = Rng::new(seed);
         let std = (2.0 / (dh + nf) as f32).sqrt();
-        let w = Var::from_tensor(&rng.randn((ni, dh, nf), std, &dev)?)?;
+        let w = Var::from_tensor(&rng.normal_tensor((ni, dh, nf), std as f64, &dev)?)?;
         let b_final = Var::from_tensor(&Tensor::zeros((ni, nf), DType::F32, &dev)?)?;
         Ok(ToyModel {
             importance: Tensor::from_vec(imp, (ni, nf), &dev)?,
@@ -241,8 +228,8 @@ impl ToyModel {
                 let p = &self.prob[i * nf..(i + 1) * nf];
                 let mut f = 0;
                 while f < nc {
-                    let on = self.rng.uniform() <= p[f];
-                    let (m1, m2) = (self.rng.uniform(), self.rng.uniform());
+                    let on = (self.rng.uniform() as f32) <= p[f];
+                    let (m1, m2) = ((self.rng.uniform() as f32), (self.rng.uniform() as f32));
                     if on {
                         v[base + f] = m1;
                         v[base + f + 1] = m2;
@@ -251,9 +238,9 @@ impl ToyModel {
                 }
                 while f < nc + na {
                     let pf = p[f];
-                    let s1 = self.rng.uniform() <= pf;
-                    let s2 = self.rng.uniform() <= pf / (1.0 - pf).max(1e-12);
-                    let (m1, m2) = (self.rng.uniform(), self.rng.uniform());
+                    let s1 = (self.rng.uniform() as f32) <= pf;
+                    let s2 = (self.rng.uniform() as f32) <= pf / (1.0 - pf).max(1e-12);
+                    let (m1, m2) = ((self.rng.uniform() as f32), (self.rng.uniform() as f32));
                     if s1 {
                         v[base + f] = m1;
                     } else if s2 {
@@ -262,8 +249,8 @@ impl ToyModel {
                     f += 2;
                 }
                 while f < nf {
-                    let on = self.rng.uniform() <= p[f];
-                    let m = self.rng.uniform();
+                    let on = (self.rng.uniform() as f32) <= p[f];
+                    let m = self.rng.uniform() as f32;
                     if on {
                         v[base + f] = m;
                     }
@@ -315,14 +302,15 @@ impl ToyModel {
 
     /// Train with Adam; returns `(step, loss per instance)` every `log_every` steps.
     pub fn optimize(&mut self, opts: &TrainOptions) -> Result<Vec<(usize, Vec<f32>)>> {
-        let mut opt = adam(vec![self.w.clone(), self.b_final.clone()], opts.lr)?;
+        let vars = [self.w.clone(), self.b_final.clone()];
+        let mut opt = Adam::new(&vars, 0.9, 0.999, 1e-8);
         let mut log = Vec::new();
         for step in 0..opts.steps {
-            opt.set_learning_rate(lr_at(opts.lr, opts.cosine_decay, step, opts.steps));
+            let lr = lr_at(opts.lr, opts.cosine_decay, step, opts.steps);
             let x = self.generate_batch(opts.batch_size)?;
             let out = self.forward(&x)?;
             let per = self.loss_per_instance(&out, &x)?;
-            opt.backward_step(&per.sum_all()?)?;
+            opt.backward_step(&vars, &per.sum_all()?, lr)?;
             if (opts.log_every > 0 && step % opts.log_every == 0) || step + 1 == opts.steps {
                 log.push((step, per.to_vec1::<f32>()?));
             }

@@ -1,9 +1,11 @@
 //! ARENA's toy SAE (`ToySAE`, `GatedToySAE`, `JumpReLUToySAE`) with resampling.
-use super::model::{adam, lr_at};
-use super::rng::ToyRng;
+use super::model::lr_at;
 use crate::error::{Error, Result};
+use crate::rng::{Draw, Rng};
+use crate::train::arch::jumprelu::{jumprelu_ste, step_ste};
+use crate::train::optim::Adam;
+use crate::train::trainer::resample::{mean_alive_col_norm, new_directions};
 use candle_core::{DType, Device, Tensor, Var, D};
-use candle_nn::Optimizer;
 use std::collections::VecDeque;
 
 /// Toy SAE architecture.
@@ -141,7 +143,7 @@ pub struct ToySae {
     r_mag: Option<Var>,
     b_mag: Option<Var>,
     log_theta: Option<Var>,
-    rng: ToyRng,
+    rng: Rng,
 }
 
 fn var_vec(v: &Var) -> Result<Vec<f32>> {
@@ -163,17 +165,14 @@ impl ToySae {
             return Err(Error::Invalid(format!("toy SAE: empty dims {cfg:?}")));
         }
         let dev = Device::Cpu;
-        let mut rng = ToyRng::new(seed);
-        let bound = (6.0 / (di * ds) as f32).sqrt();
-        let w_enc = Var::from_tensor(&rng.rand_sym((ni, di, ds), bound, &dev)?)?;
+        let mut rng = Rng::new(seed);
+        let b = (6.0 / (di * ds) as f64).sqrt();
+        let w_enc = Var::from_tensor(&rng.uniform_tensor((ni, di, ds), -b, b, &dev)?)?;
         let w_dec = if cfg.tied_weights {
             None
         } else {
-            Some(Var::from_tensor(&rng.rand_sym(
-                (ni, ds, di),
-                bound,
-                &dev,
-            )?)?)
+            let w = rng.uniform_tensor((ni, ds, di), -b, b, &dev)?;
+            Some(Var::from_tensor(&w)?)
         };
         let z = |shape: (usize, usize)| -> Result<Var> {
             Ok(Var::from_tensor(&Tensor::zeros(shape, DType::F32, &dev)?)?)
@@ -316,10 +315,9 @@ impl ToySae {
                 };
                 let theta = lt.exp()?.unsqueeze(1)?; // [inst, 1, d_sae]
                 let z = pre.relu()?;
-                let th = theta.broadcast_as(z.shape())?;
                 let eps = self.cfg.ste_epsilon;
-                let acts = jumprelu_ste(&z, &th, eps)?;
-                let heav = heaviside_ste(&z, &th, eps)?;
+                let acts = jumprelu_ste(&z, &theta, eps, false)?;
+                let heav = step_ste(&z, &theta, eps, false)?;
                 (acts, heav.sum(D::Minus1)?)
             }
         };
@@ -357,15 +355,16 @@ impl ToySae {
         data: &mut dyn FnMut(usize) -> Result<Tensor>,
         opts: &SaeTrainOptions,
     ) -> Result<ToySaeLog> {
-        let mut opt = adam(self.vars(), opts.lr)?;
+        let vars = self.vars();
+        let mut opt = Adam::new(&vars, 0.9, 0.999, 1e-8);
         let mut log = ToySaeLog::default();
         let mut window: VecDeque<Vec<f32>> = VecDeque::new();
-        self.rng = ToyRng::new(opts.seed ^ 0x5AE);
+        self.rng = Rng::new(opts.seed ^ 0x5AE);
         for step in 0..opts.steps {
-            opt.set_learning_rate(lr_at(opts.lr, opts.cosine_decay, step, opts.steps));
+            let lr = lr_at(opts.lr, opts.cosine_decay, step, opts.steps);
             let h = data(opts.batch_size)?;
             let out = self.forward(&h)?;
-            opt.backward_step(&out.loss)?;
+            opt.backward_step(&vars, &out.loss, lr)?;
             self.renormalize_decoder()?;
             let frac = out
                 .acts
@@ -425,7 +424,9 @@ impl ToySae {
         for (i, row) in dead.iter().enumerate() {
             for (j, d) in row.iter().enumerate() {
                 if *d {
-                    let mut v = self.rng.normal_vec(di, 1.0);
+                    let mut v = (0..di)
+                        .map(|_| self.rng.normal() as f32)
+                        .collect::<Vec<f32>>();
                     let n = v.iter().map(|x| x * x).sum::<f32>().sqrt().max(1e-12);
                     v.iter_mut().for_each(|x| *x /= n);
                     dirs.push((
@@ -467,31 +468,16 @@ impl ToySae {
                 continue;
             }
             let w: Vec<f64> = li.iter().map(|x| x * x).collect();
-            // Mean encoder norm over alive latents.
-            let norms: Vec<f32> = (0..ds)
-                .filter(|j| !dead[i][*j])
-                .map(|j| {
-                    (0..di)
-                        .map(|k| w_enc[(i * di + k) * ds + j].powi(2))
-                        .sum::<f32>()
-                        .sqrt()
-                })
+            // Inputs centred by b_dec, `[b, d_in]`; the instance's encoder `[d_in, d_sae]`.
+            let rows: Vec<f32> = (0..b * di)
+                .map(|e| hv[((e / di) * ni + i) * di + e % di] - b_dec[i * di + e % di])
                 .collect();
-            let mean_norm = if norms.is_empty() {
-                1.0
-            } else {
-                norms.iter().sum::<f32>() / norms.len() as f32
-            };
-            for (j, _) in dead[i].iter().enumerate().filter(|(_, d)| **d) {
-                let r = self.rng.categorical(&w);
-                let mut v: Vec<f32> = (0..di)
-                    .map(|k| hv[(r * ni + i) * di + k] - b_dec[i * di + k])
-                    .collect();
-                let n = v.iter().map(|x| x * x).sum::<f32>().sqrt().max(1e-12);
-                v.iter_mut().for_each(|x| *x /= n);
-                let e: Vec<f32> = v.iter().map(|x| x * mean_norm * scale as f32).collect();
-                dirs.push((i, j, v, e));
-            }
+            let enc = &w_enc[i * di * ds..(i + 1) * di * ds];
+            let mean_norm = mean_alive_col_norm(enc, ds, &dead[i]);
+            let latents = (0..ds).filter(|j| dead[i][*j]);
+            let n = latents.clone().count();
+            let new = new_directions(&mut self.rng, &rows, di, &w, n, scale, mean_norm);
+            dirs.extend(latents.zip(new).map(|(j, (v, e))| (i, j, v, e)));
         }
         self.write_latents(&dirs)?;
         Ok(dirs.len())
@@ -535,35 +521,4 @@ impl ToySae {
         }
         Ok(())
     }
-}
-
-/// `(1[z > θ] detached, K((z − θ)/ε) detached, θ detached)` with the rectangle kernel
-/// `K(u) = 1[|u| < ½]`.
-fn ste_parts(z: &Tensor, theta: &Tensor, eps: f64) -> Result<(Tensor, Tensor, Tensor)> {
-    let (zd, thd) = (z.detach(), theta.detach());
-    let on = zd.gt(&thd)?.to_dtype(DType::F32)?;
-    let u = ((&zd - &thd)? / eps)?;
-    let k = u.abs()?.lt(0.5f64)?.to_dtype(DType::F32)?;
-    Ok((on, k, thd))
-}
-
-/// `θ·g − (θ·g).detach()`: zero, with gradient `g` with respect to θ.
-fn grad_only(theta: &Tensor, g: &Tensor) -> Result<Tensor> {
-    let a = (theta * g)?;
-    Ok((a.clone() - a.detach())?)
-}
-
-/// JumpReLU `z·1[z > θ]` with ARENA's pseudo-derivatives: `∂/∂z = 1[z > θ]`,
-/// `∂/∂θ = −(θ/ε)·K((z − θ)/ε)`. `z`, `theta` of the same shape.
-pub fn jumprelu_ste(z: &Tensor, theta: &Tensor, eps: f64) -> Result<Tensor> {
-    let (on, k, thd) = ste_parts(z, theta, eps)?;
-    let g = ((&thd * &k)? / (-eps))?;
-    Ok(((z * &on)? + grad_only(theta, &g)?)?)
-}
-
-/// Heaviside `1[z > θ]` with `∂/∂z = 0`, `∂/∂θ = −(1/ε)·K((z − θ)/ε)`.
-pub fn heaviside_ste(z: &Tensor, theta: &Tensor, eps: f64) -> Result<Tensor> {
-    let (on, k, _) = ste_parts(z, theta, eps)?;
-    let g = (k / (-eps))?;
-    Ok((on + grad_only(theta, &g)?)?)
 }

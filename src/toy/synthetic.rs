@@ -1,6 +1,7 @@
 //! Synthetic activations with known ground-truth features, and the recovery score.
-use super::rng::ToyRng;
 use crate::error::{Error, Result};
+use crate::rng::Rng;
+use crate::train::synthetic::{random_unit_rows, SparseMix};
 use candle_core::{DType, Device, Tensor, D};
 
 /// Activations `x = Σ_i a_i f_i (+ noise)` over unit-norm ground-truth directions `f_i`
@@ -17,7 +18,7 @@ pub struct SyntheticActivations {
     pub noise_std: f32,
     n_features: usize,
     d: usize,
-    rng: ToyRng,
+    rng: Rng,
 }
 
 impl SyntheticActivations {
@@ -27,13 +28,7 @@ impl SyntheticActivations {
         if n_features == 0 || d == 0 {
             return Err(Error::Invalid("synthetic activations: empty dims".into()));
         }
-        let mut rng = ToyRng::new(seed);
-        let mut feats = Vec::with_capacity(n_features * d);
-        for _ in 0..n_features {
-            let v = rng.normal_vec(d, 1.0);
-            let n = v.iter().map(|x| x * x).sum::<f32>().sqrt().max(1e-12);
-            feats.extend(v.iter().map(|x| x / n));
-        }
+        let feats = random_unit_rows(&mut Rng::new(seed), n_features, d);
         Self::from_features(
             &Tensor::from_vec(feats, (n_features, d), &Device::Cpu)?,
             &vec![p; n_features],
@@ -62,7 +57,7 @@ impl SyntheticActivations {
             noise_std: 0.0,
             n_features: n,
             d,
-            rng: ToyRng::new(seed),
+            rng: Rng::new(seed),
         })
     }
 
@@ -82,23 +77,14 @@ impl SyntheticActivations {
         let (n, d) = (self.n_features, self.d);
         let mut x = vec![0f32; batch * d];
         let mut a = vec![0f32; batch * n];
-        let span = self.max_magnitude - self.min_magnitude;
-        for b in 0..batch {
-            for i in 0..n {
-                if self.rng.uniform() < self.feature_probability[i] {
-                    let m = self.min_magnitude + span * self.rng.uniform();
-                    a[b * n + i] = m;
-                    let row = &self.feats[i * d..(i + 1) * d];
-                    for (k, f) in row.iter().enumerate() {
-                        x[b * d + k] += m * f;
-                    }
-                }
-            }
-            if self.noise_std > 0.0 {
-                for k in 0..d {
-                    x[b * d + k] += self.noise_std * self.rng.normal();
-                }
-            }
+        let mix = SparseMix {
+            features: &self.feats,
+            prob: &|i| self.feature_probability[i] as f64,
+            magnitudes: (self.min_magnitude as f64, self.max_magnitude as f64),
+            noise_std: self.noise_std as f64,
+        };
+        for (row, coefficients) in x.chunks_mut(d).zip(a.chunks_mut(n)) {
+            mix.add_row(&mut self.rng, row, Some(coefficients));
         }
         Ok((
             Tensor::from_vec(x, (batch, d), &Device::Cpu)?,
@@ -117,23 +103,4 @@ impl SyntheticActivations {
             .generate(batch * n_inst)?
             .reshape((batch, n_inst, self.d))?)
     }
-}
-
-/// Mean over the true features (`[n_true, d]`) of the best cosine similarity with a row of
-/// `w_dec` (`[d_sae, d]`).
-pub fn recovery_score(true_features: &Tensor, w_dec: &Tensor) -> Result<f64> {
-    let t = true_features.to_dtype(DType::F32)?;
-    let w = w_dec.to_dtype(DType::F32)?.to_device(t.device())?;
-    let (_, d) = t.dims2()?;
-    if w.dims2()?.1 != d {
-        return Err(Error::Invalid(format!(
-            "recovery_score: features have width {d}, decoder rows {:?}",
-            w.dims()
-        )));
-    }
-    let nt = t.broadcast_div(&t.sqr()?.sum_keepdim(1)?.sqrt()?.maximum(1e-12f64)?)?;
-    let nw = w.broadcast_div(&w.sqr()?.sum_keepdim(1)?.sqrt()?.maximum(1e-12f64)?)?;
-    let cos = nt.matmul(&nw.t()?)?; // [n_true, d_sae]
-    let best = cos.max(1)?.to_vec1::<f32>()?;
-    Ok(best.iter().map(|x| *x as f64).sum::<f64>() / best.len().max(1) as f64)
 }

@@ -12,9 +12,9 @@
 //! restore are exact.
 use super::activations::{ActivationStoreConfig, LlmBatcher};
 use super::ActivationSource;
-use crate::data::rng::{derive_seed, permutation};
 use crate::error::{Error, Result};
 use crate::model::{HookedModel, LoadOptions};
+use crate::rng::{derive_seed, permutation};
 use candle_core::{DType, Device, Tensor};
 use serde::{Deserialize, Serialize};
 use std::collections::HashMap;
@@ -234,13 +234,7 @@ pub fn cache_activations(
         return Err(Error::Invalid("--tokens must be positive".into()));
     }
     let mut llm = LlmBatcher::new(model, cfg, &job.hooks, opts)?;
-    let excluded: Vec<u32> = match &cfg.exclude_special_tokens {
-        super::activations::ExcludeSpecialTokens::All(false) => Vec::new(),
-        super::activations::ExcludeSpecialTokens::All(true) => {
-            super::activations::saelens_special_token_ids(llm.model().tokenizer()?)
-        }
-        super::activations::ExcludeSpecialTokens::Ids(v) => v.clone(),
-    };
+    let excluded = cfg.exclude_special_tokens.ids(llm.model().tokenizer()?);
     let tcs = cfg.training_context_size()?;
     let n_hooks = llm.hooks().len();
     let mut writers = Vec::new();

@@ -26,150 +26,15 @@
 //! # Ok(()) }
 //! ```
 pub use super::batcher::{HookSpec, LlmBatcher, RawBatch};
+pub use super::store_config::{slice_indices, ActivationStoreConfig};
 use super::ActivationSource;
-use crate::data::rng::{derive_seed, permutation};
-use crate::data::{RowStreamState, SeparatorToken};
+use crate::data::RowStreamState;
 use crate::error::{Error, Result};
 use crate::model::{HookedModel, LoadOptions};
+use crate::rng::{derive_seed, permutation};
 use candle_core::{DType, Device, Tensor};
-use serde::{Deserialize, Serialize};
 use std::collections::HashMap;
 use std::sync::Arc;
-
-/// SAELens's `exclude_special_tokens`: `false`, `true` (the tokenizer's special ids) or a list.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
-#[serde(untagged)]
-pub enum ExcludeSpecialTokens {
-    All(bool),
-    Ids(Vec<u32>),
-}
-
-impl Default for ExcludeSpecialTokens {
-    fn default() -> Self {
-        ExcludeSpecialTokens::All(false)
-    }
-}
-
-/// The store's settings, with SAELens's `LanguageModelSAERunnerConfig` field names and defaults
-/// (plus `dataset_text_field` and `dataset_shuffle_seed`, saescope extensions).
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
-#[serde(default)]
-pub struct ActivationStoreConfig {
-    pub hook_name: String,
-    pub hook_head_index: Option<usize>,
-    /// `""` / `default` → the default corpus; `hub:ORG/NAME[:FILES]`; a directory or a file.
-    pub dataset_path: String,
-    /// JSONL field holding the text (None → SAELens's detection: tokens, input_ids, text, problem).
-    pub dataset_text_field: Option<String>,
-    /// Shuffle the documents (a new seeded order each epoch); None → dataset order (SAELens).
-    pub dataset_shuffle_seed: Option<u64>,
-    pub context_size: usize,
-    pub n_batches_in_buffer: usize,
-    pub store_batch_size_prompts: usize,
-    pub train_batch_size_tokens: usize,
-    pub prepend_bos: bool,
-    /// Python `slice(*seqpos_slice)` over positions: `[null]` = all, `[a]` = `:a`, `[a, b]`, `[a, b, step]`.
-    pub seqpos_slice: Vec<Option<i64>>,
-    pub exclude_special_tokens: ExcludeSpecialTokens,
-    pub disable_concat_sequences: bool,
-    pub sequence_separator_token: Option<SeparatorToken>,
-    pub activations_mixing_fraction: f64,
-    pub seed: u64,
-}
-
-impl Default for ActivationStoreConfig {
-    fn default() -> Self {
-        ActivationStoreConfig {
-            hook_name: "blocks.0.hook_mlp_out".into(),
-            hook_head_index: None,
-            dataset_path: String::new(),
-            dataset_text_field: None,
-            dataset_shuffle_seed: None,
-            context_size: 128,
-            n_batches_in_buffer: 20,
-            store_batch_size_prompts: 32,
-            train_batch_size_tokens: 4096,
-            prepend_bos: true,
-            seqpos_slice: vec![None],
-            exclude_special_tokens: ExcludeSpecialTokens::default(),
-            disable_concat_sequences: false,
-            sequence_separator_token: Some(SeparatorToken::Bos),
-            activations_mixing_fraction: 0.5,
-            seed: 42,
-        }
-    }
-}
-
-impl ActivationStoreConfig {
-    /// The positions `slice(*seqpos_slice)` keeps out of `0..context_size` (Python semantics).
-    pub fn seqpos_indices(&self) -> Result<Vec<usize>> {
-        slice_indices(&self.seqpos_slice, self.context_size)
-    }
-    /// SAELens's `training_context_size`.
-    pub fn training_context_size(&self) -> Result<usize> {
-        Ok(self.seqpos_indices()?.len())
-    }
-}
-
-/// Python's `range(n)[slice(*spec)]`.
-pub fn slice_indices(spec: &[Option<i64>], n: usize) -> Result<Vec<usize>> {
-    let (start, stop, step) = match spec {
-        [] => (None, None, None),
-        [stop] => (None, *stop, None),
-        [a, b] => (*a, *b, None),
-        [a, b, c] => (*a, *b, *c),
-        _ => {
-            return Err(Error::Invalid(format!(
-                "seqpos_slice has {} entries; expected 1 to 3 (Python slice arguments)",
-                spec.len()
-            )))
-        }
-    };
-    let step = step.unwrap_or(1);
-    if step == 0 {
-        return Err(Error::Invalid("seqpos_slice step cannot be zero".into()));
-    }
-    let n = n as i64;
-    let norm = |v: i64, lo: i64, hi: i64| -> i64 {
-        let v = if v < 0 { v + n } else { v };
-        v.clamp(lo, hi)
-    };
-    let mut out = Vec::new();
-    if step > 0 {
-        let s = start.map_or(0, |v| norm(v, 0, n));
-        let e = stop.map_or(n, |v| norm(v, 0, n));
-        let mut i = s;
-        while i < e {
-            out.push(i as usize);
-            i += step;
-        }
-    } else {
-        let s = start.map_or(n - 1, |v| norm(v, -1, n - 1));
-        let e = stop.map_or(-1, |v| norm(v, -1, n - 1));
-        let mut i = s;
-        while i > e {
-            out.push(i as usize);
-            i += step;
-        }
-    }
-    Ok(out)
-}
-
-/// SAELens's `get_special_token_ids` (what `exclude_special_tokens = true` drops): the
-/// structural ids only — BOS, EOS, PAD (no SEP / decoder-start in these tokenizers) — not the
-/// tokenizer's other added special tokens (chat-template tokens stay).
-pub fn saelens_special_token_ids(tok: &crate::tokenizer::Tok) -> Vec<u32> {
-    crate::tokenizer::SpecialTokens::Structural.ids(tok)
-}
-
-/// SAELens's `extract_stop_at_layer_from_tlens_hook_name`: 1 + the first `.<int>` segment.
-pub fn stop_at_layer_for(hook_name: &str) -> Option<usize> {
-    hook_name
-        .split('.')
-        .skip(1)
-        .find_map(|p| p.parse::<usize>().ok())
-        .map(|l| l + 1)
-}
 
 /// SAELens's `ActivationsStore` over a live model: an [`ActivationSource`] with the mixing buffer.
 pub struct ActivationStore {

@@ -1,12 +1,10 @@
 //! Token rows → the hooked model (with `stop_at_layer`) → per-hook activations: the model side
 //! of the activation store, shared by the live [`super::activations::ActivationStore`] and
 //! `saescope cache-activations` (several hooks from one pass).
-use super::activations::{
-    saelens_special_token_ids, stop_at_layer_for, ActivationStoreConfig, ExcludeSpecialTokens,
-};
+use super::store_config::ActivationStoreConfig;
 use crate::data::{PackOptions, RowStream, RowStreamState, TextDataset};
 use crate::error::{Error, Result};
-use crate::hooks::nearest_names;
+use crate::hooks::{nearest_names, HookName};
 use crate::model::{HookedModel, LoadOptions};
 use candle_core::{DType, Device, Tensor};
 use std::sync::Arc;
@@ -79,16 +77,7 @@ impl LlmBatcher {
             )));
         }
         let tok = model.tokenizer()?.clone();
-        let exclude = match &cfg.exclude_special_tokens {
-            ExcludeSpecialTokens::All(false) => Vec::new(),
-            ExcludeSpecialTokens::All(true) => saelens_special_token_ids(&tok),
-            ExcludeSpecialTokens::Ids(v) => {
-                let mut v = v.clone();
-                v.sort_unstable();
-                v.dedup();
-                v
-            }
-        };
+        let exclude = cfg.exclude_special_tokens.ids(&tok);
         let ds = TextDataset::load(&cfg.dataset_path, cfg.dataset_text_field.as_deref(), opts)?;
         let pack = PackOptions::saelens(
             &tok,
@@ -103,7 +92,10 @@ impl LlmBatcher {
             pack,
             cfg.dataset_shuffle_seed,
         )?;
-        let stops: Vec<Option<usize>> = hooks.iter().map(|(h, _)| stop_at_layer_for(h)).collect();
+        let stops: Vec<Option<usize>> = hooks
+            .iter()
+            .map(|(h, _)| HookName::parse(h).stop_at_layer())
+            .collect();
         let stop_at_layer = if stops.iter().any(|s| s.is_none()) {
             None
         } else {

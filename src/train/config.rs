@@ -11,6 +11,7 @@
 //! ```
 use crate::error::{Error, Result};
 use crate::sae::Architecture;
+use crate::train::store_config::ActivationStoreConfig;
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 use std::path::Path;
@@ -325,27 +326,22 @@ pub struct RunnerConfig {
     // model / hook
     pub model_name: String,
     pub model_class_name: String,
-    pub hook_name: String,
-    pub hook_head_index: Option<usize>,
     pub model_from_pretrained_kwargs: Option<Map<String, Value>>,
+    /// The fields SAELens's runner config shares with its activation store (`hook_name`,
+    /// `hook_head_index`, `dataset_path`, `context_size`, `prepend_bos`, `seqpos_slice`,
+    /// `exclude_special_tokens`, `sequence_separator_token`, `disable_concat_sequences`,
+    /// `train_batch_size_tokens`, `store_batch_size_prompts`, `n_batches_in_buffer`,
+    /// `activations_mixing_fraction`, `seed`; the SAE's initialisation uses `seed` too), typed,
+    /// at the top level of the JSON as in SAELens.
+    #[serde(flatten)]
+    pub store: ActivationStoreConfig,
     // data
-    pub dataset_path: String,
     pub streaming: bool,
     pub is_dataset_tokenized: bool,
-    pub context_size: usize,
     pub use_cached_activations: bool,
     pub cached_activations_path: Option<String>,
-    pub prepend_bos: bool,
-    pub seqpos_slice: Vec<Option<i64>>,
-    pub sequence_separator_token: Value,
-    pub disable_concat_sequences: bool,
-    pub exclude_special_tokens: Value,
     // batching
     pub training_tokens: u64,
-    pub train_batch_size_tokens: usize,
-    pub store_batch_size_prompts: usize,
-    pub n_batches_in_buffer: usize,
-    pub activations_mixing_fraction: f64,
     // optimiser and schedules
     pub lr: f64,
     pub adam_beta1: f64,
@@ -370,7 +366,6 @@ pub struct RunnerConfig {
     // run
     pub device: String,
     pub dtype: String,
-    pub seed: u64,
     /// SAELens-format SAE folders at evenly spaced points (`checkpoints/<n_samples>/`).
     pub n_checkpoints: usize,
     pub checkpoint_path: Option<String>,
@@ -401,25 +396,13 @@ impl Default for RunnerConfig {
             sae: TrainSaeConfig::default(),
             model_name: "gelu-2l".into(),
             model_class_name: "HookedTransformer".into(),
-            hook_name: "blocks.0.hook_mlp_out".into(),
-            hook_head_index: None,
             model_from_pretrained_kwargs: None,
-            dataset_path: String::new(),
+            store: ActivationStoreConfig::default(),
             streaming: true,
             is_dataset_tokenized: true,
-            context_size: 128,
             use_cached_activations: false,
             cached_activations_path: None,
-            prepend_bos: true,
-            seqpos_slice: vec![None],
-            sequence_separator_token: "bos".into(),
-            disable_concat_sequences: false,
-            exclude_special_tokens: false.into(),
             training_tokens: 2_000_000,
-            train_batch_size_tokens: 4096,
-            store_batch_size_prompts: 32,
-            n_batches_in_buffer: 20,
-            activations_mixing_fraction: 0.5,
             lr: 3e-4,
             adam_beta1: 0.9,
             adam_beta2: 0.999,
@@ -437,7 +420,6 @@ impl Default for RunnerConfig {
             n_batches_for_norm_estimate: 1000,
             device: "cpu".into(),
             dtype: "float32".into(),
-            seed: 42,
             n_checkpoints: 0,
             checkpoint_path: None,
             save_final_checkpoint: false,
@@ -455,7 +437,7 @@ impl Default for RunnerConfig {
 }
 
 impl RunnerConfig {
-    /// Parse a JSON config (unknown keys are an error, so typos do not pass silently).
+    /// Parse a JSON config.
     pub fn from_json_str(s: &str) -> Result<Self> {
         let v: Value = serde_json::from_str(s)
             .map_err(|e| Error::Config(format!("training config is not valid JSON: {e}")))?;
@@ -514,13 +496,13 @@ impl RunnerConfig {
     pub fn validate(&self) -> Result<()> {
         self.sae.validate()?;
         let bad = |m: String| Err(Error::Config(m));
-        if self.train_batch_size_tokens == 0 {
+        if self.store.train_batch_size_tokens == 0 {
             return bad("train_batch_size_tokens must be positive".into());
         }
         if self.total_training_steps() == 0 {
             return bad(format!(
                 "training_tokens ({}) < train_batch_size_tokens ({}): no training steps",
-                self.training_tokens, self.train_batch_size_tokens
+                self.training_tokens, self.store.train_batch_size_tokens
             ));
         }
         match self.lr_scheduler_name.to_lowercase().as_str() {
@@ -556,7 +538,7 @@ impl RunnerConfig {
 
     /// `training_tokens // train_batch_size_tokens`.
     pub fn total_training_steps(&self) -> usize {
-        (self.training_tokens / self.train_batch_size_tokens as u64) as usize
+        (self.training_tokens / self.store.train_batch_size_tokens as u64) as usize
     }
 
     /// `lr_end`, defaulting to `lr / 10`.

@@ -24,12 +24,11 @@ pub mod arch;
 pub(crate) mod batcher;
 pub mod config;
 mod metrics_log;
-pub mod ops;
 pub mod optim;
-pub mod plots;
-pub mod rng;
+pub(crate) mod plots;
 mod run;
 pub(crate) mod sparse;
+mod store_config;
 pub mod synthetic;
 pub mod trainer;
 

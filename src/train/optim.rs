@@ -4,7 +4,7 @@
 //! `LinearLR` decay, with torch's recursive ("chainable") formulas), and SAELens's
 //! `CoefficientScheduler`.
 use crate::error::{Error, Result};
-use crate::train::ops;
+use crate::ops;
 use candle_core::{Tensor, Var};
 use rayon::prelude::*;
 
@@ -90,6 +90,12 @@ impl Adam {
         Ok(())
     }
 
+    /// `loss.backward()`, then one step with learning rate `lr` (no clipping): a plain training
+    /// loop's step (the toy models').
+    pub fn backward_step(&mut self, vars: &[Var], loss: &Tensor, lr: f64) -> Result<()> {
+        self.step(vars, &grads_of(vars, loss)?, lr, 1.0)
+    }
+
     /// Zero the moments of some entries (dead-latent resampling): for parameter `i`, the
     /// flattened indices in `idx`.
     pub fn reset_entries(&mut self, i: usize, idx: &[usize]) {
@@ -98,6 +104,16 @@ impl Adam {
             self.exp_avg_sq[i][j] = 0.0;
         }
     }
+}
+
+/// The gradient of `loss` with respect to each of `vars` (`None` where it does not depend on
+/// one), from one backward pass.
+pub fn grads_of(vars: &[Var], loss: &Tensor) -> Result<Vec<Option<Tensor>>> {
+    let grads = loss.backward()?;
+    Ok(vars
+        .iter()
+        .map(|v| grads.get(v.as_tensor()).cloned())
+        .collect())
 }
 
 /// `torch.nn.utils.clip_grad_norm_(params, max_norm)`: returns `(total_norm, coefficient)`,

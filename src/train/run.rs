@@ -2,7 +2,7 @@
 //! activation source a [`RunnerConfig`] asks for ([`source_for`]) and trains, writing the run
 //! folder. `saescope train` is this function behind a command line.
 use super::act_cache::CachedActivations;
-use super::activations::{ActivationStore, ActivationStoreConfig};
+use super::activations::ActivationStore;
 use super::config::RunnerConfig;
 use super::synthetic::SyntheticSource;
 use super::trainer::Trainer;
@@ -14,32 +14,6 @@ use std::path::PathBuf;
 use std::sync::Arc;
 
 impl RunnerConfig {
-    /// The activation-store settings of this config (the fields SAELens's runner config shares
-    /// with its `ActivationsStore`).
-    pub fn store_config(&self) -> Result<ActivationStoreConfig> {
-        let v = serde_json::json!({
-            "hook_name": self.hook_name,
-            "hook_head_index": self.hook_head_index,
-            "dataset_path": self.dataset_path,
-            "context_size": self.context_size,
-            "n_batches_in_buffer": self.n_batches_in_buffer,
-            "store_batch_size_prompts": self.store_batch_size_prompts,
-            "train_batch_size_tokens": self.train_batch_size_tokens,
-            "prepend_bos": self.prepend_bos,
-            "seqpos_slice": self.seqpos_slice,
-            "exclude_special_tokens": self.exclude_special_tokens,
-            "disable_concat_sequences": self.disable_concat_sequences,
-            "sequence_separator_token": self.sequence_separator_token,
-            "activations_mixing_fraction": self.activations_mixing_fraction,
-            "seed": self.seed,
-        });
-        serde_json::from_value(v).map_err(|e| {
-            Error::Config(format!(
-                "the config's data fields do not form a valid activation-store config: {e}"
-            ))
-        })
-    }
-
     /// The model SAELens trains on: `from_pretrained_no_processing(model_name,
     /// **model_from_pretrained_kwargs)` (the processing flags among the kwargs are honoured).
     pub fn load_model(&self) -> Result<HookedModel> {
@@ -75,7 +49,7 @@ pub fn source_for(cfg: &RunnerConfig) -> Result<Box<dyn ActivationSource>> {
         let path = cfg.cached_activations_path.as_deref().ok_or_else(|| {
             Error::Config("use_cached_activations is set but cached_activations_path is not".into())
         })?;
-        let src = CachedActivations::open(path, Some(cfg.seed))?;
+        let src = CachedActivations::open(path, Some(cfg.store.seed))?;
         if src.d_in() != cfg.sae.d_in {
             return Err(d_in_mismatch(
                 format!("the activation cache {path}"),
@@ -84,10 +58,10 @@ pub fn source_for(cfg: &RunnerConfig) -> Result<Box<dyn ActivationSource>> {
         }
         return Ok(Box::new(src));
     }
-    let store = ActivationStore::new(Arc::new(cfg.load_model()?), cfg.store_config()?)?;
+    let store = ActivationStore::new(Arc::new(cfg.load_model()?), cfg.store.clone())?;
     if store.d_in() != cfg.sae.d_in {
         return Err(d_in_mismatch(
-            format!("hook `{}`", cfg.hook_name),
+            format!("hook `{}`", cfg.store.hook_name),
             store.d_in(),
         ));
     }

@@ -8,7 +8,7 @@
 //! top-k / batch top-k / AuxK, optionally times a per-latent scale): the gradient at unselected
 //! entries is multiplied by 0 downstream anyway.
 use crate::error::Result;
-use crate::train::ops::with_f32;
+use crate::ops::with_f32;
 use candle_core::{CpuStorage, CustomOp2, Layout, Shape, Tensor};
 use rayon::prelude::*;
 

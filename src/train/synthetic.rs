@@ -6,9 +6,9 @@
 //! function of the seed and the number of samples drawn, so its [`ActivationSource::state`] is
 //! just the generator state.
 use super::config::SyntheticConfig;
-use super::rng::Rng;
 use super::ActivationSource;
 use crate::error::{Error, Result};
+use crate::rng::{Draw, Rng};
 use candle_core::{DType, Device, Tensor};
 use std::collections::HashMap;
 
@@ -31,14 +31,7 @@ impl SyntheticSource {
             ));
         }
         let mut frng = Rng::new(cfg.seed ^ 0x5EED_FEA7);
-        let mut features = vec![0f32; cfg.n_features * d_in];
-        for row in features.chunks_mut(d_in) {
-            let v: Vec<f64> = (0..d_in).map(|_| frng.normal()).collect();
-            let n = v.iter().map(|x| x * x).sum::<f64>().sqrt();
-            for (r, x) in row.iter_mut().zip(v) {
-                *r = (x / n) as f32;
-            }
-        }
+        let features = random_unit_rows(&mut frng, cfg.n_features, d_in);
         let offset = if cfg.offset_norm > 0.0 {
             let v: Vec<f64> = (0..d_in).map(|_| frng.normal()).collect();
             let n = v.iter().map(|x| x * x).sum::<f64>().sqrt();
@@ -73,21 +66,15 @@ impl ActivationSource for SyntheticSource {
         let d = self.d_in;
         let mut out = vec![0f32; n * d];
         let c = &self.cfg;
+        let mix = SparseMix {
+            features: &self.features,
+            prob: &|_| c.feature_prob,
+            magnitudes: (c.min_magnitude, c.max_magnitude),
+            noise_std: c.noise_std,
+        };
         for row in out.chunks_mut(d) {
             row.copy_from_slice(&self.offset);
-            for i in 0..c.n_features {
-                if self.rng.uniform() < c.feature_prob {
-                    let a = self.rng.uniform_range(c.min_magnitude, c.max_magnitude) as f32;
-                    for (r, f) in row.iter_mut().zip(&self.features[i * d..(i + 1) * d]) {
-                        *r += a * f;
-                    }
-                }
-            }
-            if c.noise_std > 0.0 {
-                for r in row.iter_mut() {
-                    *r += (self.rng.normal() * c.noise_std) as f32;
-                }
-            }
+            mix.add_row(&mut self.rng, row, None);
         }
         Ok(Tensor::from_vec(out, (n, d), &Device::Cpu)?)
     }
@@ -106,9 +93,75 @@ impl ActivationSource for SyntheticSource {
     }
 }
 
-/// The recovery score, `mean_i max_j cos(F_i, W_dec[j])` (true features first; see
-/// [`crate::toy::recovery_score`]).
-pub use crate::toy::recovery_score;
+/// `n` random unit directions in `d` dimensions (Gaussian, normalised in f64), row-major.
+pub(crate) fn random_unit_rows(rng: &mut impl Draw, n: usize, d: usize) -> Vec<f32> {
+    let mut out = Vec::with_capacity(n * d);
+    for _ in 0..n {
+        let v: Vec<f64> = (0..d).map(|_| rng.normal()).collect();
+        let norm = v.iter().map(|x| x * x).sum::<f64>().sqrt();
+        out.extend(v.iter().map(|x| (x / norm) as f32));
+    }
+    out
+}
+
+/// How synthetic samples mix ground-truth features (the training source's and the toy
+/// models'): feature `i` is active with probability `prob(i)`, with a magnitude uniform in
+/// `magnitudes`, then isotropic Gaussian noise is added.
+pub(crate) struct SparseMix<'a> {
+    /// `[n_features, d]` unit rows, row-major.
+    pub features: &'a [f32],
+    pub prob: &'a dyn Fn(usize) -> f64,
+    pub magnitudes: (f64, f64),
+    pub noise_std: f64,
+}
+
+impl SparseMix<'_> {
+    /// Add one sample into `row` (`[d]`); the magnitudes go to `coefficients` (`[n_features]`).
+    pub fn add_row(
+        &self,
+        rng: &mut impl Draw,
+        row: &mut [f32],
+        mut coefficients: Option<&mut [f32]>,
+    ) {
+        let d = row.len();
+        for (i, f) in self.features.chunks(d).enumerate() {
+            if rng.uniform() < (self.prob)(i) {
+                let (lo, hi) = self.magnitudes;
+                let a = rng.uniform_range(lo, hi) as f32;
+                for (r, f) in row.iter_mut().zip(f) {
+                    *r += a * f;
+                }
+                if let Some(c) = coefficients.as_deref_mut() {
+                    c[i] = a;
+                }
+            }
+        }
+        if self.noise_std > 0.0 {
+            for r in row.iter_mut() {
+                *r += (rng.normal() * self.noise_std) as f32;
+            }
+        }
+    }
+}
+
+/// The recovery score `mean_i max_j cos(F_i, W_dec[j])`: the mean over the true features
+/// (`[n_true, d]`) of the best cosine similarity with a row of `w_dec` (`[d_sae, d]`).
+pub fn recovery_score(true_features: &Tensor, w_dec: &Tensor) -> Result<f64> {
+    let t = true_features.to_dtype(DType::F32)?;
+    let w = w_dec.to_dtype(DType::F32)?.to_device(t.device())?;
+    let (_, d) = t.dims2()?;
+    if w.dims2()?.1 != d {
+        return Err(Error::Invalid(format!(
+            "recovery_score: features have width {d}, decoder rows {:?}",
+            w.dims()
+        )));
+    }
+    let nt = t.broadcast_div(&t.sqr()?.sum_keepdim(1)?.sqrt()?.maximum(1e-12f64)?)?;
+    let nw = w.broadcast_div(&w.sqr()?.sum_keepdim(1)?.sqrt()?.maximum(1e-12f64)?)?;
+    let cos = nt.matmul(&nw.t()?)?; // [n_true, d_sae]
+    let best = cos.max(1)?.to_vec1::<f32>()?;
+    Ok(best.iter().map(|x| *x as f64).sum::<f64>() / best.len().max(1) as f64)
+}
 
 /// An in-memory [`ActivationSource`]: serves consecutive rows of a fixed `[N, d_in]` tensor,
 /// wrapping around at the end. Its state is the read position.

@@ -17,10 +17,11 @@
 //!   `plots/*.svg`.
 use super::arch::TrainingSae;
 use super::config::{BDecInit, RunnerConfig};
-use super::optim::{clip_grad_norm_coef, Adam, CoefficientScheduler, LrScheduler};
-use super::rng::Rng;
-use super::{ops, ActivationSource};
+use super::optim::{clip_grad_norm_coef, grads_of, Adam, CoefficientScheduler, LrScheduler};
+use super::ActivationSource;
 use crate::error::{Error, Result};
+use crate::ops;
+use crate::rng::{Draw, Rng};
 use crate::sae::{Sae, SaeConfig};
 use candle_core::{DType, Device, Tensor, D};
 use serde_json::{json, Map, Value};
@@ -32,7 +33,7 @@ use std::time::Instant;
 mod checkpoint;
 mod logging;
 mod output;
-mod resample;
+pub(crate) mod resample;
 
 pub const RUNNER_CFG: &str = "runner_cfg.json";
 pub const CHECKPOINT: &str = "checkpoint.safetensors";
@@ -105,7 +106,7 @@ impl Trainer {
         // reads that file, computes with the same numbers.
         let cfg = &RunnerConfig::from_value(cfg.to_saelens_value())?;
         let device = Device::Cpu;
-        let mut rng = Rng::new(cfg.seed);
+        let mut rng = Rng::new(cfg.store.seed);
         let sae = TrainingSae::new(&cfg.sae, &mut rng, &device)?;
         let adam = Adam::new(
             &sae.params.vars,
@@ -208,7 +209,7 @@ impl Trainer {
                 self.cfg.sae.d_in
             )));
         }
-        let bs = self.cfg.train_batch_size_tokens;
+        let bs = self.cfg.store.train_batch_size_tokens;
         if self.cfg.sae.normalize_activations == "expected_average_only_in" {
             let (mut total, mut count) = (0f64, 0usize);
             for _ in 0..self.cfg.n_batches_for_norm_estimate {
@@ -291,15 +292,7 @@ impl Trainer {
                 } else {
                     vec![]
                 };
-                let grads = out.loss.backward()?;
-                let g: Vec<Option<Tensor>> = self
-                    .sae
-                    .params
-                    .vars
-                    .iter()
-                    .map(|v| grads.get(v.as_tensor()).cloned())
-                    .collect();
-                (g, metrics)
+                (grads_of(&self.sae.params.vars, &out.loss)?, metrics)
             }
         };
         let scale = match self.cfg.max_grad_norm {
@@ -329,7 +322,7 @@ impl Trainer {
             }
             *af += *c;
         }
-        self.n_frac_active_samples += self.cfg.train_batch_size_tokens as u64;
+        self.n_frac_active_samples += self.cfg.store.train_batch_size_tokens as u64;
     }
 
     fn full_window(&self) -> bool {
@@ -354,7 +347,7 @@ impl Trainer {
         stop_at: Option<usize>,
     ) -> Result<FitStatus> {
         let total = self.cfg.total_training_steps();
-        let bs = self.cfg.train_batch_size_tokens;
+        let bs = self.cfg.store.train_batch_size_tokens;
         if let Some(dir) = &self.out_dir {
             std::fs::create_dir_all(dir).map_err(|e| Error::io(dir, e))?;
             let p = dir.join(RUNNER_CFG);

@@ -2,7 +2,7 @@
 //! it, an activation cache and a training run written by the crate), and how each loaded
 //! mutant is used.
 use super::mutate::Pick;
-use super::{link_tree, Fuzz, SplitMix64};
+use super::{link_tree, Draw, Fuzz, SplitMix64};
 use saescope::train::act_cache::{ActCacheManifest, ActCacheWriter, CachedActivations};
 use saescope::train::config::RunnerConfig;
 use saescope::train::ActivationSource;
@@ -123,7 +123,7 @@ pub fn miniature_gguf() -> Vec<u8> {
     let mut r = SplitMix64::new(7);
     let mut t = |shape: &[usize], dtype: GgmlDType| {
         let n: usize = shape.iter().product();
-        let v: Vec<f32> = (0..n).map(|_| (r.next_f64() as f32 - 0.5) * 0.2).collect();
+        let v: Vec<f32> = (0..n).map(|_| (r.uniform() as f32 - 0.5) * 0.2).collect();
         let x = Tensor::from_vec(v, shape, &Device::Cpu).unwrap();
         QTensor::quantize(&x, dtype).unwrap()
     };
@@ -176,7 +176,7 @@ pub fn write_cache(dir: &Path) {
     let mut r = SplitMix64::new(3);
     for _ in 0..17 {
         let acts: Vec<f32> = (0..8 * CACHE_D_IN)
-            .map(|_| r.next_f64() as f32 - 0.3)
+            .map(|_| r.uniform() as f32 - 0.3)
             .collect();
         let toks: Vec<u32> = (0..8).map(|_| r.below(400) as u32).collect();
         w.push(&acts, &toks).unwrap();
@@ -210,7 +210,10 @@ pub fn run_config(dir: &Path) -> RunnerConfig {
     RunnerConfig {
         sae: serde_json::from_value(sae).unwrap(),
         training_tokens: 32 * 10,
-        train_batch_size_tokens: 32,
+        store: saescope::train::activations::ActivationStoreConfig {
+            train_batch_size_tokens: 32,
+            ..Default::default()
+        },
         lr: 3e-3,
         lr_warm_up_steps: 2,
         dead_feature_window: 4,

@@ -16,7 +16,7 @@ use std::path::{Path, PathBuf};
 use std::sync::{Mutex, Once};
 use std::time::{Duration, Instant};
 
-pub use saescope::rng::SplitMix64;
+pub use saescope::rng::{Draw, SplitMix64};
 
 /// Cases per format: `SAESCOPE_FUZZ_CASES`, else `default`.
 pub fn cases(default: usize) -> usize {

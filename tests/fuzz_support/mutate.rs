@@ -1,7 +1,7 @@
 //! Seeded mutations of whole files by kind. Each returns the mutant and a description that,
 //! with the case seed, reproduces it.
 use super::codecs::{self, GgufField, GgufMap, Safetensors};
-use super::SplitMix64;
+use super::{Draw, SplitMix64};
 use serde_json::{json, Value};
 use std::path::Path;
 
@@ -13,18 +13,14 @@ pub trait Pick {
 
 impl Pick for SplitMix64 {
     fn pick<'a, T>(&mut self, v: &'a [T]) -> &'a T {
-        &v[self.below(v.len() as u64) as usize]
+        &v[self.below(v.len())]
     }
     fn chance(&mut self, one_in: u64) -> bool {
-        self.below(one_in) == 0
+        self.below(one_in as usize) == 0
     }
     /// Uniform in `0..n` (0 when `n == 0`).
     fn upto(&mut self, n: usize) -> usize {
-        if n == 0 {
-            0
-        } else {
-            self.below(n as u64) as usize
-        }
+        self.below(n)
     }
 }
 

@@ -86,7 +86,7 @@ impl<'a> CachedRows<'a> {
         }
         let hook = sae.hook_name();
         let t = Tensor::from_vec(vec![id], (1, 1), model.device())?;
-        let stop = crate::train::activations::stop_at_layer_for(hook);
+        let stop = crate::hooks::HookName::parse(hook).stop_at_layer();
         let (_, cache) = model.run(&t).names(hook).stop_at_layer(stop).cache()?;
         let v: Vec<f32> = cache
             .get(hook)?
@@ -130,20 +130,5 @@ impl<'a> CachedRows<'a> {
             out.resize(before + l * d, 0.0);
         }
         Ok(Tensor::from_vec(out, (rows.len(), l, d), &Device::Cpu)?)
-    }
-}
-
-/// The block a residual-stream SAE hook feeds (`blocks.L.hook_resid_pre` → L,
-/// `blocks.L.hook_resid_post` → L + 1), or None for other hooks.
-pub(crate) fn resid_start_layer(hook: &str) -> Option<usize> {
-    let mut it = hook.split('.');
-    if it.next() != Some("blocks") {
-        return None;
-    }
-    let l: usize = it.next()?.parse().ok()?;
-    match (it.next(), it.next()) {
-        (Some("hook_resid_pre"), None) => Some(l),
-        (Some("hook_resid_post"), None) => Some(l + 1),
-        _ => None,
     }
 }

@@ -196,7 +196,7 @@ pub(crate) fn feature_dashboards_impl(
         special: if cfg.exclude_special_tokens {
             model
                 .tokenizer()
-                .map(crate::train::activations::saelens_special_token_ids)
+                .map(|t| crate::tokenizer::SpecialTokens::Structural.ids(t))
                 .unwrap_or_default()
         } else {
             Vec::new()

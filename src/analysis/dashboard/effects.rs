@@ -8,15 +8,15 @@
 //! with statistics recomputed on the ablated vector, then `W_U` and `b_U` (and Gemma-2's logit
 //! soft cap). sae_vis's `resid_final_pre_layernorm_to_logits` divides by `mean(x²) + ε` without
 //! the square root; here the norm is exactly the model's (`RMSNorm` / `LayerNorm`, folded or not).
-use super::cached_rows::{resid_start_layer, CachedRows};
+use super::cached_rows::CachedRows;
 use super::ctx::{tok_text, Ctx, Request};
 use super::types::{Example, ExampleToken, TokenScore};
 use super::weights::SaeSite;
 use super::{Progress, Stage};
 use crate::error::Result;
+use crate::hooks::HookName;
 use crate::model::ActivationCache;
 use crate::model::HookedModel;
-use crate::train::activations::stop_at_layer_for;
 use candle_core::{DType, Tensor, D};
 use std::collections::BTreeMap;
 
@@ -76,7 +76,7 @@ pub(crate) fn build_examples(
     // Cache scans: rows whose SAE inputs are all cached skip the layers up to the hook.
     let mut cached = match &c.src.cache {
         Some(cs) => {
-            let start = resid_start_layer(c.sae.hook_name());
+            let start = HookName::parse(c.sae.hook_name()).resid_start_layer();
             let usable =
                 !matches!(c.site, SaeSite::HookZ { .. }) && (!c.cfg.loss_effect || start.is_some());
             if usable {
@@ -193,7 +193,7 @@ fn slow_batch(c: &Ctx, batch: &[(u32, usize)]) -> Result<BatchOut> {
     let stop = if cfg.loss_effect {
         Some(model.cfg().n_layers)
     } else {
-        stop_at_layer_for(&hook)
+        HookName::parse(&hook).stop_at_layer()
     };
     let (resid, cache) = model
         .run(&t)

@@ -79,7 +79,7 @@ pub fn prompt_centric(
     let f: Vec<Vec<f32>> = sae.encode(&x)?.to_dtype(DType::F32)?.to_vec2()?;
     // Special tokens (BOS/EOS/PAD) get no rankings, as they are left out of the dashboards'
     // scans (SAEs are trained without them; their activations are often huge).
-    let special = crate::train::activations::saelens_special_token_ids(model.tokenizer()?);
+    let special = crate::tokenizer::SpecialTokens::Structural.ids(model.tokenizer()?);
     let active: Vec<Vec<(usize, f32)>> = f
         .iter()
         .zip(&ids)

@@ -6,10 +6,11 @@ use super::select::Firing;
 use super::source::Source;
 use super::{Correlations, DashboardConfig, Progress, Stage};
 use crate::error::{Error, Result};
+use crate::hooks::HookName;
 use crate::model::HookedModel;
 use crate::sae::Sae;
+use crate::tokenizer::SpecialTokens;
 use crate::train::act_cache::CachedActivations;
-use crate::train::activations::{saelens_special_token_ids, stop_at_layer_for};
 use candle_core::{DType, Device, Tensor};
 
 /// Tokens per chunk when reading an activation cache.
@@ -32,7 +33,7 @@ pub(crate) fn stream(
     let special: Vec<u32> = if cfg.exclude_special_tokens {
         model
             .tokenizer()
-            .map(saelens_special_token_ids)
+            .map(|t| SpecialTokens::Structural.ids(t))
             .unwrap_or_default()
     } else {
         Vec::new()
@@ -106,7 +107,7 @@ pub(crate) fn stream(
         return Ok(scanned);
     }
     let hook = sae.hook_name().to_string();
-    let stop = stop_at_layer_for(&hook);
+    let stop = HookName::parse(&hook).stop_at_layer();
     let total: u64 = src.rows.iter().map(|r| r.len() as u64).sum();
     let bs = cfg.batch_size.max(1);
     for (bi, chunk) in src.rows.chunks(bs).enumerate() {

@@ -2,7 +2,7 @@
 //! (`torch.quantile`, sae_vis's `FeatureStatistics` grid), the top-activating examples and the
 //! interval (quantile) groups.
 use super::types::{FeatureStats, Histogram};
-use crate::rng::Rng;
+use crate::rng::{Draw, Rng};
 
 /// A token where a latent is active: row index, position in the row, activation (> 0).
 #[derive(Clone, Copy, Debug, PartialEq)]

@@ -5,8 +5,8 @@ use crate::data::{PackOptions, RowStream, TextDataset};
 use crate::error::{Error, Result};
 use crate::model::{HookedModel, LoadOptions};
 use crate::sae::Sae;
+use crate::tokenizer::SpecialTokens;
 use crate::train::act_cache::ActCacheManifest;
-use crate::train::activations::ExcludeSpecialTokens;
 use candle_core::{DType, Device, Tensor};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -239,7 +239,7 @@ fn rebuild_rows(
     )?;
     let positions = st.seqpos_indices()?;
     let excluded: Vec<u32> = match &st.exclude_special_tokens {
-        ExcludeSpecialTokens::All(false) => Vec::new(),
+        SpecialTokens::None => Vec::new(),
         _ => m.excluded_token_ids.clone(),
     };
     let (mut rows, mut kept) = (Vec::new(), Vec::new());

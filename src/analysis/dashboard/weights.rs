@@ -3,6 +3,7 @@
 use super::select::histc;
 use super::types::{Histogram, NeuronAlignment, TokenScore};
 use crate::error::{Error, Result};
+use crate::hooks::HookName;
 use crate::model::HookedModel;
 use crate::sae::Sae;
 use candle_core::{DType, Tensor};
@@ -18,17 +19,13 @@ pub enum SaeSite {
     HookZ { layer: usize },
 }
 
-fn layer_of(hook: &str) -> Option<usize> {
-    hook.split('.').nth(1).and_then(|p| p.parse().ok())
-}
-
 impl SaeSite {
     /// The site of `sae`'s output hook on `model`; an error for hooks whose directions cannot
     /// be mapped to the residual stream.
     pub fn of(model: &HookedModel, sae: &Sae) -> Result<Self> {
         let hook = sae.hook_name_out();
         let c = model.cfg();
-        let layer = layer_of(hook);
+        let layer = HookName::parse(hook).layer;
         if hook.ends_with("attn.hook_z") {
             let layer =
                 layer.ok_or_else(|| Error::Invalid(format!("no layer in hook `{hook}`")))?;

@@ -3,7 +3,8 @@
 use anyhow::{Context, Result};
 use saescope::data::SeparatorToken;
 use saescope::train::act_cache::{cache_activations, hook_dir, ActCacheManifest, CacheJob};
-use saescope::train::activations::{ActivationStoreConfig, ExcludeSpecialTokens};
+use saescope::train::activations::ActivationStoreConfig;
+use saescope::SpecialTokens;
 use saescope::{HookedModel, LoadOptions};
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -127,7 +128,11 @@ pub fn run(args: Args) -> Result<()> {
             Some(s) => parse_slice(s)?,
             None => vec![None],
         },
-        exclude_special_tokens: ExcludeSpecialTokens::All(args.exclude_special_tokens),
+        exclude_special_tokens: if args.exclude_special_tokens {
+            SpecialTokens::Structural
+        } else {
+            SpecialTokens::None
+        },
         sequence_separator_token: parse_sep(&args.sequence_separator_token)?,
         ..Default::default()
     };

@@ -3,11 +3,10 @@ use anyhow::{bail, Context, Result};
 use clap::Args;
 use saescope::data::CorpusSplit;
 use saescope::eval::{
-    dataset_tokens, run_evals, EvalDataset, EvalOptions, ExcludeTokens, DEFAULT_EVAL_CONTEXT,
-    DEFAULT_EVAL_TOKENS,
+    dataset_tokens, run_evals, EvalDataset, EvalOptions, DEFAULT_EVAL_CONTEXT, DEFAULT_EVAL_TOKENS,
 };
 use saescope::model::LoadOptions;
-use saescope::{DType, Device, HookedModel, Sae, Tensor};
+use saescope::{DType, Device, HookedModel, Sae, SpecialTokens, Tensor};
 use std::path::PathBuf;
 
 #[derive(Args, Debug)]
@@ -120,9 +119,9 @@ pub fn run(args: EvalArgs) -> Result<()> {
         compute_kl: !args.no_ce,
         compute_featurewise: args.per_feature,
         exclude_tokens: if args.include_special_tokens {
-            ExcludeTokens::None
+            SpecialTokens::None
         } else {
-            ExcludeTokens::Special
+            SpecialTokens::Structural
         },
         activation_scale: args.activation_scale,
         ..Default::default()

@@ -63,7 +63,7 @@ pub fn train_with(args: TrainArgs, build: &SourceBuilder) -> Result<()> {
         cfg.training_tokens = t;
     }
     if let Some(s) = args.seed {
-        cfg.seed = s;
+        cfg.store.seed = s;
     }
     if args.quiet {
         cfg.progress_bar = false;

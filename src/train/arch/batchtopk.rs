@@ -4,11 +4,11 @@
 //! `threshold = θ · 1` (after the topk norm fold; θ is divided by the activation scaling
 //! factor when that is folded with rescaling on).
 use super::topk::{fold_norm_topk, TopK};
-use super::{Coefficient, Params, StepInput, TrainArch};
+use super::{Losses, Params, StepInput, TrainArch};
 use crate::error::Result;
+use crate::ops;
 use crate::sae::Architecture;
 use crate::train::config::TrainSaeConfig;
-use crate::train::ops;
 use candle_core::{Device, Tensor};
 use std::collections::HashMap;
 
@@ -38,24 +38,14 @@ impl TrainArch for BatchTopK {
     fn init_params(&self, cfg: &TrainSaeConfig, p: &mut Params, device: &Device) -> Result<()> {
         self.inner.init_params(cfg, p, device)
     }
-    fn coefficients(&self, _cfg: &TrainSaeConfig) -> Vec<Coefficient> {
-        vec![]
-    }
     fn encode_with_hidden_pre(&self, p: &Params, x: &Tensor) -> Result<(Tensor, Tensor)> {
         self.inner.encode_with_hidden_pre(p, x)
     }
     fn decode(&self, p: &Params, f: &Tensor) -> Result<Tensor> {
         self.inner.decode(p, f)
     }
-    fn aux_losses(
-        &self,
-        p: &Params,
-        input: &StepInput,
-        f: &Tensor,
-        h: &Tensor,
-        sae_out: &Tensor,
-    ) -> Result<Vec<(String, Tensor)>> {
-        self.inner.aux_losses(p, input, f, h, sae_out)
+    fn aux_losses(&self, p: &Params, input: &StepInput) -> Result<Losses> {
+        self.inner.aux_losses(p, input)
     }
     fn after_forward(&mut self, f: &Tensor) -> Result<Vec<(String, f64)>> {
         if let Some(m) = ops::min_positive(f)? {

@@ -2,7 +2,9 @@
 //! `π_mag = x̃ (W_enc ⊙ exp(r_mag)) + b_mag`, `f = 1[π_gate > 0] · ReLU(π_mag)`; losses
 //! `λ · mean_b Σ ReLU(π_gate) ⊙ ‖W_dec‖` and the auxiliary reconstruction
 //! `mean_b ‖ReLU(π_gate) W_dec + b_dec − x‖²` (decoder not detached).
-use super::{sum_sq_mean, w_dec_norm, Coefficient, Params, StepInput, TrainArch};
+use super::{
+    l1_coefficient, sum_sq_mean, w_dec_norm, Coefficient, Losses, Params, StepInput, TrainArch,
+};
 use crate::error::Result;
 use crate::sae::Architecture;
 use crate::train::config::TrainSaeConfig;
@@ -21,11 +23,7 @@ impl TrainArch for Gated {
         Ok(())
     }
     fn coefficients(&self, cfg: &TrainSaeConfig) -> Vec<Coefficient> {
-        vec![Coefficient {
-            name: "l1".into(),
-            value: cfg.l1_coefficient,
-            warm_up_steps: cfg.l1_warm_up_steps,
-        }]
+        l1_coefficient(cfg)
     }
     fn encode_with_hidden_pre(&self, p: &Params, x: &Tensor) -> Result<(Tensor, Tensor)> {
         let w_enc = p.get("W_enc")?;
@@ -36,14 +34,7 @@ impl TrainArch for Gated {
         let f = (active * mag.relu()?)?;
         Ok((f, mag))
     }
-    fn aux_losses(
-        &self,
-        p: &Params,
-        input: &StepInput,
-        _f: &Tensor,
-        _h: &Tensor,
-        _sae_out: &Tensor,
-    ) -> Result<Vec<(String, Tensor)>> {
+    fn aux_losses(&self, p: &Params, input: &StepInput) -> Result<Losses> {
         let w_dec = p.get("W_dec")?;
         let pi_gate = input
             .sae_in_centered

@@ -13,7 +13,7 @@
 //! Sparsity loss modes: `step` (`λ · mean_b Σ Step(h, θ)`), `quadratic`
 //! (`λ · mean_b (2/T)(L0 − T)²`), `tanh` (`λ · mean_b Σ tanh(s · f ⊙ ‖W_dec‖)`); optional
 //! `pre_act_loss = c · mean_b Σ ReLU(θ − h) · dead · ‖W_dec‖`.
-use super::{ste_term, w_dec_norm, Coefficient, Params, StepInput, TrainArch};
+use super::{ste_term, w_dec_norm, Coefficient, Losses, Params, StepInput, TrainArch};
 use crate::error::Result;
 use crate::sae::Architecture;
 use crate::train::config::TrainSaeConfig;
@@ -113,14 +113,8 @@ impl TrainArch for JumpRelu {
         let f = jumprelu_ste(&h, p.get("threshold")?, self.bandwidth, self.ste_to_input)?;
         Ok((f, h))
     }
-    fn aux_losses(
-        &self,
-        p: &Params,
-        input: &StepInput,
-        f: &Tensor,
-        h: &Tensor,
-        _sae_out: &Tensor,
-    ) -> Result<Vec<(String, Tensor)>> {
+    fn aux_losses(&self, p: &Params, input: &StepInput) -> Result<Losses> {
+        let (f, h) = (input.feature_acts, input.hidden_pre);
         let theta = p.get("threshold")?;
         let n = w_dec_norm(p.get("W_dec")?)?;
         let c = input.coefficients.get("l0").copied().unwrap_or(0.0);

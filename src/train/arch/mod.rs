@@ -2,20 +2,21 @@
 //! [`TrainArch`]. Parameters are candle [`Var`]s; the training forward pass builds a graph whose
 //! `backward()` gives SAELens's gradients (JumpReLU / Step straight-through estimators are
 //! differentiable constructions, see [`jumprelu`]).
+use crate::dispatch::enum_dispatch;
 use crate::error::{Error, Result};
+use crate::rng::{Draw, Rng};
 use crate::sae::Architecture;
 use crate::train::config::TrainSaeConfig;
-use crate::train::rng::Rng;
 use candle_core::{DType, Device, Tensor, Var, D};
 use std::collections::HashMap;
 
-pub mod batchtopk;
+mod batchtopk;
 pub(crate) mod fused;
-pub mod gated;
+mod gated;
 pub mod jumprelu;
-pub mod standard;
+mod standard;
 mod standard_fused;
-pub mod topk;
+mod topk;
 pub(crate) mod topk_fused;
 
 /// Named trainable parameters, in a fixed order (the order of the optimiser state).
@@ -85,12 +86,19 @@ pub struct Coefficient {
     pub warm_up_steps: usize,
 }
 
-/// What one training step's forward pass sees.
+/// What the auxiliary losses of one training step see: the input, the forward pass, the dead
+/// latents and the coefficients.
 pub struct StepInput<'a> {
     /// The (scaled) activations `[n, d_in]`.
     pub sae_in: &'a Tensor,
     /// `sae_in − b_dec · apply_b_dec_to_input` (graph-tracked).
     pub sae_in_centered: &'a Tensor,
+    /// The feature activations `f` (graph-tracked).
+    pub feature_acts: &'a Tensor,
+    /// The hidden pre-activations `h` (graph-tracked).
+    pub hidden_pre: &'a Tensor,
+    /// The reconstruction (graph-tracked).
+    pub sae_out: &'a Tensor,
     /// Per latent: dead (not fired for more than `dead_feature_window` steps).
     pub dead: &'a [bool],
     pub n_dead: usize,
@@ -111,14 +119,28 @@ pub struct StepOutput {
     pub metrics: Vec<(String, f64)>,
 }
 
+/// Named loss terms (graph-tracked scalars).
+pub type Losses = Vec<(String, Tensor)>;
+
+/// SAELens's `l1` coefficient (standard and gated SAEs).
+pub fn l1_coefficient(cfg: &TrainSaeConfig) -> Vec<Coefficient> {
+    vec![Coefficient {
+        name: "l1".into(),
+        value: cfg.l1_coefficient,
+        warm_up_steps: cfg.l1_warm_up_steps,
+    }]
+}
+
 /// One training architecture.
 pub trait TrainArch: Send + Sync {
     fn architecture(&self) -> Architecture;
     /// Add the architecture's own parameters (biases, threshold, ...) after `W_enc`, `W_dec`,
     /// `b_dec`.
     fn init_params(&self, cfg: &TrainSaeConfig, p: &mut Params, device: &Device) -> Result<()>;
-    /// Coefficients with warm-up (`l1`, `l0`), SAELens's `get_coefficients`.
-    fn coefficients(&self, cfg: &TrainSaeConfig) -> Vec<Coefficient>;
+    /// Coefficients with warm-up (`l1`, `l0`), SAELens's `get_coefficients` (none by default).
+    fn coefficients(&self, _cfg: &TrainSaeConfig) -> Vec<Coefficient> {
+        vec![]
+    }
     /// `(feature_acts, hidden_pre)` from the centred input.
     fn encode_with_hidden_pre(&self, p: &Params, x_centered: &Tensor) -> Result<(Tensor, Tensor)>;
     /// `f W_dec + b_dec`.
@@ -126,14 +148,7 @@ pub trait TrainArch: Send + Sync {
         Ok(f.matmul(p.get("W_dec")?)?.broadcast_add(p.get("b_dec")?)?)
     }
     /// The architecture's auxiliary losses (SAELens's `calculate_aux_loss`).
-    fn aux_losses(
-        &self,
-        p: &Params,
-        input: &StepInput,
-        f: &Tensor,
-        h: &Tensor,
-        sae_out: &Tensor,
-    ) -> Result<Vec<(String, Tensor)>>;
+    fn aux_losses(&self, p: &Params, input: &StepInput) -> Result<Losses>;
     /// Before each forward pass (JumpReLU: clamp θ ≥ 0).
     fn before_forward(&mut self, _p: &Params) -> Result<()> {
         Ok(())
@@ -166,14 +181,31 @@ pub trait TrainArch: Send + Sync {
     }
 }
 
-/// Build the architecture object for a config.
-pub fn make_arch(cfg: &TrainSaeConfig) -> Result<Box<dyn TrainArch>> {
+enum_dispatch! {
+    /// The architecture of a [`TrainingSae`]: one of the training architectures, dispatched by a
+    /// `match` (it derefs to its [`TrainArch`]; no trait object is kept, see `crate::dispatch`).
+    pub enum AnyTrainArch: dyn TrainArch {
+        /// `standard` (L1).
+        Standard(standard::Standard),
+        /// `gated`.
+        Gated(gated::Gated),
+        /// `jumprelu`.
+        JumpRelu(jumprelu::JumpRelu),
+        /// `topk`.
+        TopK(topk::TopK),
+        /// `batchtopk`.
+        BatchTopK(batchtopk::BatchTopK),
+    }
+}
+
+/// The training architecture of a config.
+pub fn make_arch(cfg: &TrainSaeConfig) -> Result<AnyTrainArch> {
     Ok(match cfg.architecture {
-        Architecture::Standard => Box::new(standard::Standard::new(cfg)),
-        Architecture::Gated => Box::new(gated::Gated),
-        Architecture::JumpRelu => Box::new(jumprelu::JumpRelu::new(cfg)),
-        Architecture::TopK => Box::new(topk::TopK::new(cfg)),
-        Architecture::BatchTopK => Box::new(batchtopk::BatchTopK::new(cfg)),
+        Architecture::Standard => AnyTrainArch::Standard(standard::Standard::new(cfg)),
+        Architecture::Gated => AnyTrainArch::Gated(gated::Gated),
+        Architecture::JumpRelu => AnyTrainArch::JumpRelu(jumprelu::JumpRelu::new(cfg)),
+        Architecture::TopK => AnyTrainArch::TopK(topk::TopK::new(cfg)),
+        Architecture::BatchTopK => AnyTrainArch::BatchTopK(batchtopk::BatchTopK::new(cfg)),
         a => {
             return Err(Error::Config(format!(
                 "architecture `{a}` cannot be trained"
@@ -186,12 +218,10 @@ pub fn make_arch(cfg: &TrainSaeConfig) -> Result<Box<dyn TrainArch>> {
 pub struct TrainingSae {
     pub cfg: TrainSaeConfig,
     pub params: Params,
-    pub arch: Box<dyn TrainArch>,
+    pub arch: AnyTrainArch,
     /// Use the fused CPU step where one exists (the fused top-k step; default `true`). `false` forces
     /// the autograd graph (same maths; used to check the kernels).
     pub use_fused_kernels: bool,
-    /// The copy of saescope that made `arch` (see `crate::tensor_ids`).
-    made_in: usize,
 }
 
 /// `‖W_dec[i]‖` per latent (graph-tracked).
@@ -205,30 +235,6 @@ pub fn sum_sq_mean(a: &Tensor, b: &Tensor) -> Result<Tensor> {
 }
 
 impl TrainingSae {
-    /// Before building an autograd graph: if this SAE was made in another evcxr cell, rebuild
-    /// its architecture object here (keeping its buffers), so that its code, and the tensors it
-    /// makes, come from the current cell's copy of candle; then move this copy's tensor-id
-    /// counter past the parameters and the input (see `crate::tensor_ids`). In an ordinary
-    /// program both are no-ops.
-    fn prepare_graph(&mut self, sae_in: &Tensor) -> Result<()> {
-        use crate::tensor_ids::{advance_past, copy_id, id_of};
-        if self.made_in != copy_id() {
-            let buffers: HashMap<String, f64> = self.arch.buffers().into_iter().collect();
-            let mut arch = make_arch(&self.cfg)?;
-            arch.load_buffers(&buffers)?;
-            self.arch = arch;
-            self.made_in = copy_id();
-        }
-        let mark = self
-            .params
-            .vars
-            .iter()
-            .map(|v| id_of(v.as_tensor()))
-            .fold(id_of(sae_in), usize::max);
-        advance_past(mark + 1);
-        Ok(())
-    }
-
     /// SAELens's initialisation: `W_dec` kaiming-uniform, rows rescaled to
     /// `decoder_init_norm`, `W_enc = W_decᵀ`, biases 0 (`b_dec` may be set later by the
     /// trainer's `b_dec_init_method`), then the architecture's own parameters.
@@ -261,7 +267,6 @@ impl TrainingSae {
             params,
             arch,
             use_fused_kernels: true,
-            made_in: crate::tensor_ids::copy_id(),
         })
     }
 
@@ -273,7 +278,9 @@ impl TrainingSae {
         dead: &[bool],
         coefficients: &HashMap<String, f64>,
     ) -> Result<StepOutput> {
-        self.prepare_graph(sae_in)?;
+        // The parameters and the input may come from another evcxr cell.
+        let held = self.params.vars.iter().map(|v| v.as_tensor());
+        crate::tensor_ids::advance_past(held.chain([sae_in]));
         self.arch.before_forward(&self.params)?;
         let p = &self.params;
         let centered = if self.cfg.apply_b_dec_to_input {
@@ -288,11 +295,14 @@ impl TrainingSae {
         let input = StepInput {
             sae_in,
             sae_in_centered: &centered,
+            feature_acts: &f,
+            hidden_pre: &h,
+            sae_out: &sae_out,
             dead,
             n_dead,
             coefficients,
         };
-        let aux = self.arch.aux_losses(p, &input, &f, &h, &sae_out)?;
+        let aux = self.arch.aux_losses(p, &input)?;
         let mut loss = mse.clone();
         for (_, l) in &aux {
             loss = (loss + l)?;

@@ -1,6 +1,6 @@
 //! `standard`: `f = ReLU(x̃ W_enc + b_enc)`, loss `mse + λ · mean_b ‖f ⊙ ‖W_dec‖‖_p`
 //! (SAELens's `StandardTrainingSAE`).
-use super::{w_dec_norm, Coefficient, Params, StepInput, TrainArch};
+use super::{l1_coefficient, w_dec_norm, Coefficient, Losses, Params, StepInput, TrainArch};
 use crate::error::Result;
 use crate::sae::Architecture;
 use crate::train::config::TrainSaeConfig;
@@ -26,24 +26,14 @@ impl TrainArch for Standard {
         p.push("b_enc", Tensor::zeros(cfg.d_sae, DType::F32, device)?)
     }
     fn coefficients(&self, cfg: &TrainSaeConfig) -> Vec<Coefficient> {
-        vec![Coefficient {
-            name: "l1".into(),
-            value: cfg.l1_coefficient,
-            warm_up_steps: cfg.l1_warm_up_steps,
-        }]
+        l1_coefficient(cfg)
     }
     fn encode_with_hidden_pre(&self, p: &Params, x: &Tensor) -> Result<(Tensor, Tensor)> {
         let h = x.matmul(p.get("W_enc")?)?.broadcast_add(p.get("b_enc")?)?;
         Ok((h.relu()?, h))
     }
-    fn aux_losses(
-        &self,
-        p: &Params,
-        input: &StepInput,
-        f: &Tensor,
-        _h: &Tensor,
-        _sae_out: &Tensor,
-    ) -> Result<Vec<(String, Tensor)>> {
+    fn aux_losses(&self, p: &Params, input: &StepInput) -> Result<Losses> {
+        let f = input.feature_acts;
         let n = w_dec_norm(p.get("W_dec")?)?;
         let weighted = f.broadcast_mul(&n)?;
         // torch's `norm(p)`: (Σ |v|^p)^(1/p); f ≥ 0 so |·| is the identity for p = 1.

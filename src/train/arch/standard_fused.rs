@@ -9,7 +9,7 @@
 use super::fused::{col_sums, dot, grads_in_order, FusedStep};
 use super::TrainingSae;
 use crate::error::Result;
-use crate::train::ops::with_f32;
+use crate::ops::with_f32;
 use candle_core::Tensor;
 use rayon::prelude::*;
 

@@ -6,11 +6,11 @@
 //! (`z / ‖W_dec‖` with rescaling; no `b_dec`).
 //!
 //! The selection is a detached 0/1 mask, so `f = h ⊙ mask` has torch's top-k gradient.
-use super::{sum_sq_mean, w_dec_norm, Coefficient, Params, StepInput, TrainArch};
+use super::{sum_sq_mean, w_dec_norm, Losses, Params, StepInput, TrainArch};
 use crate::error::Result;
+use crate::ops;
 use crate::sae::Architecture;
 use crate::train::config::TrainSaeConfig;
-use crate::train::ops;
 use crate::train::sparse::{sparse_decode, sparse_grad_matmul};
 use candle_core::{DType, Device, Tensor};
 use std::collections::HashMap;
@@ -51,13 +51,9 @@ impl TopK {
         }
     }
 
-    pub fn topk_aux_loss(
-        &self,
-        p: &Params,
-        input: &StepInput,
-        h: &Tensor,
-        sae_out: &Tensor,
-    ) -> Result<Tensor> {
+    /// SAELens's AuxK loss: the residual reconstructed from the top `d_in / 2` dead latents.
+    pub fn topk_aux_loss(&self, p: &Params, input: &StepInput) -> Result<Tensor> {
+        let (h, sae_out) = (input.hidden_pre, input.sae_out);
         if input.n_dead == 0 {
             return Ok(Tensor::new(0f32, h.device())?);
         }
@@ -66,7 +62,11 @@ impl TopK {
         let k_aux = d_in / 2;
         let scale = (input.n_dead as f64 / k_aux as f64).min(1.0);
         let k_aux = k_aux.min(input.n_dead);
-        let mask = ops::topk_mask(&h.detach(), k_aux, Some(input.dead), false)?;
+        let dead = ops::TopKSelect {
+            allowed: Some(input.dead),
+            ..Default::default()
+        };
+        let mask = ops::topk_mask(&h.detach(), k_aux, dead)?;
         let auxk_acts = (h * mask)?;
         let recons = self.act_times_w_dec(p, &auxk_acts)?;
         Ok(sum_sq_mean(&recons, &residual)?.affine(self.aux_coef * scale, 0.0)?)
@@ -79,9 +79,6 @@ impl TrainArch for TopK {
     }
     fn init_params(&self, cfg: &TrainSaeConfig, p: &mut Params, device: &Device) -> Result<()> {
         p.push("b_enc", Tensor::zeros(cfg.d_sae, DType::F32, device)?)
-    }
-    fn coefficients(&self, _cfg: &TrainSaeConfig) -> Vec<Coefficient> {
-        vec![]
     }
     fn encode_with_hidden_pre(&self, p: &Params, x: &Tensor) -> Result<(Tensor, Tensor)> {
         // Only the selected entries of h (top-k, AuxK) receive gradient, so the encoder's
@@ -100,24 +97,21 @@ impl TrainArch for TopK {
         let mask = if self.batch {
             ops::batch_topk_mask(&hd, self.k)?
         } else {
-            ops::topk_mask(&hd, self.k as usize, None, true)?
+            let positive = ops::TopKSelect {
+                positive: true,
+                ..Default::default()
+            };
+            ops::topk_mask(&hd, self.k as usize, positive)?
         };
         Ok(((&h * mask)?, h))
     }
     fn decode(&self, p: &Params, f: &Tensor) -> Result<Tensor> {
         Ok(self.act_times_w_dec(p, f)?.broadcast_add(p.get("b_dec")?)?)
     }
-    fn aux_losses(
-        &self,
-        p: &Params,
-        input: &StepInput,
-        _f: &Tensor,
-        h: &Tensor,
-        sae_out: &Tensor,
-    ) -> Result<Vec<(String, Tensor)>> {
+    fn aux_losses(&self, p: &Params, input: &StepInput) -> Result<Losses> {
         Ok(vec![(
             "auxiliary_reconstruction_loss".into(),
-            self.topk_aux_loss(p, input, h, sae_out)?,
+            self.topk_aux_loss(p, input)?,
         )])
     }
     /// `save_inference_model`: with rescaling, fold `‖W_dec‖` into `W_enc`, `b_enc`, `W_dec`.

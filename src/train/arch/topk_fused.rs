@@ -21,74 +21,12 @@
 use super::fused::{dot, grads_in_order, FusedStep};
 use super::TrainingSae;
 use crate::error::Result;
-use crate::train::ops::with_f32;
+use crate::ops::{top_k, with_f32};
 use candle_core::Tensor;
 use rayon::prelude::*;
 
 /// Rows per parallel work item.
 const ROWS: usize = 64;
-
-/// The `k` best indices by `keys` (descending, ties to the lower index, as
-/// [`crate::train::ops::topk_mask`]; NaN keys never selected), among `cols` if given. Small
-/// `k`: one pass keeping the current best `k`; large `k`: a linear-time selection.
-fn top_k(k: usize, keys: &[f32], cols: Option<&[u32]>) -> Vec<u32> {
-    let n = cols.map_or(keys.len(), |c| c.len());
-    let col = |i: usize| cols.map_or(i as u32, |c| c[i]);
-    if k > 64 || k >= n {
-        let mut all: Vec<(u32, f32)> = (0..n)
-            .map(|i| (col(i), keys[col(i) as usize]))
-            .filter(|p| !p.1.is_nan())
-            .collect();
-        if k < all.len() {
-            all.select_nth_unstable_by(k.max(1) - 1, |a, b| {
-                b.1.total_cmp(&a.1).then(a.0.cmp(&b.0))
-            });
-        }
-        all.truncate(k);
-        return all.into_iter().map(|(j, _)| j).collect();
-    }
-    let mut best: Vec<(u32, f32)> = Vec::with_capacity(k);
-    let mut i = 0;
-    while best.len() < k && i < n {
-        let v = keys[col(i) as usize];
-        if !v.is_nan() {
-            best.push((col(i), v));
-        }
-        i += 1;
-    }
-    if best.len() < k {
-        return best.into_iter().map(|(j, _)| j).collect();
-    }
-    /// The position and key of the current k-th entry.
-    fn kth(best: &[(u32, f32)]) -> (usize, f32) {
-        let beats = |a: (u32, f32), b: (u32, f32)| a.1 > b.1 || (a.1 == b.1 && a.0 < b.0);
-        let w = (0..best.len()).fold(0, |w, i| if beats(best[w], best[i]) { i } else { w });
-        (w, best[w].1)
-    }
-    fn replace(best: &mut [(u32, f32)], worst: usize, j: u32, v: f32) -> (usize, f32) {
-        best[worst] = (j, v);
-        kth(best)
-    }
-    let (mut worst, mut cut) = kth(&best);
-    match cols {
-        None => {
-            for (j, &v) in keys.iter().enumerate().skip(i) {
-                if v > cut {
-                    (worst, cut) = replace(&mut best, worst, j as u32, v);
-                }
-            }
-        }
-        Some(c) => {
-            for &j in &c[i..] {
-                let v = keys[j as usize];
-                if v > cut {
-                    (worst, cut) = replace(&mut best, worst, j, v);
-                }
-            }
-        }
-    }
-    best.into_iter().map(|(j, _)| j).collect()
-}
 
 /// `Σ_i c_i · rows[i]` added into `out`.
 fn axpy(out: &mut [f32], c: f32, row: &[f32]) {

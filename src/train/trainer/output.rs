@@ -26,29 +26,26 @@ impl Trainer {
         let sc = &c.sae;
         let mut meta = Map::new();
         meta.insert("model_name".into(), c.model_name.clone().into());
-        meta.insert("hook_name".into(), c.hook_name.clone().into());
-        meta.insert("hook_head_index".into(), json!(c.hook_head_index));
-        meta.insert("context_size".into(), c.context_size.into());
-        meta.insert("prepend_bos".into(), c.prepend_bos.into());
-        meta.insert("seqpos_slice".into(), json!(c.seqpos_slice));
+        let st = &c.store;
+        meta.insert("hook_name".into(), st.hook_name.clone().into());
+        meta.insert("hook_head_index".into(), json!(st.hook_head_index));
+        meta.insert("context_size".into(), st.context_size.into());
+        meta.insert("prepend_bos".into(), st.prepend_bos.into());
+        meta.insert("seqpos_slice".into(), json!(st.seqpos_slice));
         meta.insert(
             "model_from_pretrained_kwargs".into(),
             Value::Object(c.model_from_pretrained_kwargs_value()),
         );
-        meta.insert("dataset_path".into(), c.dataset_path.clone().into());
+        meta.insert("dataset_path".into(), st.dataset_path.clone().into());
         meta.insert("model_class_name".into(), c.model_class_name.clone().into());
-        meta.insert(
-            "exclude_special_tokens".into(),
-            c.exclude_special_tokens.clone(),
-        );
-        meta.insert(
-            "sequence_separator_token".into(),
-            c.sequence_separator_token.clone(),
-        );
-        meta.insert(
-            "disable_concat_sequences".into(),
-            c.disable_concat_sequences.into(),
-        );
+        let sv = json!(st);
+        for k in [
+            "exclude_special_tokens",
+            "sequence_separator_token",
+            "disable_concat_sequences",
+        ] {
+            meta.insert(k.into(), sv[k].clone());
+        }
         // The SAELens release whose folder format this is: without it SAELens treats the
         // config as pre-6.0 and drops `metadata.hook_name`.
         meta.insert("sae_lens_version".into(), SAELENS_FORMAT_VERSION.into());

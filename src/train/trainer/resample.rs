@@ -16,7 +16,7 @@ impl Trainer {
         if dead_idx.is_empty() {
             return Ok(0);
         }
-        let bs = self.cfg.train_batch_size_tokens;
+        let bs = self.cfg.store.train_batch_size_tokens;
         let mut xs = vec![];
         for _ in 0..rc.n_batches.max(1) {
             xs.push(self.scale(source.next_batch(bs)?.to_dtype(DType::F32)?)?);
@@ -32,50 +32,24 @@ impl Trainer {
         let recon = self.sae.arch.decode(p, &f.detach())?.detach();
         let loss = ops::to_vec_f32(&(recon - &x)?.sqr()?.sum(D::Minus1)?)?;
         let w: Vec<f64> = loss.iter().map(|l| (*l as f64).powi(2)).collect();
-        let total: f64 = w.iter().sum();
         let (d_in, d_sae) = (self.cfg.sae.d_in, self.cfg.sae.d_sae);
         let xv = ops::to_vec_f32(&x)?;
         let mut w_enc = ops::to_vec_f32(p.get("W_enc")?)?;
         let mut w_dec = ops::to_vec_f32(p.get("W_dec")?)?;
-        // mean encoder column norm over alive latents
-        let col_norm = |w_enc: &[f32], i: usize| -> f64 {
-            (0..d_in)
-                .map(|r| (w_enc[r * d_sae + i] as f64).powi(2))
-                .sum::<f64>()
-                .sqrt()
-        };
-        let alive: Vec<usize> = (0..d_sae).filter(|i| !dead[*i]).collect();
-        let mean_alive = if alive.is_empty() {
-            1.0
-        } else {
-            alive.iter().map(|i| col_norm(&w_enc, *i)).sum::<f64>() / alive.len() as f64
-        };
-        for &i in &dead_idx {
-            let j = if total > 0.0 {
-                let mut u = self.rng.uniform() * total;
-                let mut pick = w.len() - 1;
-                for (k, wk) in w.iter().enumerate() {
-                    if u < *wk {
-                        pick = k;
-                        break;
-                    }
-                    u -= wk;
-                }
-                pick
-            } else {
-                self.rng.below(w.len())
-            };
-            let v = &xv[j * d_in..(j + 1) * d_in];
-            let nv = v
-                .iter()
-                .map(|a| (*a as f64).powi(2))
-                .sum::<f64>()
-                .sqrt()
-                .max(1e-12);
-            for r in 0..d_in {
-                let u = v[r] as f64 / nv;
-                w_dec[i * d_in + r] = u as f32;
-                w_enc[r * d_sae + i] = (u * rc.encoder_scale * mean_alive) as f32;
+        let mean_alive = mean_alive_col_norm(&w_enc, d_sae, &dead);
+        let dirs = new_directions(
+            &mut self.rng,
+            &xv,
+            d_in,
+            &w,
+            dead_idx.len(),
+            rc.encoder_scale,
+            mean_alive,
+        );
+        for (&i, (dec, enc)) in dead_idx.iter().zip(dirs) {
+            w_dec[i * d_in..(i + 1) * d_in].copy_from_slice(&dec);
+            for (r, e) in enc.into_iter().enumerate() {
+                w_enc[r * d_sae + i] = e;
             }
         }
         let names = self.sae.params.names.clone();
@@ -129,4 +103,52 @@ impl Trainer {
         }
         Ok(dead_idx.len())
     }
+}
+
+/// The mean norm of the encoder columns (`w_enc` row-major `[d_in, d_sae]`) of the latents that
+/// are not `dead` (1 when all are).
+pub(crate) fn mean_alive_col_norm(w_enc: &[f32], d_sae: usize, dead: &[bool]) -> f64 {
+    let alive: Vec<usize> = (0..d_sae).filter(|i| !dead[*i]).collect();
+    if alive.is_empty() {
+        return 1.0;
+    }
+    let col_norm = |i: usize| -> f64 {
+        w_enc
+            .iter()
+            .skip(i)
+            .step_by(d_sae)
+            .map(|v| (*v as f64).powi(2))
+            .sum::<f64>()
+            .sqrt()
+    };
+    alive.iter().map(|i| col_norm(*i)).sum::<f64>() / alive.len() as f64
+}
+
+/// Anthropic-style new directions for `n` dead latents (the trainer's and the toy SAE's): each
+/// from an input row of `rows` (`[_, d]` row-major) drawn with probability ∝ `weights` (the
+/// squared reconstruction losses), as `(decoder row, encoder column)`: the unit row, and it
+/// times `scale · enc_norm` (computed in f64).
+pub(crate) fn new_directions(
+    rng: &mut impl Draw,
+    rows: &[f32],
+    d: usize,
+    weights: &[f64],
+    n: usize,
+    scale: f64,
+    enc_norm: f64,
+) -> Vec<(Vec<f32>, Vec<f32>)> {
+    (0..n)
+        .map(|_| {
+            let j = rng.categorical(weights);
+            let v = &rows[j * d..(j + 1) * d];
+            let nv = v
+                .iter()
+                .map(|a| (*a as f64).powi(2))
+                .sum::<f64>()
+                .sqrt()
+                .max(1e-12);
+            let unit = |s: f64, m: f64| v.iter().map(|a| (*a as f64 / nv * s * m) as f32).collect();
+            (unit(1.0, 1.0), unit(scale, enc_norm))
+        })
+        .collect()
 }

@@ -1,2 +1,0 @@
-//! Seeded shuffles for datasets (see [`crate::rng`]).
-pub use crate::rng::{derive_seed, permutation, SplitMix64};
