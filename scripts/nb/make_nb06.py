@@ -112,8 +112,9 @@ md(r"""
 * With sparse features the 2-D model stores 5 features as a regular pentagon (gaps ≈ 72°, equal
   norms, dimensionality ≈ 0.4 each) — superposition; with dense features it keeps 2 orthogonal
   features and drops the rest. This supports the hypothesis stated at the top.
-* An SAE trained only on the 2-D activations finds the feature directions again (recovery close
-  to 1), and resampling revives latents that started dead.
+* An SAE trained only on the 2-D activations finds the feature directions again: the best of the
+  four seeds recovers all five (recovery 1.000; the four score 0.82–1.00, a seed can settle with
+  two latents on one feature), and resampling revives the 13 latents that started dead.
 
 `saescope::toy` also has gated and JumpReLU toy SAEs (`ToySaeArch::Gated`, `ToySaeArch::JumpRelu`),
 correlated / anti-correlated features (`ToyModelConfig::n_correlated_pairs`), and
