@@ -114,7 +114,7 @@ md(r"""
   features and drops the rest. This supports the hypothesis stated at the top.
 * An SAE trained only on the 2-D activations finds the feature directions again: the best of the
   four seeds recovers all five (recovery 1.000; the four score 0.82–1.00, a seed can settle with
-  two latents on one feature), and resampling revives the 13 latents that started dead.
+  two latents on one feature), and resampling revives the latents that started dead (13 resampled at step 299, then none).
 
 `saescope::toy` also has gated and JumpReLU toy SAEs (`ToySaeArch::Gated`, `ToySaeArch::JumpRelu`),
 correlated / anti-correlated features (`ToyModelConfig::n_correlated_pairs`), and
