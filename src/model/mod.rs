@@ -13,6 +13,7 @@ mod kernels;
 mod kv_cache;
 mod llama;
 mod load;
+mod memory;
 mod partial;
 mod processing;
 mod run;
@@ -28,6 +29,7 @@ pub use generate::{GenerateOptions, Generation};
 pub use hooked::HookedModel;
 pub use kv_cache::KvCache;
 pub use load::default_data_dir;
+pub use memory::release_memory;
 pub use run::{Prompt, Run, SaeRunOptions};
 pub use tokens::TestPromptResult;
 
