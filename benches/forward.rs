@@ -2,11 +2,13 @@
 //!
 //! `cargo bench --bench forward -- [--batch 8] [--seq 128] [--iters 3] [--warmup 1]`
 //! Thread count: `RAYON_NUM_THREADS` (candle's CPU kernels honour it). `scripts/bench.sh` runs
-//! this and the PyTorch equivalent side by side. Prints human-readable lines and one JSON line.
+//! this and the PyTorch equivalent side by side. Forward and `run_with_cache` (all hooks)
+//! alternate pass by pass; wall-clock and process CPU time are both reported. Prints
+//! human-readable lines and one JSON line.
 use saescope::{HookedModel, LoadOptions, Tensor};
 use std::time::Instant;
 mod common;
-use common::{arg, median, rss_mib, time_iters};
+use common::{arg, median, rss_mib, time_pairs};
 
 fn main() {
     let args: Vec<String> = std::env::args().collect();
@@ -47,26 +49,44 @@ fn main() {
     let tokens = Tensor::from_vec(ids, (batch, seq), model.device()).unwrap();
     let n_tok = (batch * seq) as f64;
 
-    let fwd = time_iters(iters, warmup, || {
-        model.forward(&tokens).unwrap();
-    });
-    let cache = time_iters(iters, warmup, || {
-        model.run_with_cache(&tokens).unwrap();
-    });
+    // Forward and run_with_cache alternate, pass by pass, so that load on a shared machine
+    // hits both alike; the overhead is the ratio of their medians.
+    let (fwd, cache) = time_pairs(
+        iters,
+        warmup,
+        || {
+            model.forward(&tokens).unwrap();
+        },
+        || {
+            model.run_with_cache(&tokens).unwrap();
+        },
+    );
     let (_, peak) = rss_mib();
-    let (f, c) = (median(&fwd), median(&cache));
+    let (f, c) = (median(&fwd.wall), median(&cache.wall));
+    let (fc, cc) = (median(&fwd.cpu), median(&cache.cpu));
     println!(
-        "forward [{batch}x{seq}], {threads} threads: {f:.3}s/iter  {:.0} tok/s   (iters {fwd:.3?})",
-        n_tok / f
-    );
-    println!(
-        "run_with_cache(all hooks): {c:.3}s/iter  {:.0} tok/s  overhead {:+.1}%   (iters {cache:.3?})",
-        n_tok / c,
-        (c / f - 1.0) * 100.0
-    );
-    println!(
-        "{{\"impl\":\"saescope\",\"threads\":{threads},\"batch\":{batch},\"seq\":{seq},\"tokens_per_s\":{:.1},\"cache_tokens_per_s\":{:.1},\"sec_per_iter\":{fwd:?},\"load_s\":{load_s:.3},\"peak_rss_load_mb\":{peak_load:.0},\"weights_mb\":{weights_mib:.0},\"peak_rss_mb\":{peak:.0}}}",
+        "forward [{batch}x{seq}], {threads} threads: {f:.3}s/iter  {:.0} tok/s   (iters {:.3?}, CPU s {:.2?})",
         n_tok / f,
-        n_tok / c
+        fwd.wall,
+        fwd.cpu
+    );
+    println!(
+        "run_with_cache(all hooks): {c:.3}s/iter  {:.0} tok/s  overhead {:+.1}% (CPU time {:+.1}%)   (iters {:.3?}, CPU s {:.2?})",
+        n_tok / c,
+        (c / f - 1.0) * 100.0,
+        (cc / fc - 1.0) * 100.0,
+        cache.wall,
+        cache.cpu
+    );
+    println!(
+        "{{\"impl\":\"saescope\",\"threads\":{threads},\"batch\":{batch},\"seq\":{seq},\"tokens_per_s\":{:.1},\"cache_tokens_per_s\":{:.1},\"cache_overhead_pct\":{:.1},\"cache_cpu_overhead_pct\":{:.1},\"sec_per_iter\":{:?},\"cache_sec_per_iter\":{:?},\"cpu_sec_per_iter\":{:?},\"cache_cpu_sec_per_iter\":{:?},\"load_s\":{load_s:.3},\"peak_rss_load_mb\":{peak_load:.0},\"weights_mb\":{weights_mib:.0},\"peak_rss_mb\":{peak:.0}}}",
+        n_tok / f,
+        n_tok / c,
+        (c / f - 1.0) * 100.0,
+        (cc / fc - 1.0) * 100.0,
+        fwd.wall,
+        cache.wall,
+        fwd.cpu,
+        cache.cpu
     );
 }

@@ -53,7 +53,10 @@ impl Norm {
                     }
                 };
                 let scale = ctx.hp(scale_name, scale)?;
-                x.broadcast_div(&scale)?
+                match kernels::div_rows(&x, &scale)? {
+                    Some(y) => y,
+                    None => x.broadcast_div(&scale)?,
+                }
             }
         };
         // TL hooks `normalized` before the weight and bias (LN and RMS alike).
@@ -184,16 +187,11 @@ impl Attention {
         if let Some(bias) = &self.b_qkv {
             qkv = qkv.broadcast_add(bias)?;
         }
-        let q = ctx.hp(&n.q, qkv.narrow(1, 0, h * dh)?.reshape((b, p, h, dh))?)?;
-        let k = ctx.hp(
-            &n.k,
-            qkv.narrow(1, h * dh, hkv * dh)?.reshape((b, p, hkv, dh))?,
-        )?;
-        let v = ctx.hp(
-            &n.v,
-            qkv.narrow(1, (h + hkv) * dh, hkv * dh)?
-                .reshape((b, p, hkv, dh))?,
-        )?;
+        // Q, K and V are strided views of the fused product (no copies).
+        let qkv = qkv.reshape((b, p, h + 2 * hkv, dh))?;
+        let q = ctx.hp(&n.q, qkv.narrow(2, 0, h)?)?;
+        let k = ctx.hp(&n.k, qkv.narrow(2, h, hkv)?)?;
+        let v = ctx.hp(&n.v, qkv.narrow(2, h + hkv, hkv)?)?;
         // TL caches K before the rotary embedding and rotates the whole sequence each pass.
         let (offset, k, v) = match kv {
             Some(cache) => {
@@ -319,8 +317,14 @@ impl Mlp {
                 ActFn::GeluNew => Some(kernels::GatedAct::GeluTanh),
                 _ => None,
             };
+            // `hook_pre` and `hook_pre_linear` are strided views of `h` (no copies); when no
+            // hook replaced them, one fused pass over `h` computes the product.
+            let h3 = h.reshape((b, p, 2 * dm))?;
+            let (pre0, lin0) = (h3.narrow(2, 0, dm)?, h3.narrow(2, dm, dm)?);
+            let pre = ctx.hp(&n.mlp_pre, pre0.clone())?;
+            let lin = ctx.hp(&n.mlp_pre_linear, lin0.clone())?;
             let fused = match fused_act {
-                Some(a) if !ctx.wants(&n.mlp_pre) && !ctx.wants(&n.mlp_pre_linear) => {
+                Some(a) if pre.id() == pre0.id() && lin.id() == lin0.id() => {
                     kernels::act_mul_halves(&h, dm, a)?
                 }
                 _ => None,
@@ -328,9 +332,6 @@ impl Mlp {
             let mut post = match fused {
                 Some(post) => post.reshape((b, p, dm))?,
                 None => {
-                    let pre = ctx.hp(&n.mlp_pre, h.narrow(1, 0, dm)?.reshape((b, p, dm))?)?;
-                    let lin =
-                        ctx.hp(&n.mlp_pre_linear, h.narrow(1, dm, dm)?.reshape((b, p, dm))?)?;
                     let fused = match self.act {
                         ActFn::Silu => kernels::silu_mul(&pre, &lin)?,
                         _ => None,

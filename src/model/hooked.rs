@@ -3,6 +3,7 @@
 use super::blocks::{Attention, Block, Mlp, Norm, PostNorm, Rotary};
 use super::config::{ModelConfig, Normalization, Positional};
 use super::kv_cache::KvCache;
+use super::memory;
 use super::weights::StateDict;
 use super::ActivationCache;
 use crate::error::{Error, Result};
@@ -135,7 +136,10 @@ impl HookedModel {
         let w_pos = sd.remove("pos_embed.W_pos").map(dev).transpose()?;
         let w_u = dev(sd.take("unembed.W_U")?.contiguous()?)?;
         let b_u = sd.remove("unembed.b_U").map(dev).transpose()?;
-        release_freed_memory();
+        // Give back the pages freed while loading (many transient per-layer copies), then keep
+        // what later passes free for the next pass (`memory`).
+        memory::release_memory();
+        memory::retain_freed_memory();
         let names: Vec<BlockHookNames> = (0..cfg.n_layers).map(BlockHookNames::new).collect();
         let hook_names = all_hook_names(&cfg, &names);
         Ok(HookedModel {
@@ -415,20 +419,6 @@ impl HookedModel {
     /// Mean next-token cross-entropy (scalar), TL's `loss_fn`.
     pub fn loss(&self, tokens: &Tensor, logits: &Tensor) -> Result<Tensor> {
         Ok(self.per_token_loss(tokens, logits)?.mean_all()?)
-    }
-}
-
-/// Give the heap pages freed while loading (many transient per-layer copies) back to the OS.
-fn release_freed_memory() {
-    #[cfg(all(target_os = "linux", target_env = "gnu"))]
-    {
-        extern "C" {
-            fn malloc_trim(pad: usize) -> i32;
-        }
-        // SAFETY: glibc's malloc_trim only releases free memory; it has no preconditions.
-        unsafe {
-            malloc_trim(0);
-        }
     }
 }
 

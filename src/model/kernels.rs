@@ -280,3 +280,32 @@ pub(crate) fn silu_mul(a: &Tensor, b: &Tensor) -> Result<Option<Tensor>> {
     .flatten();
     to_tensor(out, a.shape(), a.device())
 }
+
+/// `x / scale` for `x [.., d]` and `scale [.., 1]` (a norm's division by `hook_scale`), the
+/// same f32 division per element as candle's `broadcast_div`.
+pub(crate) fn div_rows(x: &Tensor, scale: &Tensor) -> Result<Option<Tensor>> {
+    let d = x.dim(candle_core::D::Minus1)?;
+    let (xd, sd) = (x.dims(), scale.dims());
+    if xd.len() != sd.len() || xd[..xd.len() - 1] != sd[..sd.len() - 1] || sd[sd.len() - 1] != 1 {
+        return Ok(None);
+    }
+    let out = with_f32(x, |xs| {
+        with_f32(scale, |ss| {
+            let mut out = vec![0f32; xs.len()];
+            let per = rows_per_task(d);
+            out.par_chunks_mut(d * per)
+                .zip(xs.par_chunks(d * per))
+                .zip(ss.par_chunks(per))
+                .for_each(|((o, xi), si)| {
+                    for ((o, xr), &s) in o.chunks_mut(d).zip(xi.chunks(d)).zip(si) {
+                        for (o, &v) in o.iter_mut().zip(xr) {
+                            *o = v / s;
+                        }
+                    }
+                });
+            out
+        })
+    })
+    .flatten();
+    to_tensor(out, x.shape(), x.device())
+}
