@@ -231,8 +231,9 @@ impl Attention {
         let pattern = match fused {
             Some(pattern) => pattern,
             None => {
-                let scores = match kernels::scale_and_mask(&raw, mask)? {
-                    Some(s) => s,
+                let masked = kernels::scale_and_mask(&raw, mask)?;
+                let scores = match &masked {
+                    Some(s) => s.clone(),
                     None => {
                         // TL: scale, soft-cap, then mask with -inf.
                         let mut s = (raw / self.attn_scale)?;
@@ -243,7 +244,15 @@ impl Attention {
                     }
                 };
                 let scores = ctx.hp(&n.attn_scores, scores)?;
-                softmax_last_dim(&scores)?
+                // Scores no hook replaced are −inf exactly where `mask` masks: skip those.
+                let sparse = match &masked {
+                    Some(m) if m.id() == scores.id() => kernels::softmax_masked(&scores, mask)?,
+                    _ => None,
+                };
+                match sparse {
+                    Some(pattern) => pattern,
+                    None => softmax_last_dim(&scores)?,
+                }
             }
         };
         let pattern = ctx.hp(&n.pattern, pattern)?;

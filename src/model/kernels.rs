@@ -134,6 +134,35 @@ impl ScoreMask {
 /// `hook_pattern` gives). With `q < k` (a KV cache holding `k − q` earlier positions) query row
 /// `i` sits at absolute position `i + k − q`.
 pub(crate) fn causal_softmax(scores: &Tensor, m: ScoreMask) -> Result<Option<Tensor>> {
+    map_score_rows(
+        scores,
+        |o, sr, lo, i| {
+            let (row, o) = (&sr[lo..=i], &mut o[lo..=i]);
+            for (o, &v) in o.iter_mut().zip(row) {
+                *o = m.score(v);
+            }
+            let max = o.iter().fold(f32::NEG_INFINITY, |a, &v| a.max(v));
+            let mut sum = 0f32;
+            for o in o.iter_mut() {
+                *o = (*o - max).exp();
+                sum += *o;
+            }
+            let inv = 1.0 / sum;
+            o.iter_mut().for_each(|v| *v *= inv);
+        },
+        m,
+    )
+}
+
+/// Run `row(out_row, scores_row, lo, i)` on every query row of scores `[b, h, q, k]` and of a
+/// zeroed output of the same shape, where `i` is the row's absolute position (`row + k − q`)
+/// and `lo` its first visible key under `m`. `None` unless `q ≤ k` and the scores are
+/// contiguous f32 on the CPU.
+fn map_score_rows(
+    scores: &Tensor,
+    row: impl Fn(&mut [f32], &[f32], usize, usize) + Sync,
+    m: ScoreMask,
+) -> Result<Option<Tensor>> {
     let (_, _, q, k) = scores.dims4()?;
     if q > k {
         return Ok(None);
@@ -146,19 +175,7 @@ pub(crate) fn causal_softmax(scores: &Tensor, m: ScoreMask) -> Result<Option<Ten
             .for_each(|(o, si)| {
                 for (r, (o, sr)) in o.chunks_mut(k).zip(si.chunks(k)).enumerate() {
                     let i = r + past;
-                    let lo = m.first_key(i);
-                    let (row, o) = (&sr[lo..=i], &mut o[lo..=i]);
-                    for (o, &v) in o.iter_mut().zip(row) {
-                        *o = m.score(v);
-                    }
-                    let max = o.iter().fold(f32::NEG_INFINITY, |a, &v| a.max(v));
-                    let mut sum = 0f32;
-                    for o in o.iter_mut() {
-                        *o = (*o - max).exp();
-                        sum += *o;
-                    }
-                    let inv = 1.0 / sum;
-                    o.iter_mut().for_each(|v| *v *= inv);
+                    row(o, sr, m.first_key(i), i);
                 }
             });
         out
@@ -231,31 +248,42 @@ pub(crate) fn center_and_scale(
 /// Attention scores `[b, h, q, k]` under `m`, −inf where masked (TL's masked
 /// `hook_attn_scores`); query row `i` sits at absolute position `i + k − q`.
 pub(crate) fn scale_and_mask(raw: &Tensor, m: ScoreMask) -> Result<Option<Tensor>> {
-    let (_, _, q, k) = raw.dims4()?;
-    if q > k {
-        return Ok(None);
-    }
-    let past = k - q;
-    let out = with_f32(raw, |s| {
-        let mut out = vec![0f32; s.len()];
-        out.par_chunks_mut(q * k)
-            .zip(s.par_chunks(q * k))
-            .for_each(|(o, si)| {
-                for (r, (o, sr)) in o.chunks_mut(k).zip(si.chunks(k)).enumerate() {
-                    let i = r + past;
-                    let lo = m.first_key(i);
-                    for (j, (o, &v)) in o.iter_mut().zip(sr).enumerate() {
-                        *o = if (lo..=i).contains(&j) {
-                            m.score(v)
-                        } else {
-                            f32::NEG_INFINITY
-                        };
-                    }
-                }
-            });
-        out
-    });
-    to_tensor(out, raw.shape(), raw.device())
+    map_score_rows(
+        raw,
+        |o, sr, lo, i| {
+            for (j, (o, &v)) in o.iter_mut().zip(sr).enumerate() {
+                *o = if (lo..=i).contains(&j) {
+                    m.score(v)
+                } else {
+                    f32::NEG_INFINITY
+                };
+            }
+        },
+        m,
+    )
+}
+
+/// The softmax over the last dim of scores that [`scale_and_mask`] made under `m` (−inf exactly
+/// where `m` masks), bit for bit what candle's `softmax_last_dim` gives for them, without the
+/// exponentials of the masked entries (`exp(−inf) = 0`): the same row maximum and the same
+/// summation over the whole row, then the same division.
+pub(crate) fn softmax_masked(scores: &Tensor, m: ScoreMask) -> Result<Option<Tensor>> {
+    use candle_core::cpu::kernels::VecOps;
+    map_score_rows(
+        scores,
+        |o, sr, lo, i| {
+            let (mut max, mut sum) = (f32::NEG_INFINITY, 0f32);
+            // SAFETY: `sr` holds the row's `k` elements.
+            unsafe { f32::vec_reduce_max(sr.as_ptr(), &mut max, sr.len()) };
+            for (o, &v) in o[lo..=i].iter_mut().zip(&sr[lo..=i]) {
+                *o = (v - max).exp();
+            }
+            // SAFETY: `o` holds the row's `k` elements.
+            unsafe { f32::vec_reduce_sum(o.as_ptr(), &mut sum, o.len()) };
+            o[lo..=i].iter_mut().for_each(|v| *v /= sum);
+        },
+        m,
+    )
 }
 
 /// `silu(a) * b` for two contiguous f32 tensors of one shape.

@@ -8,8 +8,8 @@
 //! `run_with_cache`'s overhead over a plain forward (`BENCHMARKS.md`). PyTorch's caching
 //! allocators keep freed blocks for reuse for the same reason.
 //!
-//! [`retain_freed_memory`] keeps freed heap memory in the process for the next pass, and
-//! [`release_memory`] returns it on demand.
+//! [`retain_freed_memory`] keeps freed heap memory in the process for the next pass (the
+//! logits too, 200 MB at 8 × 128), and [`release_memory`] returns it on demand.
 
 use std::sync::Once;
 
@@ -21,11 +21,8 @@ mod glibc {
     }
     /// `M_TRIM_THRESHOLD` of glibc's `<malloc.h>`.
     pub const M_TRIM_THRESHOLD: i32 = -1;
-    /// `M_MMAP_THRESHOLD` of glibc's `<malloc.h>`.
-    pub const M_MMAP_THRESHOLD: i32 = -3;
-    /// The largest `M_MMAP_THRESHOLD` glibc accepts on 64-bit targets (`HEAP_MAX_SIZE / 2`),
-    /// which is also where its own dynamic threshold stops growing.
-    pub const MMAP_THRESHOLD_MAX: i32 = 32 << 20;
+    /// `M_MMAP_MAX` of glibc's `<malloc.h>`.
+    pub const M_MMAP_MAX: i32 = -4;
 }
 
 /// Give the heap's free pages back to the operating system now (glibc's `malloc_trim(0)`; a
@@ -45,8 +42,9 @@ pub fn release_memory() {
 }
 
 /// From now on, keep freed heap memory in the process for reuse instead of handing it back to
-/// the kernel after each pass (glibc: no automatic trimming, blocks up to 32 MiB from the heap
-/// rather than fresh `mmap`s). Called once when a model is built; idempotent.
+/// the kernel after each pass (glibc: no automatic trimming, and large blocks such as the
+/// logits come from the heap too rather than from fresh `mmap`s, which are unmapped again on
+/// free). Called once when a model is built; idempotent.
 ///
 /// The resident size then stays at the largest pass's footprint until [`release_memory`].
 pub(crate) fn retain_freed_memory() {
@@ -54,13 +52,12 @@ pub(crate) fn retain_freed_memory() {
     ONCE.call_once(|| {
         #[cfg(all(target_os = "linux", target_env = "gnu"))]
         // SAFETY: mallopt only changes the allocator's tuning parameters; glibc serialises it
-        // with the allocator's own locks, and both values are within the documented ranges
-        // (-1 disables trimming; the mmap threshold is glibc's maximum).
+        // with the allocator's own locks, and both values are documented ones (mallopt(3):
+        // -1 disables trimming, 0 disables mmap for large requests; a thread arena that cannot
+        // grow its heap still falls back to mmap).
         unsafe {
-            // Setting the trim threshold also turns off glibc's dynamic mmap threshold, so fix
-            // the mmap threshold where the dynamic one would end up.
-            glibc::mallopt(glibc::M_MMAP_THRESHOLD, glibc::MMAP_THRESHOLD_MAX);
             glibc::mallopt(glibc::M_TRIM_THRESHOLD, -1);
+            glibc::mallopt(glibc::M_MMAP_MAX, 0);
         }
     });
 }
