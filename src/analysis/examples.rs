@@ -2,6 +2,7 @@
 //! latents pick out a token (recall and precision), a latent's strongest examples with their
 //! context (`display_top_seqs`), and the tokens its decoder direction boosts and suppresses
 //! (`show_top_logits`, sae_vis's logit table).
+use super::dashboard::types::LogitTable;
 use super::dashboard::{feature_resid_dirs, latent_logits, TokenScore};
 use crate::error::{Error, Result};
 use crate::model::HookedModel;
@@ -66,7 +67,7 @@ impl fmt::Display for TokenLatent {
 
 /// One strong activation of a latent with its context ([`top_examples`]).
 #[derive(Clone, Debug, PartialEq)]
-pub struct Example {
+pub struct TopExample {
     /// Row of the batch.
     pub row: usize,
     /// Position in the row.
@@ -81,7 +82,7 @@ pub struct Example {
     pub after: String,
 }
 
-impl fmt::Display for Example {
+impl fmt::Display for TopExample {
     /// `  54.3  "context before" [[token]] " after"` (newlines shown as ⏎).
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let show = |s: &str| format!("{:?}", s.replace('\n', "⏎"));
@@ -105,7 +106,7 @@ pub fn top_examples(
     ids: &Tensor,
     latent: usize,
     k: usize,
-) -> Result<Vec<Example>> {
+) -> Result<Vec<TopExample>> {
     let (batch, n_pos, d_sae) = acts.dims3()?;
     if latent >= d_sae {
         return Err(Error::Invalid(format!(
@@ -129,7 +130,7 @@ pub fn top_examples(
         .map(|(&p, act)| {
             let (row, pos) = (p as usize / n_pos, p as usize % n_pos);
             let r = &ids[row * n_pos..(row + 1) * n_pos];
-            Ok(Example {
+            Ok(TopExample {
                 row,
                 pos,
                 act,
@@ -139,16 +140,6 @@ pub fn top_examples(
             })
         })
         .collect()
-}
-
-/// The tokens a latent's decoder direction boosts and suppresses most, `W_dec[i] · W_U` (for
-/// `hook_z` and transcoder SAEs the direction is first mapped to the residual stream).
-#[derive(Clone, Debug, PartialEq)]
-pub struct LogitTable {
-    /// Largest first.
-    pub top: Vec<TokenScore>,
-    /// Smallest first.
-    pub bottom: Vec<TokenScore>,
 }
 
 /// The `k` most boosted and most suppressed tokens of `latent` (ARENA's `show_top_logits`).
@@ -172,17 +163,4 @@ pub fn logit_table(model: &HookedModel, sae: &Sae, latent: usize, k: usize) -> R
         top: scores(logits.topk(k)?, 1.0)?,
         bottom: scores(logits.neg()?.topk(k)?, -1.0)?,
     })
-}
-
-impl fmt::Display for LogitTable {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let line = |s: &[TokenScore]| {
-            s.iter()
-                .map(|t| format!("{:?} {:.2}", t.token, t.value))
-                .collect::<Vec<_>>()
-                .join(", ")
-        };
-        writeln!(f, "top:    {}", line(&self.top))?;
-        write!(f, "bottom: {}", line(&self.bottom))
-    }
 }

@@ -26,6 +26,7 @@ pub use compare::{
     compare_attribution_ablation, pearson, plot_attribution_vs_ablation, spearman,
     AttributionVsAblation, LatentComparison,
 };
+pub use dashboard::types::LogitTable;
 pub use dashboard::{
     feature_dashboards, feature_dashboards_with, feature_dashboards_with_progress, prompt_centric,
     DashboardConfig, DashboardInput, Dashboards, FeatureDashboard, LatentSelection, PromptView,
@@ -34,7 +35,7 @@ pub use dla::{
     effective_decoder, latent_dla, latent_dla_with, latent_logit_weights, latent_output_directions,
     top_k_latents, DlaOptions, LatentDla, TopBy,
 };
-pub use examples::{logit_table, token_latents, top_examples, Example, LogitTable, TokenLatent};
+pub use examples::{logit_table, token_latents, top_examples, TokenLatent, TopExample};
 pub use geometry::{
     cross_decoder_cosine_similarity, decoder_cosine_similarity, decoder_pca, nearest_neighbours,
     nearest_neighbours_in, plot_cosine_similarity, plot_nearest_neighbours, plot_pca,

@@ -205,8 +205,8 @@ pub struct FeatureDashboard {
 
 impl FeatureDashboard {
     /// The first `k` rows of the top and bottom logit tables, printable.
-    pub fn logit_table(&self, k: usize) -> crate::analysis::LogitTable {
-        crate::analysis::LogitTable {
+    pub fn logit_table(&self, k: usize) -> LogitTable {
+        LogitTable {
             top: self.top_logits.iter().take(k).cloned().collect(),
             bottom: self.bottom_logits.iter().take(k).cloned().collect(),
         }
@@ -222,5 +222,28 @@ impl FeatureDashboard {
             }
         }
         q
+    }
+}
+
+/// The tokens a latent's decoder direction boosts and suppresses most, `W_dec[i] · W_U` (for
+/// `hook_z` and transcoder SAEs the direction is first mapped to the residual stream).
+#[derive(Clone, Debug, PartialEq)]
+pub struct LogitTable {
+    /// Largest first.
+    pub top: Vec<TokenScore>,
+    /// Smallest first.
+    pub bottom: Vec<TokenScore>,
+}
+
+impl std::fmt::Display for LogitTable {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let line = |s: &[TokenScore]| {
+            s.iter()
+                .map(|t| format!("{:?} {:.2}", t.token, t.value))
+                .collect::<Vec<_>>()
+                .join(", ")
+        };
+        writeln!(f, "top:    {}", line(&self.top))?;
+        write!(f, "bottom: {}", line(&self.bottom))
     }
 }
