@@ -1,13 +1,13 @@
 //! `HookedModel`: the forward pass with TL hook points, `run_with_cache`, `run_with_hooks`,
 //! the loss, and TL-shaped weight accessors.
 use super::blocks::{Attention, Block, Mlp, Norm, PostNorm, Rotary};
-use super::config::{ModelConfig, Normalization, Positional};
+use super::config::{ModelConfig, Positional};
 use super::kv_cache::KvCache;
 use super::memory;
 use super::weights::StateDict;
 use super::ActivationCache;
 use crate::error::{Error, Result};
-use crate::hooks::{BlockHookNames, HookCtx};
+use crate::hooks::{BlockHookNames, HookCtx, NamesFilter};
 use crate::tokenizer::Tok;
 use candle_core::{DType, Device, Tensor, D};
 use std::sync::Arc;
@@ -141,8 +141,7 @@ impl HookedModel {
         memory::release_memory();
         memory::retain_freed_memory();
         let names: Vec<BlockHookNames> = (0..cfg.n_layers).map(BlockHookNames::new).collect();
-        let hook_names = all_hook_names(&cfg, &names);
-        Ok(HookedModel {
+        let mut model = HookedModel {
             cfg: Arc::new(cfg),
             tok,
             w_e,
@@ -152,9 +151,24 @@ impl HookedModel {
             w_u,
             b_u,
             names,
-            hook_names,
+            hook_names: Vec::new(),
             device: device.clone(),
-        })
+        };
+        model.hook_names = model.record_hook_names()?;
+        Ok(model)
+    }
+
+    /// Every hook point, in the order the forward pass fires them: recorded from a one-token
+    /// pass that caches everything, so the list cannot drift from the forward.
+    fn record_hook_names(&self) -> Result<Vec<String>> {
+        let one = Tensor::zeros((1, 1), DType::U32, &self.device)?;
+        let filter = NamesFilter::All;
+        let mut ctx = HookCtx {
+            filter: Some(&filter),
+            ..HookCtx::default()
+        };
+        self.run_inner(&one, &mut ctx, None, None, false)?;
+        Ok(ctx.cache.into_iter().map(|(n, _)| n).collect())
     }
 
     pub(crate) fn set_model_name(&mut self, name: &str) {
@@ -420,57 +434,4 @@ impl HookedModel {
     pub fn loss(&self, tokens: &Tensor, logits: &Tensor) -> Result<Tensor> {
         Ok(self.per_token_loss(tokens, logits)?.mean_all()?)
     }
-}
-
-/// Every hook name in forward order (what TL's cache holds after a full `run_with_cache`).
-fn all_hook_names(cfg: &ModelConfig, names: &[BlockHookNames]) -> Vec<String> {
-    let mut v = vec!["hook_embed".to_string()];
-    if matches!(cfg.positional, Positional::Standard) {
-        v.push("hook_pos_embed".into());
-    }
-    let post_norm_names = |l: usize, norm: &str| {
-        ["hook_scale", "hook_normalized"].map(|h| format!("blocks.{l}.{norm}.{h}"))
-    };
-    for (l, n) in names.iter().enumerate() {
-        v.extend([
-            n.resid_pre.clone(),
-            n.ln1_scale.clone(),
-            n.ln1_normalized.clone(),
-            n.q.clone(),
-            n.k.clone(),
-            n.v.clone(),
-        ]);
-        if cfg.uses_rotary() {
-            v.extend([n.rot_q.clone(), n.rot_k.clone()]);
-        }
-        v.extend([n.attn_scores.clone(), n.pattern.clone(), n.z.clone()]);
-        if cfg.use_normalization_before_and_after {
-            v.extend(post_norm_names(l, "ln1_post"));
-        }
-        v.extend([n.attn_out.clone(), n.resid_mid.clone()]);
-        v.extend([
-            n.ln2_scale.clone(),
-            n.ln2_normalized.clone(),
-            n.mlp_pre.clone(),
-        ]);
-        if cfg.gated_mlp {
-            v.push(n.mlp_pre_linear.clone());
-        }
-        v.push(n.mlp_post.clone());
-        if cfg.use_normalization_before_and_after {
-            v.extend(post_norm_names(l, "ln2_post"));
-        }
-        v.extend([n.mlp_out.clone(), n.resid_post.clone()]);
-    }
-    v.extend(
-        [
-            "ln_final.hook_scale",
-            "ln_final.hook_normalized",
-            "unembed.hook_in",
-            "unembed.hook_out",
-        ]
-        .map(String::from),
-    );
-    let _ = Normalization::LN;
-    v
 }
