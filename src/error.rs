@@ -7,17 +7,29 @@ pub enum Error {
     /// A hook name that the model does not have; `suggestions` are the nearest valid names.
     #[error("unknown hook name `{name}`; nearest valid names: {}", suggestions.join(", "))]
     UnknownHook {
+        /// The hook name that was asked for.
         name: String,
+        /// Valid hook names closest to `name` (edit distance), best first.
         suggestions: Vec<String>,
     },
 
     /// A model file that is missing, truncated or corrupt.
     #[error("cannot load model file {}: {reason}", path.display())]
-    ModelFile { path: PathBuf, reason: String },
+    ModelFile {
+        /// Path of the model file (GGUF, safetensors, config.json, ...).
+        path: PathBuf,
+        /// What is wrong with it.
+        reason: String,
+    },
 
     /// A model name or alias that cannot be resolved.
     #[error("unknown model `{name}`: {hint}")]
-    UnknownModel { name: String, hint: String },
+    UnknownModel {
+        /// The model name, alias or path that was given.
+        name: String,
+        /// Why it did not resolve and what to try instead (aliases, path or `owner/name`).
+        hint: String,
+    },
 
     /// A config value that saescope does not support (or that is inconsistent).
     #[error("unsupported model config: {0}")]
@@ -34,15 +46,23 @@ pub enum Error {
     /// Downloading through the hub (hf-hub) failed.
     #[error("hub download of `{repo}/{file}` failed: {reason}")]
     Hub {
+        /// Hub repo id (`owner/name`).
         repo: String,
+        /// File in the repo that was being fetched.
         file: String,
+        /// Why the download failed (client setup, network, offline mode with a cache miss, ...).
         reason: String,
     },
 
     /// An SAE file (config, weights, sparsity) that is missing, truncated, corrupt or
     /// inconsistent with its config (e.g. tensors of another architecture).
     #[error("cannot load SAE file {}: {reason}", path.display())]
-    SaeFile { path: PathBuf, reason: String },
+    SaeFile {
+        /// Path of the SAE file (cfg.json, sae_weights.safetensors, sparsity.safetensors, ...).
+        path: PathBuf,
+        /// What is wrong with it.
+        reason: String,
+    },
 
     /// An SAE config value that is invalid or unsupported (unknown architecture, dtype, ...), or an
     /// operation the SAE's architecture does not support.
@@ -51,24 +71,37 @@ pub enum Error {
 
     /// A pretrained SAE release or SAE id that is not in the directory; `hint` lists what exists.
     #[error("unknown SAE {what}: {hint}")]
-    UnknownSae { what: String, hint: String },
+    UnknownSae {
+        /// What was not found: a release name, or an SAE id within a named release.
+        what: String,
+        /// The releases or SAE ids that do exist.
+        hint: String,
+    },
 
+    /// An error from candle (tensor op, device, dtype, safetensors), passed through unchanged.
     #[error(transparent)]
     Candle(#[from] candle_core::Error),
 
+    /// Reading or writing a file or directory failed.
     #[error("I/O error on {}: {source}", path.display())]
     Io {
+        /// The file or directory being read or written.
         path: PathBuf,
+        /// The underlying I/O error.
         source: std::io::Error,
     },
 
+    /// A JSON file (config, tokenizer, metadata) that cannot be parsed or written.
     #[error("JSON error in {}: {source}", path.display())]
     Json {
+        /// The JSON file being parsed or written.
         path: PathBuf,
+        /// The underlying serde_json error.
         source: serde_json::Error,
     },
 }
 
+/// `Result` with saescope's [`Error`] as the default error type.
 pub type Result<T, E = Error> = std::result::Result<T, E>;
 
 impl Error {

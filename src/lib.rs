@@ -5,6 +5,7 @@
 //!
 //! The README follows (its quickstart is compiled and run as a doctest).
 #![doc = include_str!("../README.md")]
+#![warn(missing_docs)]
 pub mod analysis;
 pub mod data;
 mod dispatch;

@@ -25,9 +25,13 @@ use tokenizers::{AddedToken, SplitDelimiterBehavior};
 /// `set_tokenizer`), so GPT-2 gets bos = eos = pad = `<|endoftext|>`.
 #[derive(Clone)]
 pub struct Tok {
+    /// The wrapped Hugging Face tokenizer.
     pub inner: tokenizers::Tokenizer,
+    /// BOS id (TL's `bos_token_id`; falls back to the EOS).
     pub bos_id: Option<u32>,
+    /// EOS id (TL's `eos_token_id`; `<|endoftext|>` when the tokenizer declares none).
     pub eos_id: Option<u32>,
+    /// PAD id (TL's `pad_token_id`; falls back to the EOS).
     pub pad_id: Option<u32>,
 }
 

@@ -18,6 +18,7 @@ const MAX_ROWS: usize = 64;
 /// One latent's ablation effect.
 #[derive(Clone, Copy, Debug, PartialEq)]
 pub struct LatentEffect {
+    /// Latent index (`0..d_sae`).
     pub latent: usize,
     /// The latent's activation at the position, averaged over the batch.
     pub act: f32,
@@ -31,6 +32,7 @@ pub struct LatentEffect {
 pub struct LatentAblation {
     /// `<sae hook>.hook_sae_acts_post`.
     pub hook: String,
+    /// The position the latents were ablated at (the requested one, or the last if `None`).
     pub pos: usize,
     /// The metric with the SAE spliced in with its error term (the clean model's value).
     pub metric: f64,

@@ -12,7 +12,9 @@ use candle_core::Tensor;
 /// One latent's attribution and ablation effect at one position (batch means).
 #[derive(Clone, Copy, Debug, PartialEq)]
 pub struct LatentComparison {
+    /// Latent index (`0..d_sae`).
     pub latent: usize,
+    /// The latent's activation at the position, averaged over the batch.
     pub act: f32,
     /// `grad · act` (attribution patching).
     pub attribution: f64,
@@ -35,6 +37,7 @@ impl std::fmt::Display for LatentComparison {
 pub struct AttributionVsAblation {
     /// `<sae hook>.hook_sae_acts_post`.
     pub hook: String,
+    /// The position compared at (the requested one, or the last if `None`).
     pub pos: usize,
     /// The metric with the SAE and its error term (= the clean model's).
     pub metric: f64,

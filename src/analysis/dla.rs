@@ -126,6 +126,7 @@ pub fn latent_logit_weights(
 /// Direct logit attribution of every latent at one position ([`latent_dla`]).
 #[derive(Clone, Debug)]
 pub struct LatentDla {
+    /// The position attributed at (the requested one, or the last if `None`).
     pub pos: usize,
     /// `[batch, d_sae]`: the latents' activations at `pos`.
     pub acts: Tensor,

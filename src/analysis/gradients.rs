@@ -23,7 +23,9 @@ use std::cell::RefCell;
 /// (backward, what a TL backward hook sees), both detached, in forward order.
 #[derive(Clone, Debug)]
 pub struct FwdBwdCache {
+    /// The metric's value on this forward pass.
     pub metric: f64,
+    /// The logits `[batch, pos, d_vocab]` of the forward pass (detached).
     pub logits: Tensor,
     fwd: Vec<(String, Tensor)>,
     bwd: Vec<(String, Tensor)>,
@@ -194,8 +196,12 @@ pub struct LatentAttribution {
     pub hook: String,
     /// The metric's value with the SAE spliced in with its error term (= the clean model's).
     pub metric: f64,
+    /// Latent activations at `hook_sae_acts_post`, `[batch, pos, d_sae]`.
     pub acts: Tensor,
+    /// Gradient of the metric with respect to those activations, `[batch, pos, d_sae]`.
     pub grads: Tensor,
+    /// `grads ⊙ acts`, `[batch, pos, d_sae]`: first-order estimate of each latent's ablation
+    /// effect.
     pub attribution: Tensor,
 }
 

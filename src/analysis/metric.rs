@@ -18,8 +18,11 @@ pub enum Metric {
     /// `incorrect` hold one token each (used for every row) or one per batch row; an empty
     /// `incorrect` makes it the plain logit of `correct`.
     LogitDiff {
+        /// Position read (`None`: the last).
         pos: Option<usize>,
+        /// Token id(s) whose logit counts positively: one for every row, or one per row.
         correct: Vec<u32>,
+        /// Token id(s) whose logit is subtracted: one, one per row, or none.
         incorrect: Vec<u32>,
     },
     /// Mean next-token cross-entropy loss (TL's `loss_fn`).

@@ -304,6 +304,7 @@ impl Pca {
     pub fn components(&self) -> Result<Tensor> {
         self.components_f64()
     }
+    /// Number of components `k` kept by the fit.
     pub fn n_components(&self) -> usize {
         self.explained_variance.len()
     }

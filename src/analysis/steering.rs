@@ -89,9 +89,13 @@ pub fn generate_with_steering(
 /// for notebooks.
 #[derive(Clone, Debug)]
 pub struct SteeringComparison {
+    /// The prompt generated from.
     pub prompt: String,
+    /// The hook steered (the SAE's `hook_name_out`).
     pub hook: String,
+    /// The latent whose decoder direction `W_dec[latent_idx]` was added.
     pub latent_idx: usize,
+    /// The steering coefficient multiplying that direction.
     pub coefficient: f64,
     /// The generated continuations (prompt excluded, special tokens skipped) without steering.
     pub normal: Vec<String>,

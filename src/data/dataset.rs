@@ -8,7 +8,9 @@ use std::path::{Path, PathBuf};
 /// pre-tokenised row (truncated to `context_size`, SAELens's tokenised path).
 #[derive(Clone, Debug, PartialEq)]
 pub enum Document {
+    /// Raw text, tokenised when packed.
     Text(String),
+    /// A pre-tokenised row of token ids.
     Tokens(Vec<u32>),
 }
 
@@ -308,15 +310,19 @@ impl TextDataset {
         )))
     }
 
+    /// Number of documents.
     pub fn len(&self) -> usize {
         self.docs.len()
     }
+    /// Whether the dataset holds no documents.
     pub fn is_empty(&self) -> bool {
         self.docs.is_empty()
     }
+    /// All documents, in dataset order.
     pub fn docs(&self) -> &[Document] {
         &self.docs
     }
+    /// Document `i`, or `None` if out of range.
     pub fn get(&self, i: usize) -> Option<&Document> {
         self.docs.get(i)
     }

@@ -14,14 +14,19 @@ use std::sync::Arc;
 /// config = no separator, i.e. `Option::None`).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum SeparatorToken {
+    /// The tokenizer's BOS token (SAELens default).
     Bos,
+    /// The tokenizer's EOS token.
     Eos,
+    /// The tokenizer's SEP token; the tokenizers here have none, so nothing is inserted.
     Sep,
+    /// An explicit token id.
     Id(u32),
 }
 
 impl SeparatorToken {
-    /// The token id for a tokenizer (`sep` has no id in a GGUF tokenizer: an error).
+    /// The token id for a tokenizer; `None` for `sep` (no SEP token here: SAELens then inserts
+    /// nothing). A missing BOS / EOS is an error.
     pub fn resolve(&self, tok: &Tok) -> Result<Option<u32>> {
         Ok(match self {
             SeparatorToken::Id(i) => Some(*i),
@@ -77,6 +82,7 @@ impl<'de> Deserialize<'de> for SeparatorToken {
 /// Arguments of SAELens's `concat_and_batch_sequences`.
 #[derive(Clone, Debug, PartialEq)]
 pub struct PackOptions {
+    /// Tokens per packed row (SAELens `context_size`).
     pub context_size: usize,
     /// Token at position 0 of each row (BOS when `prepend_bos`).
     pub begin_batch_token_id: Option<u32>,
@@ -263,16 +269,21 @@ fn no_concat_row(mut seq: Vec<u32>, o: &PackOptions) -> Option<Vec<u32>> {
 /// Where a [`RowStream`] is, for exact resumption.
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
 pub struct RowStreamState {
+    /// Completed passes over the dataset (the epoch being read).
     pub epoch: u64,
     /// Index (into the epoch's document order) of the next document to read.
     pub next_doc: usize,
     /// Whether the document before `next_doc` is still being consumed.
     pub in_doc: bool,
+    /// Offset into the current document's tokens of the next token to pack.
     pub offset: usize,
+    /// Whether the current document's start (begin-sequence token) is still pending.
     pub is_start: bool,
     /// The partially filled row.
     pub batch: Option<Vec<u32>>,
+    /// Rows produced so far, over all epochs.
     pub rows: u64,
+    /// Rows produced so far in the current epoch.
     pub rows_this_epoch: u64,
 }
 
@@ -330,9 +341,11 @@ impl RowStream {
         Ok(s)
     }
 
+    /// The packing options.
     pub fn options(&self) -> &PackOptions {
         &self.opts
     }
+    /// The dataset being streamed.
     pub fn dataset(&self) -> &Arc<TextDataset> {
         &self.dataset
     }
@@ -423,6 +436,7 @@ impl RowStream {
         Ok(out)
     }
 
+    /// A snapshot of the stream position, for [`RowStream::restore`].
     pub fn state(&self) -> RowStreamState {
         self.st.clone()
     }

@@ -114,6 +114,7 @@ pub struct ExplainedVariance {
 }
 
 impl ExplainedVariance {
+    /// An empty accumulator (no tokens yet).
     pub fn new() -> Self {
         Self::default()
     }
@@ -208,6 +209,7 @@ pub fn kl_div_score(kl_sae: f64, kl_ablation: f64) -> f64 {
 pub struct Histogram {
     /// `n_bins + 1` bin edges.
     pub edges: Vec<f64>,
+    /// `n_bins` counts of finite values per bin.
     pub counts: Vec<usize>,
 }
 

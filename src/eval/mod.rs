@@ -59,8 +59,9 @@ use serde::{Deserialize, Serialize};
 pub struct EvalOptions {
     /// Rows of the token tensor per model pass.
     pub batch_size: usize,
-    /// CE losses and KL divergences (three model passes per batch).
+    /// CE losses (clean, SAE spliced, hook zero-ablated: three model passes per batch).
     pub compute_ce_loss: bool,
+    /// KL divergences of the spliced and ablated runs from the clean run (the same three passes).
     pub compute_kl: bool,
     /// L0/L1, MSE, cosine, explained variance, l2 norms, densities.
     pub compute_sparsity_variance: bool,

@@ -104,8 +104,11 @@ impl<'a> Hooks<'a> {
 
 /// Which activations `run_with_cache` keeps (TL's `names_filter`).
 pub enum NamesFilter<'a> {
+    /// Keep every activation (TL's `names_filter=None`).
     All,
+    /// Keep exactly these full hook names.
     Names(Vec<String>),
+    /// Keep the activations whose full hook name satisfies the predicate.
     Fn(Box<dyn Fn(&str) -> bool + 'a>),
 }
 

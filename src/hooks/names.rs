@@ -147,6 +147,7 @@ impl<'a> HookName<'a> {
 ///
 /// `"blocks.5.hook_resid_pre"`, `("resid_pre", 5)`, `("scale", 3, "ln2")` all work.
 pub trait ActName {
+    /// The full hook name (e.g. `blocks.5.hook_resid_pre`), resolved as TL's `get_act_name`.
     fn act_name(&self) -> String;
 }
 impl ActName for &str {

@@ -108,6 +108,7 @@ impl ActivationCache {
     pub fn try_get<N: ActName>(&self, name: N) -> Option<&Tensor> {
         self.map.get(&name.act_name())
     }
+    /// Whether the activation `name` was cached.
     pub fn contains<N: ActName>(&self, name: N) -> bool {
         self.map.contains_key(&name.act_name())
     }
@@ -119,12 +120,15 @@ impl ActivationCache {
     pub fn iter(&self) -> impl Iterator<Item = (&str, &Tensor)> {
         self.order.iter().map(|n| (n.as_str(), &self.map[n]))
     }
+    /// Number of cached activations.
     pub fn len(&self) -> usize {
         self.order.len()
     }
+    /// `true` if nothing was cached.
     pub fn is_empty(&self) -> bool {
         self.order.is_empty()
     }
+    /// The config of the model that produced the cache.
     pub fn cfg(&self) -> &ModelConfig {
         &self.cfg
     }

@@ -27,13 +27,18 @@ pub enum AttnType {
 /// Normalization type, as TL names it. `LNPre`/`RMSPre` are what `fold_ln` leaves behind.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub enum Normalization {
+    /// LayerNorm with learned weight and bias (TL `LN`).
     LN,
+    /// LayerNorm without weights: centre and scale only, weights folded away (TL `LNPre`).
     LNPre,
+    /// RMSNorm with a learned weight (TL `RMS`).
     RMS,
+    /// RMSNorm without weights, the weight folded away (TL `RMSPre`).
     RMSPre,
 }
 
 impl Normalization {
+    /// Whether it is a LayerNorm (`LN` / `LNPre`) rather than an RMSNorm.
     pub fn is_layer_norm(self) -> bool {
         matches!(self, Normalization::LN | Normalization::LNPre)
     }
@@ -44,6 +49,7 @@ impl Normalization {
             Normalization::RMS | Normalization::RMSPre => Normalization::RMSPre,
         }
     }
+    /// Whether it has learned weights (`LN` / `RMS`, i.e. not folded).
     pub fn has_weights(self) -> bool {
         matches!(self, Normalization::LN | Normalization::RMS)
     }
@@ -56,7 +62,9 @@ pub enum ActFn {
     GeluNew,
     /// Exact erf GELU.
     Gelu,
+    /// SiLU / swish `x·σ(x)` (llama's gated MLP).
     Silu,
+    /// `max(x, 0)`.
     Relu,
 }
 
@@ -66,26 +74,45 @@ pub enum Positional {
     /// Learned absolute positions (`pos_embed.W_pos`, `hook_pos_embed`).
     Standard,
     /// Rotary embeddings on Q and K (`hook_rot_q`, `hook_rot_k`), half-split (not adjacent pairs).
-    Rotary { base: f64, dim: usize },
+    Rotary {
+        /// Frequency base θ (TL `rotary_base`, HF `rope_theta`).
+        base: f64,
+        /// Rotated dims per head (TL `rotary_dim`); must equal `d_head` (no partial rotary).
+        dim: usize,
+    },
 }
 
 /// The model's shape and behaviour: what TL's `HookedTransformerConfig` holds for it.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct ModelConfig {
+    /// Name the model was loaded under (alias, hub repo id or path; TL `model_name`).
     pub model_name: String,
+    /// Source architecture (TL `original_architecture`).
     pub architecture: Architecture,
+    /// Number of transformer blocks (TL `n_layers`).
     pub n_layers: usize,
+    /// Residual stream width (TL `d_model`).
     pub d_model: usize,
+    /// Query heads per layer (TL `n_heads`).
     pub n_heads: usize,
     /// Key/value heads (`n_key_value_heads`); equal to `n_heads` without grouped-query attention.
     pub n_kv_heads: usize,
+    /// Width of each attention head (TL `d_head`).
     pub d_head: usize,
+    /// MLP hidden width (TL `d_mlp`).
     pub d_mlp: usize,
+    /// Vocabulary size: the width of the logits (TL `d_vocab`).
     pub d_vocab: usize,
+    /// Maximum context length in tokens (TL `n_ctx`).
     pub n_ctx: usize,
+    /// Epsilon added to the variance (LayerNorm) or mean square (RMSNorm) before the sqrt
+    /// (TL `eps`).
     pub eps: f64,
+    /// MLP activation function (TL `act_fn`).
     pub act_fn: ActFn,
+    /// Normalization layers as loaded (TL `normalization_type`; the `...Pre` form after `fold_ln`).
     pub normalization: Normalization,
+    /// Positional embedding (TL `positional_embedding_type`).
     pub positional: Positional,
     /// Gated MLP (`W_gate`, `mlp.hook_pre_linear`), as in llama.
     pub gated_mlp: bool,
@@ -152,9 +179,14 @@ impl Default for ModelConfig {
 /// TL's `from_pretrained` weight-processing switches (all on by default).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Processing {
+    /// Norm weights (and LN biases) folded into the following linear layers (TL `fold_ln`).
     pub fold_ln: bool,
+    /// Weights and biases writing to the residual stream (`W_E`, `W_pos`, `W_O`/`b_O`,
+    /// `W_out`/`b_out`) made zero-mean over `d_model` (TL `center_writing_weights`).
     pub center_writing_weights: bool,
+    /// `W_U` (and `b_U`) made zero-mean over the vocabulary (TL `center_unembed`).
     pub center_unembed: bool,
+    /// Value biases `b_V` folded into the output bias `b_O` (TL `fold_value_biases`).
     pub fold_value_biases: bool,
 }
 

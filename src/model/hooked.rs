@@ -175,9 +175,11 @@ impl HookedModel {
         Arc::make_mut(&mut self.cfg).model_name = name.to_string();
     }
 
+    /// The model's config (TL's `cfg`).
     pub fn cfg(&self) -> &ModelConfig {
         &self.cfg
     }
+    /// The device the weights are on.
     pub fn device(&self) -> &Device {
         &self.device
     }
@@ -190,6 +192,7 @@ impl HookedModel {
             ))
         })
     }
+    /// Attach (or replace) the tokenizer used by `to_tokens`, `to_str_tokens`, ...
     pub fn set_tokenizer(&mut self, tok: Tok) {
         self.tok = Some(tok);
     }

@@ -38,6 +38,7 @@ impl HookedModel {
         Self::from_pretrained_with(name, &LoadOptions::no_processing())
     }
 
+    /// [`from_pretrained`](Self::from_pretrained) with explicit processing, hub and device options.
     pub fn from_pretrained_with(name: &str, opts: &LoadOptions) -> Result<Self> {
         if DEFAULT_ALIASES.iter().any(|a| a.eq_ignore_ascii_case(name)) {
             let path = default_data_dir().join("models").join(DEFAULT_GGUF);

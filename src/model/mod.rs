@@ -50,6 +50,7 @@ pub struct LoadOptions {
     pub offline: Option<bool>,
     /// Hub revision; None → `main`.
     pub revision: Option<String>,
+    /// Device to load the weights onto (default CPU).
     pub device: Device,
 }
 

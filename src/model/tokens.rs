@@ -10,6 +10,7 @@ impl HookedModel {
     pub fn to_tokens(&self, text: &str) -> Result<Tensor> {
         self.to_tokens_with(text, true)
     }
+    /// Token ids `[1, pos]` (u32) for `text`, with BOS prepended iff `prepend_bos`.
     pub fn to_tokens_with(&self, text: &str, prepend_bos: bool) -> Result<Tensor> {
         let ids = self.tokenizer()?.encode(text, prepend_bos)?;
         if ids.is_empty() {
@@ -144,9 +145,13 @@ impl HookedModel {
 /// One answer token's rank and the model's top predictions at that position.
 #[derive(Clone, Debug)]
 pub struct AnswerRow {
+    /// The answer token as a string.
     pub token: String,
+    /// Its 0-based rank among all vocabulary tokens by probability (0 = top prediction).
     pub rank: usize,
+    /// Its logit at the predicting position.
     pub logit: f32,
+    /// Its softmax probability at the predicting position.
     pub prob: f32,
     /// `(token, logit, prob)`, most probable first.
     pub top: Vec<(String, f32, f32)>,
@@ -155,12 +160,16 @@ pub struct AnswerRow {
 /// What [`HookedModel::test_prompt`] found.
 #[derive(Clone, Debug)]
 pub struct TestPromptResult {
+    /// The prompt's tokens as strings (BOS included).
     pub prompt_str_tokens: Vec<String>,
+    /// The answer's tokens as strings (no BOS).
     pub answer_str_tokens: Vec<String>,
+    /// One row per answer token, in order.
     pub rows: Vec<AnswerRow>,
 }
 
 impl TestPromptResult {
+    /// Each answer token's rank (0 = top prediction), in order.
     pub fn ranks(&self) -> Vec<usize> {
         self.rows.iter().map(|r| r.rank).collect()
     }

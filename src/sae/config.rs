@@ -54,22 +54,38 @@ pub const LLM_METADATA_KEYS: [&str; 17] = [
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Architecture {
+    /// `standard`: `f = ReLU(x̃ W_enc + b_enc)` (SAELens `StandardSAE`).
     Standard,
+    /// `gated`: `f = 1[π_gate > 0] · ReLU(π_mag)`, no `b_enc` (SAELens `GatedSAE`).
     Gated,
+    /// `jumprelu` (alias `jump_relu`): `f = ReLU(h) · 1[h > θ]` (SAELens `JumpReLUSAE`).
     #[serde(rename = "jumprelu", alias = "jump_relu")]
     JumpRelu,
+    /// `topk`: keep the `k` largest ReLU'd pre-activations per token (SAELens `TopKSAE`).
     #[serde(rename = "topk")]
     TopK,
+    /// `abstopk`: keep the `k` pre-activations largest in absolute value, signs kept, no ReLU.
     #[serde(rename = "abstopk")]
     AbsTopK,
+    /// `batchtopk` training checkpoint; converted to [`Architecture::JumpRelu`] on load.
     #[serde(rename = "batchtopk")]
     BatchTopK,
+    /// `matryoshka_batchtopk` training checkpoint; converted to [`Architecture::JumpRelu`] on
+    /// load.
     #[serde(rename = "matryoshka_batchtopk")]
     MatryoshkaBatchTopK,
+    /// `transcoder`: ReLU encoder reading `hook_name`, decoder writing `hook_name_out`
+    /// (SAELens `Transcoder`).
     Transcoder,
+    /// `skip_transcoder`: a transcoder with a linear skip term `x W_skipᵀ` (SAELens
+    /// `SkipTranscoder`).
     SkipTranscoder,
+    /// `jumprelu_transcoder`: a transcoder with a JumpReLU activation (SAELens
+    /// `JumpReLUTranscoder`).
     #[serde(rename = "jumprelu_transcoder")]
     JumpReluTranscoder,
+    /// `jumprelu_skip_transcoder`: JumpReLU activation plus skip term (SAELens
+    /// `JumpReLUSkipTranscoder`).
     #[serde(rename = "jumprelu_skip_transcoder")]
     JumpReluSkipTranscoder,
 }
@@ -107,6 +123,8 @@ impl Architecture {
             Architecture::JumpReluSkipTranscoder,
         ]
     }
+    /// Parse a config's architecture name (surrounding whitespace ignored, `jump_relu` accepted);
+    /// [`Error::SaeConfig`] listing the supported names otherwise.
     pub fn parse(s: &str) -> Result<Self> {
         let t = s.trim();
         Architecture::all()
@@ -171,6 +189,7 @@ pub enum NormalizeActivations {
 }
 
 impl NormalizeActivations {
+    /// SAELens's name for it (`none`, `expected_average_only_in`, ...), as written in `cfg.json`.
     pub fn as_str(&self) -> &'static str {
         match self {
             NormalizeActivations::None => "none",
@@ -213,8 +232,10 @@ impl<'de> Deserialize<'de> for NormalizeActivations {
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "snake_case")]
 pub enum ReshapeActivations {
+    /// `none`: the input is used as is.
     #[default]
     None,
+    /// `hook_z`: flatten the per-head `[..., n_heads, d_head]` input to `[..., d_in]` and back.
     HookZ,
 }
 
@@ -235,11 +256,13 @@ impl<'de> Deserialize<'de> for ReshapeActivations {
 /// SAELens `SAEMetadata`: how the SAE should be used. Unknown keys are kept in `extra`.
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
 pub struct SaeMetadata {
+    /// TransformerLens name of the model the SAE was trained on (e.g. `gpt2-small`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub model_name: Option<String>,
     /// The hook the SAE reads.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub hook_name: Option<String>,
+    /// Single attention head the SAE reads at `hook_name` (`None`: all heads / not a head hook).
     #[serde(
         default,
         skip_serializing_if = "Option::is_none",
@@ -249,39 +272,52 @@ pub struct SaeMetadata {
     /// Transcoders: the hook whose value the output replaces.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub hook_name_out: Option<String>,
+    /// Transcoders: single attention head written at `hook_name_out` (`None`: all heads).
     #[serde(
         default,
         skip_serializing_if = "Option::is_none",
         deserialize_with = "opt_usize"
     )]
     pub hook_head_index_out: Option<usize>,
+    /// Whether the training prompts had BOS prepended.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub prepend_bos: Option<bool>,
+    /// Training context length in tokens (the default `--context-size` of `saescope eval` /
+    /// `dashboard`).
     #[serde(
         default,
         skip_serializing_if = "Option::is_none",
         deserialize_with = "opt_usize"
     )]
     pub context_size: Option<usize>,
+    /// Neuronpedia id (`model/source`, e.g. `gpt2-small/8-res-jb`) for feature links.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub neuronpedia_id: Option<String>,
-    /// `true`, `false` or a list of token ids.
+    /// Special tokens excluded in training: `true`, `false` or a list of token ids.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub exclude_special_tokens: Option<Value>,
+    /// Training dataset (hub dataset id or path).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub dataset_path: Option<String>,
+    /// Model class used in training (e.g. `HookedTransformer`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub model_class_name: Option<String>,
+    /// Extra keyword arguments for the model's `from_pretrained` (e.g. `center_writing_weights`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub model_from_pretrained_kwargs: Option<Map<String, Value>>,
+    /// Training positions as Python `slice(*seqpos_slice)` arguments, as written in the config.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub seqpos_slice: Option<Value>,
+    /// SAELens version the config was written with (≥ 6.0 means the 6.x layout).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub sae_lens_version: Option<String>,
+    /// SAELens version the SAE was trained with.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub sae_lens_training_version: Option<String>,
+    /// `hook_name` in Hugging Face `transformers` module naming (kept, not used by saescope).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub hf_hook_name: Option<String>,
+    /// `hook_name_out` in Hugging Face `transformers` module naming (kept, not used by saescope).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub hf_hook_name_out: Option<String>,
     /// Every other key (`training_architecture`, `l0`, ...).
@@ -292,9 +328,12 @@ pub struct SaeMetadata {
 /// A typed SAELens `SAEConfig` (any architecture).
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct SaeConfig {
+    /// Which SAE architecture the weights belong to.
     pub architecture: Architecture,
+    /// Input width: the hooked activation's last dim (`n_heads · d_head` for `hook_z` SAEs).
     #[serde(deserialize_with = "req_usize")]
     pub d_in: usize,
+    /// Number of latents (dictionary size).
     #[serde(deserialize_with = "req_usize")]
     pub d_sae: usize,
     /// Transcoders' output width; `None` elsewhere (then [`SaeConfig::d_out`] is `d_in`).
@@ -307,12 +346,17 @@ pub struct SaeConfig {
     /// `float32`, `float64`, `float16` or `bfloat16`, optionally prefixed `torch.`.
     #[serde(default = "default_dtype")]
     pub dtype: String,
+    /// Torch device name the weights live on (`cpu`, `cuda`, `mps`; default `cpu`); set on load.
     #[serde(default = "default_device")]
     pub device: String,
+    /// Subtract `b_dec` from the (normalised) input before encoding (default `true`; must be
+    /// `false` for transcoders).
     #[serde(default = "default_true")]
     pub apply_b_dec_to_input: bool,
+    /// Input normalisation around encode/decode (default `none`).
     #[serde(default)]
     pub normalize_activations: NormalizeActivations,
+    /// Per-head input reshaping (default `none`; `hook_z` for `hook_z` SAEs).
     #[serde(default)]
     pub reshape_activations: ReshapeActivations,
     /// Top-k SAEs' `k` (SAELens's default is 100).
@@ -325,6 +369,7 @@ pub struct SaeConfig {
     /// Top-k SAEs: rank (and decode) the pre-activations as if `W_dec` had unit-norm rows.
     #[serde(default)]
     pub rescale_acts_by_decoder_norm: bool,
+    /// How the SAE should be used: model, hook, training context ([`SaeMetadata`]).
     #[serde(default)]
     pub metadata: SaeMetadata,
     /// Top-level keys that are no field of the architecture's config class (SAELens drops them;

@@ -80,9 +80,13 @@ pub use splice::{sae_hook_names, SaeHook};
 /// with the same number of tokens.
 #[derive(Clone, Debug, Default)]
 pub struct NormState {
+    /// `constant_norm_rescale`'s per-token factor `c = √d_in / ‖x‖`, `[N, 1]`.
     pub scale: Option<Tensor>,
+    /// `layer_norm`'s per-token mean, `[N, 1]`.
     pub mu: Option<Tensor>,
+    /// `layer_norm`'s per-token unbiased std, `[N, 1]`.
     pub std: Option<Tensor>,
+    /// `hook_z` SAEs: the input's `d_head`, to restore `[..., n_heads, d_head]` on decode.
     pub d_head: Option<usize>,
 }
 
@@ -109,6 +113,7 @@ pub struct SaeLoadOptions {
     /// `load_from_disk` / `load`; float32 for every other format and for `from_pretrained`
     /// (SAELens's `from_pretrained(dtype="float32")` default).
     pub dtype: Option<DType>,
+    /// Device to load the weights onto (default CPU).
     pub device: Device,
     /// Fold the decoder norms into the encoder after loading (SAELens's `fold_W_dec_norm=True`).
     pub fold_w_dec_norm: bool,
@@ -160,18 +165,23 @@ impl SaeCache {
                 ))
             })
     }
+    /// The cached hook names (full `hook_sae_*` form), in firing order.
     pub fn names(&self) -> Vec<&str> {
         self.entries.iter().map(|(n, _)| n.as_str()).collect()
     }
+    /// `(hook name, value)` pairs in firing order.
     pub fn iter(&self) -> impl Iterator<Item = (&str, &Tensor)> {
         self.entries.iter().map(|(n, t)| (n.as_str(), t))
     }
+    /// Number of cached hooks.
     pub fn len(&self) -> usize {
         self.entries.len()
     }
+    /// `true` if no hook was cached.
     pub fn is_empty(&self) -> bool {
         self.entries.is_empty()
     }
+    /// The values keyed by full hook name (firing order is lost).
     pub fn into_map(self) -> HashMap<String, Tensor> {
         self.entries.into_iter().collect()
     }
@@ -206,6 +216,7 @@ impl Sae {
     // ---------------------------------------------------------------------------------------
     // Accessors
 
+    /// The SAE's config (SAELens `cfg.json` fields and metadata).
     pub fn cfg(&self) -> &SaeConfig {
         &self.cfg
     }
@@ -222,9 +233,11 @@ impl Sae {
             .filter(|s| !s.is_empty())
             .unwrap_or_else(|| self.hook_name())
     }
+    /// Input width (`cfg.d_in`).
     pub fn d_in(&self) -> usize {
         self.cfg.d_in
     }
+    /// Number of latents (`cfg.d_sae`).
     pub fn d_sae(&self) -> usize {
         self.cfg.d_sae
     }
@@ -232,6 +245,7 @@ impl Sae {
     pub fn d_out(&self) -> usize {
         self.cfg.d_out()
     }
+    /// The architecture as run (`batchtopk` checkpoints report `jumprelu`).
     pub fn architecture(&self) -> Architecture {
         self.arch().architecture()
     }
@@ -240,12 +254,15 @@ impl Sae {
     pub(crate) fn arch(&self) -> SaeArch {
         SaeArch::for_config(&self.cfg)
     }
+    /// Whether the SAE is a transcoder (reads `hook_name`, writes `hook_name_out`).
     pub fn is_transcoder(&self) -> bool {
         self.architecture().is_transcoder()
     }
+    /// The dtype the weights are held in.
     pub fn dtype(&self) -> DType {
         self.dtype
     }
+    /// The device the weights are on.
     pub fn device(&self) -> &Device {
         &self.device
     }

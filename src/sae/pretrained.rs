@@ -27,15 +27,21 @@ const DIRECTORY_JSON: &str = include_str!("pretrained_saes.json");
 /// One SAE of a release.
 #[derive(Clone, Debug, Deserialize)]
 pub struct PretrainedSaeInfo {
+    /// The SAE id within the release (SAELens `sae_id`, e.g. `blocks.8.hook_resid_pre`).
     pub id: String,
     /// The folder (or file) inside the release's repo.
     pub path: String,
+    /// Neuronpedia id (e.g. `gpt2-small/8-res-jb`); becomes `metadata.neuronpedia_id` on load.
     #[serde(default)]
     pub neuronpedia: Option<String>,
+    /// L0 reported in the directory (informational, not recomputed).
     #[serde(default)]
     pub l0: Option<f64>,
+    /// Variance explained reported in the directory (informational, not recomputed).
     #[serde(default)]
     pub variance_explained: Option<f64>,
+    /// Activation norm scaling factor folded into the weights on load for
+    /// `expected_average_only_in` SAEs.
     #[serde(default)]
     pub norm_scaling_factor: Option<f64>,
 }
@@ -46,6 +52,7 @@ pub struct PretrainedSaeRelease {
     /// The release name (the directory key).
     #[serde(skip)]
     pub name: String,
+    /// Hugging Face hub repo that holds the release's SAEs.
     pub repo_id: String,
     /// The TransformerLens model name.
     #[serde(default)]
@@ -53,8 +60,10 @@ pub struct PretrainedSaeRelease {
     /// SAELens loader name (`None` = `sae_lens`).
     #[serde(default)]
     pub conversion_func: Option<String>,
+    /// Keys merged into every SAE config of the release before conversion.
     #[serde(default)]
     pub config_overrides: Option<Map<String, Value>>,
+    /// The release's SAEs, in directory order.
     #[serde(default)]
     pub saes: Vec<PretrainedSaeInfo>,
 }

@@ -7,8 +7,11 @@ use candle_core::{DType, Device, Tensor, Var, D};
 /// Shape of a [`ToyModel`] (ARENA's `ToyModelConfig`).
 #[derive(Clone, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct ToyModelConfig {
+    /// Independent model instances trained in parallel (ARENA `n_inst`; default 8).
     pub n_inst: usize,
+    /// Input features per instance (ARENA `n_features`; default 5).
     pub n_features: usize,
+    /// Hidden (bottleneck) dimension per instance (ARENA `d_hidden`; default 2).
     pub d_hidden: usize,
     /// Features `0..2·n_correlated_pairs` come in pairs that are present together.
     pub n_correlated_pairs: usize,
@@ -32,8 +35,11 @@ impl Default for ToyModelConfig {
 /// Adam training of a toy model.
 #[derive(Clone, Debug, serde::Serialize, serde::Deserialize)]
 pub struct TrainOptions {
+    /// Optimizer steps (default 5000).
     pub steps: usize,
+    /// Batch size per step, generated fresh each step (default 1024).
     pub batch_size: usize,
+    /// Peak Adam learning rate (default 1e-3).
     pub lr: f64,
     /// Cosine decay of the learning rate to 0 (ARENA's `cosine_decay_lr`); constant otherwise.
     pub cosine_decay: bool,
@@ -66,6 +72,7 @@ pub(crate) fn lr_at(opts_lr: f64, cosine: bool, step: usize, steps: usize) -> f6
 ///
 /// Batches are `[batch, inst, feats]`.
 pub struct ToyModel {
+    /// The model's shape.
     pub cfg: ToyModelConfig,
     w: Var,
     b_final: Var,
@@ -180,9 +187,11 @@ impl ToyModel {
     pub fn b_final(&self) -> Result<Tensor> {
         Ok(self.b_final.as_tensor().detach())
     }
+    /// Feature importance `[inst, feats]` (weights the MSE).
     pub fn importance(&self) -> &Tensor {
         &self.importance
     }
+    /// Probability each feature is present, `[inst, feats]`.
     pub fn feature_probability(&self) -> &Tensor {
         &self.feature_probability
     }

@@ -28,13 +28,19 @@ pub enum ToySaeArch {
 /// ARENA's `ToySAEConfig`.
 #[derive(Clone, Debug, serde::Serialize, serde::Deserialize)]
 pub struct ToySaeConfig {
+    /// SAE instances trained in parallel (ARENA `n_inst`; default 1).
     pub n_inst: usize,
+    /// Input (activation) dimension (ARENA `d_in`; default 2).
     pub d_in: usize,
+    /// Number of latents (ARENA `d_sae`; default 5).
     pub d_sae: usize,
+    /// Sparsity penalty coefficient λ (ARENA `sparsity_coeff`; default 0.2).
     pub sparsity_coeff: f64,
+    /// Added to decoder row norms when normalising (ARENA `weight_normalize_eps`; default 1e-8).
     pub weight_normalize_eps: f64,
     /// `W_dec = W_encᵀ` (normalised).
     pub tied_weights: bool,
+    /// Encoder variant (ARENA `architecture`; default standard).
     pub architecture: ToySaeArch,
     /// JumpReLU's kernel width ε.
     pub ste_epsilon: f64,
@@ -72,15 +78,27 @@ pub enum ResampleMethod {
 /// Training options for [`ToySae::optimize`] (ARENA's `optimize` defaults).
 #[derive(Clone, Debug, serde::Serialize, serde::Deserialize)]
 pub struct SaeTrainOptions {
+    /// Optimizer steps (default 10 000).
     pub steps: usize,
+    /// Batch size per step (default 1024).
     pub batch_size: usize,
+    /// Peak Adam learning rate (default 1e-3).
     pub lr: f64,
+    /// Cosine decay of the learning rate to 0 (ARENA `cosine_decay_lr`); constant otherwise.
     pub cosine_decay: bool,
+    /// Record loss, L0 and `frac_active` every this many steps and at the last (ARENA `log_freq`;
+    /// default 100).
     pub log_every: usize,
+    /// Dead-latent resampling; `None` disables it (ARENA `resample_method`; default `None`).
     pub resample_method: Option<ResampleMethod>,
+    /// Resample every this many steps (ARENA `resample_freq`; default 2500).
     pub resample_freq: usize,
+    /// A latent is dead if inactive over all of the last this many steps (ARENA `resample_window`;
+    /// default 500).
     pub resample_window: usize,
+    /// Scale of a resampled latent's encoder column (ARENA `resample_scale`; default 0.5).
     pub resample_scale: f64,
+    /// Seed of the resampling RNG (default 0).
     pub seed: u64,
 }
 
@@ -120,6 +138,7 @@ pub struct ToySaeLoss {
 /// What [`ToySae::optimize`] records.
 #[derive(Clone, Debug, Default, serde::Serialize, serde::Deserialize)]
 pub struct ToySaeLog {
+    /// The logged steps (0-based).
     pub steps: Vec<usize>,
     /// Mean over the batch of the summed loss.
     pub loss: Vec<f32>,
@@ -135,6 +154,7 @@ pub struct ToySaeLog {
 /// tied), `b_enc [inst, d_sae]`, `b_dec [inst, d_in]`; gated adds `r_mag`, `b_mag`; JumpReLU
 /// adds `log_theta` (all `[inst, d_sae]`).
 pub struct ToySae {
+    /// The SAE's configuration.
     pub cfg: ToySaeConfig,
     w_enc: Var,
     w_dec: Option<Var>,
@@ -216,9 +236,11 @@ impl ToySae {
     pub fn w_enc(&self) -> Tensor {
         self.w_enc.as_tensor().detach()
     }
+    /// `b_enc [inst, d_sae]` (the gate bias for gated SAEs).
     pub fn b_enc(&self) -> Tensor {
         self.b_enc.as_tensor().detach()
     }
+    /// `b_dec [inst, d_in]`.
     pub fn b_dec(&self) -> Tensor {
         self.b_dec.as_tensor().detach()
     }

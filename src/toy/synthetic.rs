@@ -11,8 +11,11 @@ pub struct SyntheticActivations {
     /// `[n_features, d]`, unit rows.
     features: Tensor,
     feats: Vec<f32>,
+    /// Probability `p_i` that feature `i` is present in a row, `[n_features]`.
     pub feature_probability: Vec<f32>,
+    /// Lower bound of a present feature's magnitude (default 0).
     pub min_magnitude: f32,
+    /// Upper bound (exclusive) of a present feature's magnitude (default 1).
     pub max_magnitude: f32,
     /// Standard deviation of isotropic Gaussian noise added to every row.
     pub noise_std: f32,
@@ -65,9 +68,11 @@ impl SyntheticActivations {
     pub fn features(&self) -> &Tensor {
         &self.features
     }
+    /// Activation dimension `d`.
     pub fn d(&self) -> usize {
         self.d
     }
+    /// Number of ground-truth features.
     pub fn n_features(&self) -> usize {
         self.n_features
     }

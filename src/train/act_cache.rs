@@ -21,34 +21,52 @@ use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
+/// File name of a cache directory's manifest.
 pub const MANIFEST: &str = "manifest.json";
+/// Format tag written to and required in [`ActCacheManifest::format`].
 pub const FORMAT: &str = "saescope-activation-cache/1";
 
+/// One shard file of a cache, as listed in the manifest.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct ShardInfo {
+    /// Shard file name, relative to the cache directory (`shard_NNNNN.safetensors`).
     pub file: String,
+    /// Activation rows (tokens) in the shard.
     pub n_tokens: usize,
 }
 
 /// `manifest.json` of a cache directory.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct ActCacheManifest {
+    /// Format tag; must equal [`FORMAT`].
     pub format: String,
+    /// Name of the model the activations came from.
     pub model: String,
+    /// Hook point the activations were read at (SAELens `hook_name`).
     pub hook_name: String,
+    /// Attention head selected at the hook, if any (SAELens `hook_head_index`).
     pub hook_head_index: Option<usize>,
+    /// Width of each activation row.
     pub d_in: usize,
+    /// Stored dtype of `activations` (always `float32`).
     pub dtype: String,
+    /// Tokens per LLM row the model was run on (SAELens `context_size`).
     pub context_size: usize,
     /// Tokens per full LLM row after `seqpos_slice` (SAELens's `training_context_size`).
     pub training_context_size: usize,
+    /// Whether each LLM row started with BOS (SAELens `prepend_bos`).
     pub prepend_bos: bool,
+    /// Name of the dataset the rows were packed from.
     pub dataset: String,
     /// Token ids whose activations were dropped.
     pub excluded_token_ids: Vec<u32>,
+    /// Activation rows in all shards together.
     pub n_tokens: u64,
+    /// LLM rows (prompts) run through the model.
     pub n_sequences: u64,
+    /// Rows per full shard (the last shard may hold fewer).
     pub shard_tokens: usize,
+    /// The shards, in corpus order.
     pub shards: Vec<ShardInfo>,
     /// False while writing (or after a crash).
     pub complete: bool,
@@ -57,6 +75,7 @@ pub struct ActCacheManifest {
 }
 
 impl ActCacheManifest {
+    /// Read and check `dir/manifest.json` (errors if missing or of another format).
     pub fn read(dir: &Path) -> Result<Self> {
         let p = dir.join(MANIFEST);
         let b = std::fs::read(&p).map_err(|e| {
@@ -134,9 +153,11 @@ impl ActCacheWriter {
         })
     }
 
+    /// The manifest as written so far.
     pub fn manifest(&self) -> &ActCacheManifest {
         &self.manifest
     }
+    /// Rows pushed so far, including those not yet flushed to a shard.
     pub fn n_tokens(&self) -> u64 {
         self.manifest.n_tokens + self.pending_tokens.len() as u64
     }
@@ -159,6 +180,7 @@ impl ActCacheWriter {
         Ok(())
     }
 
+    /// Count `n` more LLM rows in the manifest's `n_sequences`.
     pub fn add_sequences(&mut self, n: u64) {
         self.manifest.n_sequences += n;
     }
@@ -206,7 +228,9 @@ pub struct CacheJob {
     pub hooks: Vec<(String, Option<usize>)>,
     /// Tokens to cache (per hook; the last LLM batch is cut to this).
     pub n_tokens: u64,
+    /// Output directory (one subdirectory per hook when caching several hooks).
     pub out: PathBuf,
+    /// Rows per shard file.
     pub shard_tokens: usize,
     /// Model name recorded in the manifest.
     pub model_name: String,
@@ -359,9 +383,11 @@ impl CachedActivations {
         self
     }
 
+    /// The cache's manifest.
     pub fn manifest(&self) -> &ActCacheManifest {
         &self.manifest
     }
+    /// Completed passes over the cache.
     pub fn epoch(&self) -> u64 {
         self.epoch
     }

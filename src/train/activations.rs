@@ -118,6 +118,7 @@ impl ActivationStore {
         })
     }
 
+    /// The store's configuration.
     pub fn config(&self) -> &ActivationStoreConfig {
         &self.cfg
     }
@@ -133,6 +134,7 @@ impl ActivationStore {
     pub fn llm_batches(&self) -> u64 {
         self.llm.n_batches
     }
+    /// The model-side batcher (model, hooks and row stream).
     pub fn batcher(&self) -> &LlmBatcher {
         &self.llm
     }

@@ -12,8 +12,11 @@ use std::sync::Arc;
 /// A hook whose activations are extracted, and how.
 #[derive(Clone, Debug)]
 pub struct HookSpec {
+    /// Hook point name (e.g. `blocks.5.hook_resid_post`).
     pub name: String,
+    /// Attention head to keep at a `[batch, pos, head, d_head]` hook; `None` flattens the heads.
     pub head_index: Option<usize>,
+    /// Width of one activation row at this hook (after head selection/flattening).
     pub d_in: usize,
 }
 
@@ -34,7 +37,9 @@ pub struct LlmBatcher {
 
 /// One LLM batch: activations per hook (row-major `[n, d_in]`) and the tokens they belong to.
 pub struct RawBatch {
+    /// Activations per hook, in hook order, each row-major `[tokens.len(), d_in]`.
     pub acts: Vec<Vec<f32>>,
+    /// Token id of each row (after `seqpos_slice` and special-token exclusion).
     pub tokens: Vec<u32>,
 }
 
@@ -155,12 +160,15 @@ impl LlmBatcher {
         Ok(b)
     }
 
+    /// The hooks, in the order given, with their widths.
     pub fn hooks(&self) -> &[HookSpec] {
         &self.hooks
     }
+    /// The hooked model.
     pub fn model(&self) -> &Arc<HookedModel> {
         &self.model
     }
+    /// The packed-row stream feeding the model.
     pub fn rows(&self) -> &RowStream {
         &self.rows
     }
@@ -259,9 +267,11 @@ impl LlmBatcher {
         )?)
     }
 
+    /// The row stream's position (for checkpoints).
     pub fn stream_state(&self) -> RowStreamState {
         self.rows.state()
     }
+    /// Continue the row stream from a saved position.
     pub fn restore_stream(&mut self, s: RowStreamState) -> Result<()> {
         self.rows.restore(s)
     }

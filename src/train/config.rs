@@ -24,38 +24,71 @@ use std::path::Path;
 pub struct TrainSaeConfig {
     /// `standard`, `gated`, `jumprelu`, `topk` or `batchtopk`.
     pub architecture: Architecture,
+    /// Width of the input activations (SAELens `d_in`; must be set).
     pub d_in: usize,
+    /// Number of latents (SAELens `d_sae`; must be set).
     pub d_sae: usize,
+    /// SAELens `dtype`; recorded only, training runs in float32 (default `float32`).
     pub dtype: String,
+    /// SAELens `device`; recorded only, training runs on the CPU (default `cpu`).
     pub device: String,
+    /// Subtract `b_dec` from the input before encoding (SAELens `apply_b_dec_to_input`; default
+    /// true).
     pub apply_b_dec_to_input: bool,
     /// `none` or `expected_average_only_in` (estimated, then folded at the end).
     pub normalize_activations: String,
+    /// `none` or `hook_z` (heads flattened), carried into the saved SAE (SAELens
+    /// `reshape_activations`; default `none`).
     pub reshape_activations: String,
     /// Decoder rows are initialised to this norm (Anthropic's heuristic init); `null` keeps
     /// the kaiming-uniform rows.
     pub decoder_init_norm: Option<f64>,
     // standard / gated
+    /// Sparsity coefficient λ of standard and gated SAEs (SAELens `l1_coefficient`; default 1.0).
     pub l1_coefficient: f64,
+    /// `p` of the standard SAE's penalty `‖f ⊙ ‖W_dec‖‖_p` (SAELens `lp_norm`; default 1.0).
     pub lp_norm: f64,
+    /// Steps of linear warm-up of `l1_coefficient` from 0 (SAELens `l1_warm_up_steps`; default 0).
     pub l1_warm_up_steps: usize,
     // jumprelu
+    /// Initial JumpReLU threshold θ of every latent (SAELens `jumprelu_init_threshold`; default
+    /// 0.01).
     pub jumprelu_init_threshold: f64,
+    /// Width ε of the straight-through estimators' rectangle kernel (SAELens `jumprelu_bandwidth`;
+    /// default 0.05).
     pub jumprelu_bandwidth: f64,
     /// `step`, `tanh` or `quadratic`.
     pub jumprelu_sparsity_loss_mode: String,
+    /// Coefficient λ of the JumpReLU sparsity loss (SAELens `l0_coefficient`; default 1.0).
     pub l0_coefficient: f64,
+    /// Steps of linear warm-up of `l0_coefficient` from 0 (SAELens `l0_warm_up_steps`; default 0).
     pub l0_warm_up_steps: usize,
+    /// Coefficient of the dead latents' pre-activation loss `Σ ReLU(θ − h)·‖W_dec‖`; `null` = off
+    /// (SAELens `pre_act_loss_coefficient`; default null).
     pub pre_act_loss_coefficient: Option<f64>,
+    /// Scale `s` of the `tanh` sparsity loss `Σ tanh(s · f ⊙ ‖W_dec‖)` (SAELens
+    /// `jumprelu_tanh_scale`; default 4.0).
     pub jumprelu_tanh_scale: f64,
+    /// Also pass the straight-through gradients to the pre-activations `h` (SAELens
+    /// `jumprelu_ste_to_input`; default false).
     pub jumprelu_ste_to_input: bool,
+    /// Target L0 `T` of the `quadratic` sparsity loss, required there (SAELens `target_l0`; default
+    /// null).
     pub target_l0: Option<f64>,
     // topk / batchtopk
     /// Latents per token (topk: an integer; batchtopk: the batch average, may be fractional).
     pub k: f64,
+    /// SAELens `use_sparse_activations`; recorded only, the CPU top-k decode is always sparse
+    /// (default false).
     pub use_sparse_activations: bool,
+    /// Coefficient of the AuxK dead-latent loss of topk / batchtopk (SAELens
+    /// `aux_loss_coefficient`; default 1.0).
     pub aux_loss_coefficient: f64,
+    /// Scale pre-activations by `‖W_dec‖` before the top-k (and back when decoding) (SAELens
+    /// `rescale_acts_by_decoder_norm`; default true).
     pub rescale_acts_by_decoder_norm: bool,
+    /// EMA rate of batchtopk's threshold `θ ← (1 − lr) θ + lr · min(f > 0)` (SAELens
+    /// `topk_threshold_lr`; default 0.01).
     pub topk_threshold_lr: f64,
 }
 
@@ -253,6 +286,7 @@ impl TrainSaeConfig {
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum BDecInit {
+    /// All zeros (SAELens 6.x; the default).
     #[default]
     Zeros,
     /// The mean of one training batch.
@@ -296,11 +330,13 @@ pub struct SyntheticConfig {
     pub feature_prob: f64,
     /// Active magnitudes are uniform in `[min_magnitude, max_magnitude]`.
     pub min_magnitude: f64,
+    /// Upper bound of active magnitudes (default 1.5).
     pub max_magnitude: f64,
     /// Standard deviation of isotropic Gaussian noise added to each sample.
     pub noise_std: f64,
     /// A constant offset added to every sample (exercises b_dec); 0 = none.
     pub offset_norm: f64,
+    /// Seed of the feature directions, the offset and the sample stream (default 0).
     pub seed: u64,
 }
 
@@ -322,10 +358,15 @@ impl Default for SyntheticConfig {
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(default)]
 pub struct RunnerConfig {
+    /// The nested SAE training config (SAELens `sae`).
     pub sae: TrainSaeConfig,
     // model / hook
+    /// Model to train on (SAELens `model_name`; default `gelu-2l`).
     pub model_name: String,
+    /// SAELens `model_class_name`; recorded in the SAE's metadata (default `HookedTransformer`).
     pub model_class_name: String,
+    /// Model-loading kwargs; the processing flags (`fold_ln`, `center_writing_weights`, ...) are
+    /// honoured (SAELens `model_from_pretrained_kwargs`; default null).
     pub model_from_pretrained_kwargs: Option<Map<String, Value>>,
     /// The fields SAELens's runner config shares with its activation store (`hook_name`,
     /// `hook_head_index`, `dataset_path`, `context_size`, `prepend_bos`, `seqpos_slice`,
@@ -336,51 +377,83 @@ pub struct RunnerConfig {
     #[serde(flatten)]
     pub store: ActivationStoreConfig,
     // data
+    /// SAELens `streaming`; recorded only (default true).
     pub streaming: bool,
+    /// SAELens `is_dataset_tokenized`; recorded only, pre-tokenised records are detected per record
+    /// (default true).
     pub is_dataset_tokenized: bool,
+    /// Train from the activation cache at `cached_activations_path` instead of running the model
+    /// (SAELens `use_cached_activations`; default false).
     pub use_cached_activations: bool,
+    /// Activation cache directory (from `saescope cache-activations`) used with
+    /// `use_cached_activations` (SAELens `cached_activations_path`).
     pub cached_activations_path: Option<String>,
     // batching
+    /// Total training tokens; steps = `training_tokens / train_batch_size_tokens` (SAELens
+    /// `training_tokens`; default 2 000 000).
     pub training_tokens: u64,
     // optimiser and schedules
+    /// Peak learning rate (SAELens `lr`; default 3e-4).
     pub lr: f64,
+    /// Adam β₁ (SAELens `adam_beta1`; default 0.9).
     pub adam_beta1: f64,
+    /// Adam β₂ (SAELens `adam_beta2`; default 0.999).
     pub adam_beta2: f64,
     /// torch's Adam `eps` (SAELens never changes it).
     pub adam_eps: f64,
     /// `constant`, `cosineannealing` or `cosineannealingwarmrestarts`.
     pub lr_scheduler_name: String,
+    /// Steps of linear learning-rate warm-up (SAELens `lr_warm_up_steps`; default 0).
     pub lr_warm_up_steps: usize,
+    /// Final steps of linear learning-rate decay to `lr_end` (SAELens `lr_decay_steps`; default 0).
     pub lr_decay_steps: usize,
     /// `null`: `lr / 10`.
     pub lr_end: Option<f64>,
+    /// Cycles of `cosineannealingwarmrestarts` (SAELens `n_restart_cycles`; default 1).
     pub n_restart_cycles: usize,
     /// Total gradient-norm clip (SAELens hard-codes 1.0); `null` disables clipping.
     pub max_grad_norm: Option<f64>,
     // sparsity tracking
+    /// A latent is dead after more than this many steps without firing (SAELens
+    /// `dead_feature_window`; default 1000).
     pub dead_feature_window: usize,
+    /// Steps per feature-sparsity window (logged, then reset) (SAELens `feature_sampling_window`;
+    /// default 2000).
     pub feature_sampling_window: usize,
+    /// SAELens `dead_feature_threshold`; recorded only (default 1e-8).
     pub dead_feature_threshold: f64,
+    /// SAELens `n_eval_batches`; recorded only (default 10).
     pub n_eval_batches: usize,
+    /// Batches used to estimate `E‖x‖` for `expected_average_only_in` (SAELens
+    /// `n_batches_for_norm_estimate`; default 1000).
     pub n_batches_for_norm_estimate: usize,
     // run
+    /// SAELens `device`; recorded only, training runs on the CPU (default `cpu`).
     pub device: String,
+    /// SAELens `dtype`; recorded only, training runs in float32 (default `float32`).
     pub dtype: String,
     /// SAELens-format SAE folders at evenly spaced points (`checkpoints/<n_samples>/`).
     pub n_checkpoints: usize,
+    /// Folder of the `n_checkpoints` and final SAE folders; `null` = `<output_path>/checkpoints`
+    /// (SAELens `checkpoint_path`).
     pub checkpoint_path: Option<String>,
+    /// Also save the final SAE as `<checkpoint_path>/final_<n_samples>/` (SAELens
+    /// `save_final_checkpoint`; default false).
     pub save_final_checkpoint: bool,
     /// The run folder: the final SAE (SAELens layout), `runner_cfg.json`, the resumable
     /// checkpoint, metrics and plots.
     pub output_path: Option<String>,
+    /// Print status messages (resume notices, skipped plots) (SAELens `verbose`; default true).
     pub verbose: bool,
     // saescope
+    /// How `b_dec` starts (SAELens ≤ 5 `b_dec_init_method`; default `zeros`).
     pub b_dec_init_method: BDecInit,
     /// Write the resumable checkpoint every this many steps (0 = only at the end).
     pub checkpoint_every_n_steps: usize,
     /// Append a metrics line to `metrics.jsonl` every this many steps (SAELens's
     /// `wandb_log_frequency`).
     pub log_every_n_steps: usize,
+    /// Show a progress bar while training (default true).
     pub progress_bar: bool,
     /// Write SVG plots (loss curves, L0, explained variance, log-density histogram) at the end.
     pub plots: bool,
@@ -493,6 +566,8 @@ impl RunnerConfig {
         })
     }
 
+    /// Check the whole config (the SAE's, batch size, step count, LR schedule, windows); the
+    /// parsers call it.
     pub fn validate(&self) -> Result<()> {
         self.sae.validate()?;
         let bad = |m: String| Err(Error::Config(m));

@@ -11,17 +11,22 @@ use rayon::prelude::*;
 /// `torch.optim.Adam` (no weight decay, no amsgrad) over a list of parameters.
 #[derive(Clone, Debug)]
 pub struct Adam {
+    /// Decay of the first moment (torch `betas[0]`).
     pub beta1: f64,
+    /// Decay of the second moment (torch `betas[1]`).
     pub beta2: f64,
+    /// Added to the denominator `√v̂` for stability (torch `eps`).
     pub eps: f64,
     /// Steps taken (torch's per-parameter `step`, equal for all parameters here).
     pub step: u64,
-    /// First and second moments per parameter (flattened).
+    /// First moments (torch `exp_avg`) per parameter (flattened).
     pub exp_avg: Vec<Vec<f32>>,
+    /// Second moments (torch `exp_avg_sq`) per parameter (flattened).
     pub exp_avg_sq: Vec<Vec<f32>>,
 }
 
 impl Adam {
+    /// Zeroed moments for `vars` with the given betas and eps.
     pub fn new(vars: &[Var], beta1: f64, beta2: f64, eps: f64) -> Self {
         Adam {
             beta1,
@@ -393,13 +398,18 @@ impl LrScheduler {
 /// `final · min(t, W) / W` (`final` when `W = 0`).
 #[derive(Clone, Debug, PartialEq)]
 pub struct CoefficientScheduler {
+    /// Steps of linear warm-up (0 = the final value from the start).
     pub warm_up_steps: usize,
+    /// Value after warm-up.
     pub final_value: f64,
+    /// Steps taken so far.
     pub current_step: usize,
+    /// Value at `current_step`.
     pub current_value: f64,
 }
 
 impl CoefficientScheduler {
+    /// A scheduler at step 0.
     pub fn new(warm_up_steps: usize, final_value: f64) -> Self {
         CoefficientScheduler {
             warm_up_steps,
@@ -408,9 +418,11 @@ impl CoefficientScheduler {
             current_value: if warm_up_steps > 0 { 0.0 } else { final_value },
         }
     }
+    /// The value at the current step.
     pub fn value(&self) -> f64 {
         self.current_value
     }
+    /// Advance one step and return the new value.
     pub fn step(&mut self) -> f64 {
         self.current_value = if self.current_step < self.warm_up_steps {
             self.final_value * ((self.current_step + 1) as f64 / self.warm_up_steps as f64)

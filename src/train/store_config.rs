@@ -11,7 +11,11 @@ use serde::{Deserialize, Serialize};
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(default)]
 pub struct ActivationStoreConfig {
+    /// Hook point the activations are read at (SAELens `hook_name`; default
+    /// `blocks.0.hook_mlp_out`).
     pub hook_name: String,
+    /// Keep only this head of a `[.., head, d_head]` hook; `null` flattens the heads (SAELens
+    /// `hook_head_index`; default null).
     pub hook_head_index: Option<usize>,
     /// `""` / `default` → the default corpus; `hub:ORG/NAME[:FILES]`; a directory or a file.
     pub dataset_path: String,
@@ -21,18 +25,32 @@ pub struct ActivationStoreConfig {
     /// Shuffle the documents (a new seeded order each epoch); None → dataset order (SAELens).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub dataset_shuffle_seed: Option<u64>,
+    /// Tokens per packed row fed to the model (SAELens `context_size`; default 128).
     pub context_size: usize,
+    /// Mixing buffer size in units of `training_context_size` tokens (SAELens
+    /// `n_batches_in_buffer`; default 20).
     pub n_batches_in_buffer: usize,
+    /// Rows per model forward pass (SAELens `store_batch_size_prompts`; default 32).
     pub store_batch_size_prompts: usize,
+    /// Activations per training step (SAELens `train_batch_size_tokens`; default 4096).
     pub train_batch_size_tokens: usize,
+    /// Start each packed row with BOS (SAELens `prepend_bos`; default true).
     pub prepend_bos: bool,
     /// Python `slice(*seqpos_slice)` over positions: `[null]` = all, `[a]` = `:a`, `[a, b]`, `[a, b, step]`.
     pub seqpos_slice: Vec<Option<i64>>,
     /// SAELens's `exclude_special_tokens` (`true`: BOS, EOS and PAD).
     pub exclude_special_tokens: SpecialTokens,
+    /// One row per document (truncated; shorter ones dropped) instead of concatenating (SAELens
+    /// `disable_concat_sequences`; default false).
     pub disable_concat_sequences: bool,
+    /// Token between concatenated documents; `null` = none (SAELens `sequence_separator_token`;
+    /// default `"bos"`).
     pub sequence_separator_token: Option<SeparatorToken>,
+    /// Fraction of the mixing buffer kept back for later batches at each refill, in `[0, 1]`; 0 =
+    /// no shuffling (SAELens `activations_mixing_fraction`; default 0.5).
     pub activations_mixing_fraction: f64,
+    /// Seed of the buffer shuffles, the SAE's initialisation and the cache reading order (SAELens
+    /// `seed`; default 42).
     pub seed: u64,
 }
 

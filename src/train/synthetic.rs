@@ -15,6 +15,7 @@ use std::collections::HashMap;
 /// A deterministic synthetic [`ActivationSource`].
 #[derive(Clone, Debug)]
 pub struct SyntheticSource {
+    /// The synthetic-data settings.
     pub cfg: SyntheticConfig,
     d_in: usize,
     /// `[n_features, d_in]`, unit rows (row-major).
@@ -24,6 +25,7 @@ pub struct SyntheticSource {
 }
 
 impl SyntheticSource {
+    /// Draw the feature directions (and offset) from `cfg.seed` for activations of width `d_in`.
     pub fn new(cfg: &SyntheticConfig, d_in: usize) -> Result<Self> {
         if d_in == 0 || cfg.n_features == 0 {
             return Err(Error::Config(
@@ -172,6 +174,7 @@ pub struct InMemorySource {
 }
 
 impl InMemorySource {
+    /// Serve the rows of `data [N, d_in]` (cast to f32, on the CPU), starting at row 0.
     pub fn new(data: Tensor) -> Result<Self> {
         if data.rank() != 2 || data.dim(0)? == 0 {
             return Err(Error::Invalid(format!(

@@ -35,8 +35,11 @@ mod logging;
 mod output;
 pub(crate) mod resample;
 
+/// File name of the run config in a run folder.
 pub const RUNNER_CFG: &str = "runner_cfg.json";
+/// File name of the resumable checkpoint in a run folder.
 pub const CHECKPOINT: &str = "checkpoint.safetensors";
+/// File name of the metrics log (JSON lines) in a run folder.
 pub const METRICS: &str = "metrics.jsonl";
 
 /// Scalar metrics of one step (what SAELens logs to wandb), by name.
@@ -44,24 +47,35 @@ pub type Metrics = Vec<(String, f64)>;
 
 /// SAELens's `SAETrainer`.
 pub struct Trainer {
+    /// The run's config (as read back from its JSON form).
     pub cfg: RunnerConfig,
+    /// The SAE being trained.
     pub sae: TrainingSae,
+    /// The optimiser (moments and step count).
     pub adam: Adam,
+    /// The learning-rate schedule.
     pub lr_scheduler: LrScheduler,
+    /// Warm-up schedules of the sparsity coefficients, by name (`l1`, `l0`).
     pub coefficients: Vec<(String, CoefficientScheduler)>,
+    /// Training steps completed.
     pub n_training_steps: usize,
+    /// Activations (tokens) trained on so far.
     pub n_training_samples: u64,
+    /// Per latent: tokens it fired on in the current sparsity window (SAELens `act_freq_scores`).
     pub act_freq_scores: Vec<f32>,
+    /// Per latent: steps since it last fired (SAELens `n_forward_passes_since_fired`).
     pub n_forward_passes_since_fired: Vec<f32>,
+    /// Tokens seen in the current sparsity window (SAELens `n_frac_active_samples`).
     pub n_frac_active_samples: u64,
     /// `expected_average_only_in`'s `√d_in / E‖x‖` (None until estimated, or when unused).
     pub scaling_factor: Option<f64>,
+    /// The run's RNG (seeded with `seed`; initialises the SAE, then drives resampling).
     pub rng: Rng,
     /// Whether the norm estimate and b_dec init have run.
     pub setup_done: bool,
     out_dir: Option<PathBuf>,
     checkpoint_thresholds: Vec<u64>,
-    /// The last completed sparsity window's feature sparsity (for the histogram).
+    /// The metrics of the last logging step (every `log_every_n_steps`).
     pub last_metrics: Metrics,
     device: Device,
 }
@@ -164,6 +178,7 @@ impl Trainer {
         })
     }
 
+    /// The run folder, if any.
     pub fn out_dir(&self) -> Option<&Path> {
         self.out_dir.as_deref()
     }

@@ -404,6 +404,7 @@ pub enum ColorScale {
 /// Optional settings for [`heatmap_with`].
 #[derive(Clone, Copy, Debug, Default, PartialEq)]
 pub struct HeatmapOptions {
+    /// How values map to colours (default [`ColorScale::Auto`]).
     pub scale: ColorScale,
     /// Value mapped to the lowest colour (default: from the data and the scale).
     pub vmin: Option<f32>,

@@ -10,7 +10,9 @@ use crate::error::{Error, Result};
 /// One group of points of a [`scatter`] chart, drawn in one colour with one legend entry.
 #[derive(Clone, Debug, Default, PartialEq)]
 pub struct ScatterSeries {
+    /// Legend label (a legend is drawn when there are several series or any has a name).
     pub name: String,
+    /// `(x, y)` data points; non-finite ones are skipped.
     pub points: Vec<(f32, f32)>,
     /// Text drawn next to each point: empty for none, otherwise one per point (`""` skips
     /// a point).

@@ -85,6 +85,7 @@ use std::path::Path;
 /// Which latents the correlation table compares against.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
 pub enum Correlations {
+    /// No correlation tables.
     None,
     /// Only the dashboard's latents (sae_vis's default).
     AmongSelected,
@@ -113,6 +114,7 @@ pub struct DashboardConfig {
     pub n_table_rows: usize,
     /// Boosted / suppressed tokens in each token's hover data.
     pub hover_top_tokens: usize,
+    /// Which latents the correlated-latents table compares against (default all latents).
     pub correlations: Correlations,
     /// Compute the per-token loss effect (full passes on the example rows).
     pub loss_effect: bool,
@@ -148,7 +150,9 @@ impl Default for DashboardConfig {
 /// How the top latents are ranked ([`LatentSelection::Top`]).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum RankBy {
+    /// Highest maximum activation on the scanned tokens first.
     MaxActivation,
+    /// Most scanned tokens with a nonzero activation first.
     Density,
 }
 
@@ -181,11 +185,14 @@ impl From<&LatentSelection> for LatentSelection {
 /// Which latents get dashboards.
 #[derive(Clone, Debug, PartialEq)]
 pub enum LatentSelection {
+    /// These latent indices, in this order.
     Indices(Vec<usize>),
     /// The `n` latents with the highest maximum activation (or density) on the scanned tokens
     /// (an extra scan of the same tokens; latents that never fire are skipped).
     Top {
+        /// How many latents (at least 1).
         n: usize,
+        /// The ranking.
         by: RankBy,
     },
 }
@@ -204,23 +211,32 @@ pub enum Stage {
 /// Progress of a stage: `done` of `total` (tokens or rows).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Progress {
+    /// The stage running.
     pub stage: Stage,
+    /// Tokens or rows done so far.
     pub done: u64,
+    /// Tokens or rows in the stage.
     pub total: u64,
 }
 
 /// Dashboards for several latents of one SAE.
 #[derive(Clone, Debug, Serialize)]
 pub struct Dashboards {
+    /// The model's name (`ModelConfig::model_name`).
     pub model_name: String,
+    /// The hook the SAE reads.
     pub hook_name: String,
+    /// The SAE's number of latents.
     pub d_sae: usize,
+    /// The SAE's Neuronpedia id, if known (for links).
     pub neuronpedia_id: Option<String>,
     /// What was scanned.
     pub source: String,
     /// Tokens scanned (after special-token exclusion).
     pub n_tokens: u64,
+    /// The settings used.
     pub config: DashboardConfig,
+    /// One dashboard per selected latent, in selection order.
     pub features: Vec<FeatureDashboard>,
 }
 

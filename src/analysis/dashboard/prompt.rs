@@ -21,6 +21,7 @@ use std::fmt::Write;
 /// A latent and its score in one ranking.
 #[derive(Clone, Debug, PartialEq, Serialize)]
 pub struct LatentScore {
+    /// Latent index (`0..d_sae`).
     pub latent: usize,
     /// The latent's activation at this token.
     pub act: f32,
@@ -32,9 +33,13 @@ pub struct LatentScore {
 /// One prompt token and its top latents.
 #[derive(Clone, Debug, PartialEq, Serialize)]
 pub struct PromptToken {
+    /// Token id.
     pub id: u32,
+    /// The token as a string.
     pub token: String,
+    /// Position in the tokenized prompt (BOS at 0).
     pub pos: usize,
+    /// Largest activation first.
     pub by_act: Vec<LatentScore>,
     /// Only latents with a dashboard (their quantiles come from the scan).
     pub by_quantile: Vec<LatentScore>,
@@ -45,8 +50,11 @@ pub struct PromptToken {
 /// The prompt-centric view of a prompt.
 #[derive(Clone, Debug, PartialEq, Serialize)]
 pub struct PromptView {
+    /// The prompt text (without the prepended BOS).
     pub prompt: String,
+    /// The hook the SAE reads.
     pub hook_name: String,
+    /// One entry per prompt token, BOS first.
     pub tokens: Vec<PromptToken>,
 }
 

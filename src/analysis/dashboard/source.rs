@@ -22,7 +22,9 @@ pub enum DashboardInput {
     /// cache's dataset and store settings (checked against the cache's `token_ids`) for the
     /// examples' context windows and loss effects. `max_tokens`: scan only the first tokens.
     ActCache {
+        /// The cache directory.
         dir: PathBuf,
+        /// Scan at most this many cached tokens (`None`: all).
         max_tokens: Option<u64>,
     },
 }

@@ -5,8 +5,12 @@ use serde::Serialize;
 /// A token with a score (logit tables, hover data).
 #[derive(Clone, Debug, PartialEq, Serialize)]
 pub struct TokenScore {
+    /// Token id.
     pub id: u32,
+    /// The token as a string.
     pub token: String,
+    /// Its score: a logit-table value (`feature_resid_dir · W_U`) or a log-prob change (hover
+    /// data).
     pub value: f32,
 }
 
@@ -16,6 +20,7 @@ pub struct TokenScore {
 pub struct Histogram {
     /// `n_bins + 1` bin edges.
     pub edges: Vec<f32>,
+    /// `n_bins` counts per bin.
     pub counts: Vec<u64>,
 }
 
@@ -65,6 +70,7 @@ pub struct NeuronAlignment {
 /// A latent (or neuron) whose activations correlate with this latent's.
 #[derive(Clone, Debug, PartialEq, Serialize)]
 pub struct Correlated {
+    /// Latent index (correlated latents) or input neuron index (correlated neurons).
     pub index: usize,
     /// Pearson correlation over all scanned tokens.
     pub pearson: f32,
@@ -75,7 +81,9 @@ pub struct Correlated {
 /// One token of an example's context window.
 #[derive(Clone, Debug, PartialEq, Serialize)]
 pub struct ExampleToken {
+    /// Token id.
     pub id: u32,
+    /// The token as a string.
     pub token: String,
     /// Position in the row.
     pub pos: usize,
@@ -151,17 +159,20 @@ pub enum GroupKind {
 /// A group of examples: the top activations, or random ones from an interval.
 #[derive(Clone, Debug, PartialEq, Serialize)]
 pub struct SequenceGroup {
+    /// Top group or interval group.
     pub kind: GroupKind,
     /// sae_vis's title, e.g. `TOP ACTIVATIONS (MAX = 12.345)` or
     /// `INTERVAL 1.234 - 2.468 (CONTAINS 12.345%)`.
     pub title: String,
-    /// Activation range of the group (`[lower, upper]`, both inclusive).
+    /// Activation range of the group (`[lower, upper]`, both inclusive): lower bound.
     pub lower: f32,
+    /// Upper bound of the activation range (inclusive).
     pub upper: f32,
     /// Active tokens in `[lower, upper]` / all active tokens (1 for the top group).
     pub share: f64,
     /// Active tokens in `[lower, upper]` (all scanned positions, edges included).
     pub n_in_range: u64,
+    /// The group's examples.
     pub examples: Vec<Example>,
 }
 
@@ -179,7 +190,9 @@ impl SequenceGroup {
 /// Everything a dashboard shows for one latent.
 #[derive(Clone, Debug, PartialEq, Serialize)]
 pub struct FeatureDashboard {
+    /// Latent index (`0..d_sae`).
     pub latent: usize,
+    /// Density, max and mean activation over the scanned tokens.
     pub stats: FeatureStats,
     /// Histogram of the nonzero activations (`n_bins` bins from their min to their max).
     pub act_histogram: Histogram,
@@ -189,11 +202,13 @@ pub struct FeatureDashboard {
     pub bottom_logits: Vec<TokenScore>,
     /// Histogram of `feature_resid_dir @ W_U` over the whole vocabulary.
     pub logit_histogram: Histogram,
+    /// Largest-magnitude components of the decoder row `W_dec[i]` (`n_table_rows` rows).
     pub neuron_alignment: Vec<NeuronAlignment>,
     /// Most correlated latents (by Pearson; self excluded).
     pub correlated_latents: Vec<Correlated>,
     /// Most correlated neurons of the SAE's input (MLP-neuron SAEs only, as sae_vis).
     pub correlated_neurons: Vec<Correlated>,
+    /// The highest-activating examples (up to `top_group_size`, non-overlapping windows).
     pub top_examples: SequenceGroup,
     /// Interval groups, highest interval first (sae_vis's order).
     pub quantile_groups: Vec<SequenceGroup>,

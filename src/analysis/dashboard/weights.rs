@@ -14,9 +14,15 @@ pub enum SaeSite {
     /// A `d_model`-wide hook (residual stream, `hook_attn_out`, `hook_mlp_out`, ...): identity.
     Resid,
     /// `blocks.L.mlp.hook_post` / `hook_pre`: through `W_out[L]`.
-    MlpNeurons { layer: usize },
+    MlpNeurons {
+        /// The block index `L`.
+        layer: usize,
+    },
     /// `blocks.L.attn.hook_z`: through `W_O[L]` flattened to `[n_heads · d_head, d_model]`.
-    HookZ { layer: usize },
+    HookZ {
+        /// The block index `L`.
+        layer: usize,
+    },
 }
 
 impl SaeSite {

@@ -19,6 +19,8 @@ use crate::sae::Architecture;
 use crate::train::config::TrainSaeConfig;
 use candle_core::{DType, Device, Tensor, D};
 
+/// The `jumprelu` training architecture (SAELens's `JumpReLUTrainingSAE`): threshold θ, STE
+/// bandwidth and sparsity-loss settings.
 pub struct JumpRelu {
     bandwidth: f64,
     ste_to_input: bool,
@@ -29,6 +31,8 @@ pub struct JumpRelu {
 }
 
 impl JumpRelu {
+    /// Settings from the config (`jumprelu_bandwidth`, `jumprelu_sparsity_loss_mode`, `target_l0`,
+    /// ...).
     pub fn new(cfg: &TrainSaeConfig) -> Self {
         JumpRelu {
             bandwidth: cfg.jumprelu_bandwidth,

@@ -22,22 +22,27 @@ pub(crate) mod topk_fused;
 /// Named trainable parameters, in a fixed order (the order of the optimiser state).
 #[derive(Clone, Debug)]
 pub struct Params {
+    /// Parameter names (SAELens state-dict keys: `W_enc`, `W_dec`, `b_dec`, ...).
     pub names: Vec<String>,
+    /// The parameters, parallel to `names`.
     pub vars: Vec<Var>,
 }
 
 impl Params {
+    /// An empty parameter list.
     pub fn new() -> Self {
         Params {
             names: vec![],
             vars: vec![],
         }
     }
+    /// Append parameter `name` initialised to `t` (made contiguous).
     pub fn push(&mut self, name: &str, t: Tensor) -> Result<()> {
         self.names.push(name.to_string());
         self.vars.push(Var::from_tensor(&t.contiguous()?)?);
         Ok(())
     }
+    /// The parameter named `name` (an error if there is none).
     pub fn var(&self, name: &str) -> Result<&Var> {
         self.names
             .iter()
@@ -49,6 +54,7 @@ impl Params {
     pub fn get(&self, name: &str) -> Result<&Tensor> {
         Ok(self.var(name)?.as_tensor())
     }
+    /// Whether a parameter named `name` exists.
     pub fn has(&self, name: &str) -> bool {
         self.names.iter().any(|n| n == name)
     }
@@ -67,6 +73,7 @@ impl Params {
             })
             .collect()
     }
+    /// `(name, var)` pairs in order.
     pub fn iter(&self) -> impl Iterator<Item = (&str, &Var)> {
         self.names.iter().map(|s| s.as_str()).zip(&self.vars)
     }
@@ -81,8 +88,11 @@ impl Default for Params {
 /// A coefficient with linear warm-up (SAELens's `TrainCoefficientConfig`).
 #[derive(Clone, Debug, PartialEq)]
 pub struct Coefficient {
+    /// Key of the coefficient in [`StepInput::coefficients`] (`l1`, `l0`).
     pub name: String,
+    /// Value reached after warm-up.
     pub value: f64,
+    /// Steps of linear warm-up from 0 to `value` (0 = none).
     pub warm_up_steps: usize,
 }
 
@@ -101,6 +111,7 @@ pub struct StepInput<'a> {
     pub sae_out: &'a Tensor,
     /// Per latent: dead (not fired for more than `dead_feature_window` steps).
     pub dead: &'a [bool],
+    /// Number of `true` entries in `dead`.
     pub n_dead: usize,
     /// Current coefficient values (after warm-up), by name.
     pub coefficients: &'a HashMap<String, f64>,
@@ -112,8 +123,11 @@ pub struct StepOutput {
     pub loss: Tensor,
     /// `mse_loss` and the architecture's auxiliary losses (SAELens's names).
     pub losses: Vec<(String, Tensor)>,
+    /// The feature activations `[n, d_sae]` (graph-tracked).
     pub feature_acts: Tensor,
+    /// The hidden pre-activations `[n, d_sae]` (graph-tracked).
     pub hidden_pre: Tensor,
+    /// The reconstruction `[n, d_in]` (graph-tracked).
     pub sae_out: Tensor,
     /// Extra scalar metrics (`topk_threshold`).
     pub metrics: Vec<(String, f64)>,
@@ -133,6 +147,7 @@ pub fn l1_coefficient(cfg: &TrainSaeConfig) -> Vec<Coefficient> {
 
 /// One training architecture.
 pub trait TrainArch: Send + Sync {
+    /// The architecture this implements (the config's `architecture`).
     fn architecture(&self) -> Architecture;
     /// Add the architecture's own parameters (biases, threshold, ...) after `W_enc`, `W_dec`,
     /// `b_dec`.
@@ -161,6 +176,7 @@ pub trait TrainArch: Send + Sync {
     fn buffers(&self) -> Vec<(String, f64)> {
         vec![]
     }
+    /// Restore the buffers saved by [`TrainArch::buffers`] from a checkpoint.
     fn load_buffers(&mut self, _b: &HashMap<String, f64>) -> Result<()> {
         Ok(())
     }
@@ -216,8 +232,11 @@ pub fn make_arch(cfg: &TrainSaeConfig) -> Result<AnyTrainArch> {
 
 /// A training SAE: config, parameters, architecture.
 pub struct TrainingSae {
+    /// The training configuration.
     pub cfg: TrainSaeConfig,
+    /// The trainable parameters (`W_enc`, `W_dec`, `b_dec`, then the architecture's own).
     pub params: Params,
+    /// The architecture (encoder, auxiliary losses, buffers).
     pub arch: AnyTrainArch,
     /// Use the fused CPU step where one exists (the fused top-k step; default `true`). `false` forces
     /// the autograd graph (same maths; used to check the kernels).
@@ -348,6 +367,7 @@ impl TrainingSae {
         Ok(())
     }
 
+    /// `W_dec [d_sae, d_in]` (detached).
     pub fn w_dec(&self) -> Result<Tensor> {
         Ok(self.params.get("W_dec")?.detach())
     }
