@@ -54,6 +54,10 @@ pub use tokenizer::{SpecialTokens, Tok};
 /// # Ok::<(), saescope::Error>(())
 /// ```
 pub mod prelude {
+    pub use crate::analysis::circuits::{
+        latent_to_latent_gradients, latent_to_latent_gradients_attn, latent_to_logit_gradients,
+        token_to_latent_gradients, GradientOptions, LatentGradients, SparseActs,
+    };
     pub use crate::analysis::dashboard::corpus_rows;
     pub use crate::analysis::{
         compare_attribution_ablation, compare_steering, feature_dashboards,
