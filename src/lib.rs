@@ -55,8 +55,9 @@ pub use tokenizer::{SpecialTokens, Tok};
 /// ```
 pub mod prelude {
     pub use crate::analysis::circuits::{
-        latent_to_latent_gradients, latent_to_latent_gradients_attn, latent_to_logit_gradients,
-        token_to_latent_gradients, GradientOptions, LatentGradients, SparseActs,
+        attribute, intervene, latent_to_latent_gradients, latent_to_latent_gradients_attn,
+        latent_to_logit_gradients, token_to_latent_gradients, AttributionGraph, Change, Freeze,
+        GradientOptions, GraphOptions, Intervention, LatentGradients, SparseActs, TranscoderSet,
     };
     pub use crate::analysis::dashboard::corpus_rows;
     pub use crate::analysis::{

@@ -27,3 +27,25 @@ impl HookedModel {
         self.ln_final.apply(x)
     }
 }
+
+impl HookedModel {
+    /// The final norm with its scale frozen (detached, so no gradient flows through the
+    /// normalisation statistics): circuit-tracer's local replacement model at `ln_final`.
+    pub(crate) fn apply_ln_final_frozen(&self, x: &Tensor) -> Result<Tensor> {
+        let mut hooks = crate::hooks::Hooks::new();
+        hooks.add_filter(
+            |n: &str| n == "ln_final.hook_scale",
+            |s: &Tensor, _: &str| Ok(Some(s.detach())),
+        );
+        let mut ctx = HookCtx {
+            hooks: Some(&mut hooks),
+            ..HookCtx::default()
+        };
+        self.ln_final.forward(
+            x,
+            &mut ctx,
+            "ln_final.hook_scale",
+            "ln_final.hook_normalized",
+        )
+    }
+}

@@ -1,0 +1,123 @@
+//! A set of per-layer transcoders (circuit-tracer's `TranscoderSet`): one transcoder for every
+//! block's MLP, each reading `blocks.L.ln2.hook_normalized` and writing `blocks.L.hook_mlp_out`.
+use crate::error::{Error, Result};
+use crate::hooks::HookName;
+use crate::model::HookedModel;
+use crate::sae::Sae;
+use std::path::{Path, PathBuf};
+
+/// Per-layer transcoders replacing every MLP of a model (circuit-tracer's `TranscoderSet`).
+#[derive(Clone, Debug)]
+pub struct TranscoderSet {
+    /// One transcoder per layer, in layer order.
+    pub transcoders: Vec<Sae>,
+    /// Where they were loaded from (for messages), if anywhere.
+    pub source: Option<PathBuf>,
+}
+
+impl TranscoderSet {
+    /// Read the transcoders in `dir`: one SAELens transcoder folder per layer, named
+    /// `layer_{L}` (or any sub-folders whose transcoders read `blocks.L.…`), sorted by layer.
+    pub fn load(dir: impl AsRef<Path>) -> Result<Self> {
+        let dir = dir.as_ref();
+        let mut entries: Vec<PathBuf> = std::fs::read_dir(dir)
+            .map_err(|e| {
+                Error::Invalid(format!(
+                    "cannot read the transcoder folder {}: {e}; pass a folder holding one \
+                     transcoder folder per layer (layer_0, layer_1, …)",
+                    dir.display()
+                ))
+            })?
+            .filter_map(|e| e.ok().map(|e| e.path()))
+            .filter(|p| p.is_dir())
+            .collect();
+        entries.sort();
+        let mut transcoders = entries
+            .iter()
+            .map(|p| Sae::load(p))
+            .collect::<Result<Vec<_>>>()?;
+        transcoders.sort_by_key(|t| HookName::parse(t.hook_name()).layer);
+        if transcoders.is_empty() {
+            return Err(Error::Invalid(format!(
+                "no transcoder folders in {}; expected layer_0, layer_1, … (SAELens folders)",
+                dir.display()
+            )));
+        }
+        Ok(TranscoderSet {
+            transcoders,
+            source: Some(dir.to_path_buf()),
+        })
+    }
+
+    /// A set from transcoders already in memory (in layer order).
+    pub fn new(transcoders: Vec<Sae>) -> Self {
+        TranscoderSet {
+            transcoders,
+            source: None,
+        }
+    }
+
+    /// The number of layers covered.
+    pub fn len(&self) -> usize {
+        self.transcoders.len()
+    }
+
+    /// Whether the set is empty.
+    pub fn is_empty(&self) -> bool {
+        self.transcoders.is_empty()
+    }
+
+    /// The transcoder of `layer`.
+    pub fn layer(&self, layer: usize) -> &Sae {
+        &self.transcoders[layer]
+    }
+
+    /// Check that the set replaces every MLP of `model`: one transcoder per layer, reading
+    /// `blocks.L.ln2.hook_normalized` and writing `blocks.L.hook_mlp_out`, widths d_model.
+    /// The error names both the set and the model.
+    pub fn check_fits(&self, model: &HookedModel) -> Result<()> {
+        let cfg = model.cfg();
+        let what = || {
+            format!(
+                "the transcoder set{} does not fit model `{}` ({} layers, d_model {})",
+                self.source
+                    .as_ref()
+                    .map(|p| format!(" {}", p.display()))
+                    .unwrap_or_default(),
+                cfg.model_name,
+                cfg.n_layers,
+                cfg.d_model
+            )
+        };
+        if self.len() != cfg.n_layers {
+            return Err(Error::Invalid(format!(
+                "{}: it has {} transcoders, one per layer is needed",
+                what(),
+                self.len()
+            )));
+        }
+        for (l, t) in self.transcoders.iter().enumerate() {
+            let want_in = format!("blocks.{l}.ln2.hook_normalized");
+            let want_out = format!("blocks.{l}.hook_mlp_out");
+            if !t.is_transcoder() || t.hook_name() != want_in || t.hook_name_out() != want_out {
+                return Err(Error::Invalid(format!(
+                    "{}: transcoder {l} reads `{}` and writes `{}`; expected `{want_in}` → \
+                     `{want_out}`",
+                    what(),
+                    t.hook_name(),
+                    t.hook_name_out()
+                )));
+            }
+            if t.d_in() != cfg.d_model || t.d_out() != cfg.d_model {
+                return Err(Error::Invalid(format!(
+                    "{}: transcoder {l} maps width {} → {}, the model's d_model is {}",
+                    what(),
+                    t.d_in(),
+                    t.d_out(),
+                    cfg.d_model
+                )));
+            }
+        }
+        Ok(())
+    }
+}
