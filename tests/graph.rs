@@ -49,6 +49,16 @@ fn max_abs(v: &[f32]) -> f32 {
 
 #[test]
 fn tiny_graph_matches_circuit_tracer() {
+    check_full_graph(false);
+}
+
+/// The autograd reference path (any architecture) gives the same graph.
+#[test]
+fn tiny_graph_by_autograd_matches_circuit_tracer() {
+    check_full_graph(true);
+}
+
+fn check_full_graph(autograd: bool) {
     let g = golden();
     let (model, tcs) = tiny();
     let tokens = g["tokens"]
@@ -58,6 +68,7 @@ fn tiny_graph_matches_circuit_tracer() {
         .unwrap();
     let opts = GraphOptions {
         batch_size: 32,
+        autograd,
         ..Default::default()
     };
     let graph = attribute(&model, &tokens, &tcs, &opts).unwrap();

@@ -11,6 +11,7 @@ mod hooked;
 pub mod hub;
 mod kernels;
 mod kv_cache;
+mod linear;
 mod llama;
 mod load;
 mod memory;
@@ -28,6 +29,7 @@ pub use config::{
 pub use generate::Generation;
 pub use hooked::HookedModel;
 pub use kv_cache::KvCache;
+pub(crate) use linear::{FrozenNorm, LinearBlock};
 pub use load::default_data_dir;
 pub use memory::release_memory;
 pub use run::{Prompt, Run, SaeRunOptions};

@@ -2,6 +2,7 @@
 //! feature, or the `max_feature_nodes` most influential ones, ranked as rows arrive), then the
 //! dense adjacency matrix in circuit-tracer's node order.
 use super::frozen::{Frozen, Target};
+use super::linear::Linear;
 use super::prune::partial_influences;
 use super::setup::setup;
 use super::transcoders::TranscoderSet;
@@ -45,8 +46,8 @@ pub fn attribute(
     let n_logits = s.logit_ids.len();
     let logit_offset = total + (n_layers + 1) * n_pos;
     let max_feats = opts.max_feature_nodes.unwrap_or(total).min(total);
-    let frozen = Frozen::new(model, &tokens, transcoders, opts.batch_size)?;
-    let b = frozen.batch();
+    let engine = Engine::new(model, &tokens, transcoders, &s, opts)?;
+    let b = opts.batch_size;
     let bar = progress(opts.progress, (n_logits + max_feats) as u64);
 
     // Rows in the order computed, with the node each belongs to.
@@ -62,7 +63,7 @@ pub fn attribute(
                 vector: &s.logit_vecs[i * d..(i + 1) * d],
             })
             .collect();
-        rows.extend(frozen.rows(&s, &targets)?);
+        rows.extend(engine.rows(&s, &targets)?);
         row_node.extend(ids.iter().map(|i| logit_offset + i));
         bar.inc(ids.len() as u64);
     }
@@ -72,8 +73,24 @@ pub fn attribute(
         let pending: Vec<usize> = if max_feats == total {
             (0..total).collect()
         } else {
-            let infl =
-                partial_influences(&rows, logit_offset, n_logits, &s.logit_probs, &row_node)?;
+            let level: Vec<usize> = row_node
+                .iter()
+                .map(|&u| {
+                    if u < total {
+                        s.features[u].layer
+                    } else {
+                        n_layers + 1
+                    }
+                })
+                .collect();
+            let infl = partial_influences(
+                &rows,
+                logit_offset,
+                n_logits,
+                &s.logit_probs,
+                &row_node,
+                &level,
+            )?;
             let mut rank: Vec<usize> = (0..total).collect();
             rank.sort_by(|&a, &c| infl[c].total_cmp(&infl[a]));
             let queue = (opts.update_interval * b).min(max_feats - n_visited);
@@ -82,6 +99,10 @@ pub fn attribute(
                 .take(queue)
                 .collect()
         };
+        // The rows do not depend on the order within a queue: batching features of one layer
+        // and nearby positions lets each batch stop at its highest layer and position.
+        let mut pending = pending;
+        pending.sort_by_key(|&i| (s.features[i].layer, s.features[i].pos));
         for chunk in pending.chunks(b) {
             let targets: Vec<Target> = chunk
                 .iter()
@@ -91,7 +112,7 @@ pub fn attribute(
                     vector: &s.encoder_vecs[i * d..(i + 1) * d],
                 })
                 .collect();
-            rows.extend(frozen.rows(&s, &targets)?);
+            rows.extend(engine.rows(&s, &targets)?);
             row_node.extend(chunk);
             for &i in chunk {
                 visited[i] = true;
@@ -104,6 +125,42 @@ pub fn attribute(
     let selected: Vec<usize> = (0..total).filter(|&i| visited[i]).collect();
     let adjacency = assemble(&rows, &row_node, &selected, total, logit_offset, n_logits);
     AttributionGraph::new(model, s, selected, adjacency, start.elapsed().as_secs_f64())
+}
+
+/// How rows are computed: by hand through the linear paths, or by autograd (the reference,
+/// any architecture).
+enum Engine<'a> {
+    Linear(Linear<'a>),
+    Autograd(Frozen),
+}
+
+impl<'a> Engine<'a> {
+    fn new(
+        model: &'a HookedModel,
+        tokens: &candle_core::Tensor,
+        tcs: &TranscoderSet,
+        s: &super::setup::Setup,
+        opts: &GraphOptions,
+    ) -> Result<Self> {
+        if !opts.autograd {
+            if let Some(l) = Linear::new(model, tokens, s)? {
+                return Ok(Engine::Linear(l));
+            }
+        }
+        Ok(Engine::Autograd(Frozen::new(
+            model,
+            tokens,
+            tcs,
+            opts.batch_size,
+        )?))
+    }
+
+    fn rows(&self, s: &super::setup::Setup, targets: &[Target]) -> Result<Vec<Vec<f32>>> {
+        match self {
+            Engine::Linear(l) => l.rows(targets),
+            Engine::Autograd(f) => f.rows(s, targets),
+        }
+    }
 }
 
 /// The dense `[n, n]` adjacency in circuit-tracer's node order: selected features (ascending),

@@ -120,11 +120,6 @@ impl Frozen {
         })
     }
 
-    /// The copies run per backward pass.
-    pub fn batch(&self) -> usize {
-        self.batch
-    }
-
     /// One backward pass for up to `batch` targets: for each, its row of direct effects over
     /// the sources `[features | errors (layer-major) | tokens]`.
     pub fn rows(&self, setup: &Setup, targets: &[Target]) -> Result<Vec<Vec<f32>>> {

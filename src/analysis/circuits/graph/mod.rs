@@ -18,6 +18,7 @@ mod attribute;
 mod frozen;
 mod intervene;
 mod json;
+mod linear;
 mod prune;
 mod setup;
 mod transcoders;
@@ -53,6 +54,10 @@ pub struct GraphOptions {
     pub update_interval: usize,
     /// Show a progress bar.
     pub progress: bool,
+    /// Compute the rows by autograd through the whole batched model (the reference path,
+    /// any architecture) instead of by hand through the linear paths (faster; models without
+    /// post-norms; the default, falling back to autograd where it does not apply).
+    pub autograd: bool,
 }
 
 impl Default for GraphOptions {
@@ -64,6 +69,7 @@ impl Default for GraphOptions {
             max_feature_nodes: None,
             update_interval: 4,
             progress: false,
+            autograd: false,
         }
     }
 }

@@ -209,44 +209,38 @@ pub(crate) fn graph_scores(
 }
 
 /// circuit-tracer's `compute_partial_influences` over the rows computed so far (`rows[i]` is
-/// node `row_node[i]`'s row over `logit_offset` sources; logit columns are empty).
+/// node `row_node[i]`'s row over `logit_offset` sources; logit columns are empty): the
+/// influence `Σ_k w Aᵏ` of every node, with `A` the row-normalised |rows|. circuit-tracer
+/// iterates `w A, w A², …` to convergence; here one pass in topological order gives the same
+/// sum: the rows are visited from the top layer down (`level[i]` is row `i`'s layer, the
+/// logits' above all), each node's total (its logit weight plus what reached it) is final
+/// when its row is visited, since only rows of higher levels use it as a source.
 pub(crate) fn partial_influences(
     rows: &[Vec<f32>],
     logit_offset: usize,
     n_logits: usize,
     logit_probs: &[f32],
     row_node: &[usize],
+    level: &[usize],
 ) -> Result<Vec<f32>> {
     let cols = logit_offset + n_logits;
-    let norm: Vec<Vec<f32>> = rows
-        .iter()
-        .map(|r| {
-            let s = r.iter().map(|v| v.abs()).sum::<f32>().max(1e-8);
-            r.iter().map(|v| v.abs() / s).collect()
-        })
-        .collect();
-    let mut inf = vec![0f32; cols];
-    let mut prod = vec![0f32; cols];
-    prod[cols - n_logits..].copy_from_slice(logit_probs);
-    for _ in 0..128 {
-        let mut next = vec![0f32; cols];
-        for (r, &node) in norm.iter().zip(row_node) {
-            let w = prod[node];
-            if w != 0.0 {
-                for (o, x) in next.iter_mut().zip(r) {
-                    *o += w * x;
-                }
-            }
+    let mut weight = vec![0f32; cols];
+    weight[cols - n_logits..].copy_from_slice(logit_probs);
+    let mut order: Vec<usize> = (0..rows.len()).collect();
+    order.sort_by(|&a, &b| level[b].cmp(&level[a]));
+    let mut acc = vec![0f32; cols];
+    for &r in &order {
+        let node = row_node[r];
+        let total = weight[node] + acc[node];
+        if total == 0.0 {
+            continue;
         }
-        prod = next;
-        if prod.iter().all(|&x| x == 0.0) {
-            return Ok(inf);
-        }
-        for (i, p) in inf.iter_mut().zip(&prod) {
-            *i += p;
+        let row = &rows[r];
+        let s = row.iter().map(|v| v.abs()).sum::<f32>().max(1e-8);
+        let c = total / s;
+        for (o, v) in acc.iter_mut().zip(row) {
+            *o += c * v.abs();
         }
     }
-    Err(Error::Invalid(
-        "partial influences did not converge in 128 iterations".into(),
-    ))
+    Ok(acc)
 }
