@@ -154,22 +154,59 @@ pub(crate) fn topk_mask(h: &Tensor, k: usize, sel: TopKSelect) -> Result<Tensor>
 /// (entries equal to the cut-off value are all kept; zeros never count).
 pub(crate) fn batch_topk_mask(h: &Tensor, k: f64) -> Result<Tensor> {
     let (n, d) = rows(h)?;
-    let keep = (k * n as f64) as usize;
     let mask = with_f32(h, |hv| {
-        let mut pos: Vec<f32> = hv.par_iter().copied().filter(|v| *v > 0.0).collect();
-        let cut = if keep == 0 {
-            f32::INFINITY
-        } else if pos.len() <= keep {
-            0.0
-        } else {
-            let (_, v, _) = pos.select_nth_unstable_by(keep - 1, |a, b| b.total_cmp(a));
-            *v
-        };
+        let cut = batch_topk_cut(hv, (k * n as f64) as usize);
         hv.par_iter()
             .map(|&v| if v > 0.0 && v >= cut { 1f32 } else { 0.0 })
             .collect::<Vec<f32>>()
     })?;
     Ok(Tensor::from_vec(mask, (n, d), h.device())?)
+}
+
+/// BatchTopK's cut-off over a whole batch: the `keep`-th largest positive value (0 when there
+/// are at most `keep`, +∞ when `keep` is 0); the entries `v > 0 && v >= cut` are kept.
+///
+/// Positive floats order like their bit patterns, so a histogram of the top 16 bits finds the
+/// bucket holding the `keep`-th largest, and only that bucket is sorted (the value is the
+/// same as a full selection's).
+pub(crate) fn batch_topk_cut(values: &[f32], keep: usize) -> f32 {
+    if keep == 0 {
+        return f32::INFINITY;
+    }
+    const BUCKETS: usize = 1 << 15; // positive floats: the sign bit is 0
+    let bucket = |v: f32| (v.to_bits() >> 16) as usize;
+    let hist = values
+        .par_chunks(1 << 18)
+        .map(|c| {
+            let mut h = vec![0usize; BUCKETS];
+            for &v in c {
+                if v > 0.0 {
+                    h[bucket(v)] += 1;
+                }
+            }
+            h
+        })
+        .reduce(
+            || vec![0usize; BUCKETS],
+            |mut a, b| {
+                a.iter_mut().zip(b).for_each(|(x, y)| *x += y);
+                a
+            },
+        );
+    let mut above = 0;
+    for b in (0..BUCKETS).rev() {
+        if above + hist[b] >= keep {
+            let mut inb: Vec<f32> = values
+                .par_iter()
+                .copied()
+                .filter(|&v| v > 0.0 && bucket(v) == b)
+                .collect();
+            let (_, v, _) = inb.select_nth_unstable_by(keep - above - 1, |a, b| b.total_cmp(a));
+            return *v;
+        }
+        above += hist[b];
+    }
+    0.0
 }
 
 /// Firing statistics of feature activations `f` `[n, d]`: per latent, the number of tokens on

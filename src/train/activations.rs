@@ -26,12 +26,12 @@
 //! # Ok(()) }
 //! ```
 pub use super::batcher::{HookSpec, LlmBatcher, RawBatch};
+use super::mixing::MixingBuffer;
 pub use super::store_config::{slice_indices, ActivationStoreConfig};
 use super::ActivationSource;
 use crate::data::RowStreamState;
 use crate::error::{Error, Result};
 use crate::model::{HookedModel, LoadOptions};
-use crate::rng::{derive_seed, permutation};
 use candle_core::{DType, Device, Tensor};
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -42,13 +42,7 @@ pub struct ActivationStore {
     llm: LlmBatcher,
     d_in: usize,
     buffer_size: usize,
-    /// Rows waiting in the mixing buffer (row-major `[n, d_in]`).
-    storage: Vec<f32>,
-    /// Rows cut from the last shuffled buffer and not yet served.
-    serving: Vec<f32>,
-    serving_pos: usize,
-    /// Buffer shuffles so far (keys the RNG of the next one).
-    refills: u64,
+    buf: MixingBuffer,
     served_tokens: u64,
 }
 
@@ -105,15 +99,13 @@ impl ActivationStore {
         )?;
         let d_in = llm.hooks()[0].d_in;
         let buffer_size = cfg.n_batches_in_buffer * cfg.training_context_size()?;
+        let buf = MixingBuffer::new(d_in, buffer_size, cfg.activations_mixing_fraction, cfg.seed);
         Ok(ActivationStore {
             cfg,
             llm,
             d_in,
             buffer_size,
-            storage: Vec::new(),
-            serving: Vec::new(),
-            serving_pos: 0,
-            refills: 0,
+            buf,
             served_tokens: 0,
         })
     }
@@ -154,43 +146,12 @@ impl ActivationStore {
     /// SAELens's `mixing_buffer` step: fill to `buffer_size`, permute, keep
     /// `int(buffer_size · mix_fraction)` rows, cut the rest into whole batches to serve.
     fn refill(&mut self, batch: usize) -> Result<()> {
-        if self.buffer_size < batch {
-            return Err(Error::Invalid(format!(
-                "Buffer size must be greater than or equal to batch size: n_batches_in_buffer × training_context_size = {} tokens < batch {batch} (raise n_batches_in_buffer)",
-                self.buffer_size
-            )));
-        }
-        let d = self.d_in;
-        // Rows cut for a different batch size and not served go back to the buffer front.
-        if self.serving_pos * d < self.serving.len() {
-            let mut rest = self.serving.split_off(self.serving_pos * d);
-            rest.extend_from_slice(&self.storage);
-            self.storage = rest;
-        }
-        self.serving.clear();
-        self.serving_pos = 0;
-        while self.storage.len() / d < self.buffer_size {
+        self.buf.reclaim(batch)?;
+        while self.buf.wants_rows() {
             let (acts, _) = self.get_filtered_llm_batch()?;
-            self.storage.extend_from_slice(&acts);
+            self.buf.push(&acts);
         }
-        let n = self.storage.len() / d;
-        let mix = self.cfg.activations_mixing_fraction;
-        if mix > 0.0 {
-            let perm = permutation(n, derive_seed(self.cfg.seed, &[0x4D49_5842, self.refills]));
-            let mut shuffled = Vec::with_capacity(self.storage.len());
-            for &i in &perm {
-                let i = i as usize;
-                shuffled.extend_from_slice(&self.storage[i * d..(i + 1) * d]);
-            }
-            self.storage = shuffled;
-        }
-        self.refills += 1;
-        let keep = (self.buffer_size as f64 * mix) as usize;
-        let num_to_serve = n.saturating_sub(keep);
-        let nb = (num_to_serve / batch).max(1);
-        let cutoff = nb * batch;
-        let rest = self.storage.split_off(cutoff * d);
-        self.serving = std::mem::replace(&mut self.storage, rest);
+        self.buf.mix_and_cut(batch);
         Ok(())
     }
 }
@@ -205,12 +166,10 @@ impl ActivationSource for ActivationStore {
             return Err(Error::Invalid("batch size must be positive".into()));
         }
         let d = self.d_in;
-        if self.serving.len() / d - self.serving_pos < n {
+        if self.buf.available() < n {
             self.refill(n)?;
         }
-        let s = self.serving_pos * d;
-        let out = Tensor::from_vec(self.serving[s..s + n * d].to_vec(), (n, d), &Device::Cpu)?;
-        self.serving_pos += n;
+        let out = Tensor::from_vec(self.buf.take(n).to_vec(), (n, d), &Device::Cpu)?;
         self.served_tokens += n as u64;
         Ok(out)
     }
@@ -233,11 +192,11 @@ impl ActivationSource for ActivationStore {
             Tensor::from_vec(
                 vec![
                     STATE_VERSION,
-                    self.refills as i64,
+                    self.buf.refills as i64,
                     self.served_tokens as i64,
                     self.llm.n_batches as i64,
-                    (self.storage.len() / d) as i64,
-                    (self.serving.len() / d - self.serving_pos) as i64,
+                    self.buf.stored() as i64,
+                    self.buf.available() as i64,
                 ],
                 6,
                 &Device::Cpu,
@@ -251,11 +210,8 @@ impl ActivationSource for ActivationStore {
                 rows_tensor(v, d)
             }
         };
-        m.insert("act_store.storage".into(), pad(&self.storage)?);
-        m.insert(
-            "act_store.serving".into(),
-            pad(&self.serving[self.serving_pos * d..])?,
-        );
+        m.insert("act_store.storage".into(), pad(&self.buf.storage)?);
+        m.insert("act_store.serving".into(), pad(self.buf.unserved())?);
         Ok(m)
     }
 
@@ -291,10 +247,9 @@ impl ActivationSource for ActivationStore {
             }
             Ok(v)
         };
-        self.storage = rows("act_store.storage", c[4])?;
-        self.serving = rows("act_store.serving", c[5])?;
-        self.serving_pos = 0;
-        self.refills = c[1] as u64;
+        let storage = rows("act_store.storage", c[4])?;
+        let unserved = rows("act_store.serving", c[5])?;
+        self.buf.restore(storage, unserved, c[1] as u64);
         self.served_tokens = c[2] as u64;
         self.llm.n_batches = c[3] as u64;
         self.llm.restore_stream(stream)?;

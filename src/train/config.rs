@@ -28,6 +28,11 @@ pub struct TrainSaeConfig {
     pub d_in: usize,
     /// Number of latents (SAELens `d_sae`; must be set).
     pub d_sae: usize,
+    /// Transcoders: width of the output (the target hook, `hook_name_out`); `null` = an SAE,
+    /// whose target is its input. A transcoder encodes its input without `b_dec` subtraction
+    /// (`apply_b_dec_to_input` false) and decodes to `d_out` (see [`super::transcoders`]).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub d_out: Option<usize>,
     /// SAELens `dtype`; recorded only, training runs in float32 (default `float32`).
     pub dtype: String,
     /// SAELens `device`; recorded only, training runs on the CPU (default `cpu`).
@@ -98,6 +103,7 @@ impl Default for TrainSaeConfig {
             architecture: Architecture::Standard,
             d_in: 0,
             d_sae: 0,
+            d_out: None,
             dtype: "float32".into(),
             device: "cpu".into(),
             apply_b_dec_to_input: true,
@@ -194,7 +200,7 @@ impl TrainSaeConfig {
         if self.architecture == Architecture::Standard && self.lp_norm <= 0.0 {
             return bad(format!("lp_norm must be positive, got {}", self.lp_norm));
         }
-        Ok(())
+        self.validate_transcoder()
     }
 
     /// Field names SAELens's config class for this architecture has (besides the base ones).
@@ -240,6 +246,7 @@ impl TrainSaeConfig {
         let base = [
             "d_in",
             "d_sae",
+            "d_out",
             "dtype",
             "device",
             "apply_b_dec_to_input",
@@ -461,6 +468,11 @@ pub struct RunnerConfig {
     pub resample_dead: Option<ResampleConfig>,
     /// Train on synthetic activations instead of a model (tests, benchmarks, toy runs).
     pub synthetic: Option<SyntheticConfig>,
+    /// dtype of the saved weights (`sae_weights.safetensors`): `float32` (`null`, the default),
+    /// `float16` or `bfloat16`. `cfg.json` keeps `dtype: float32`, so loaders cast the weights
+    /// back to float32 (training always runs in float32).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub save_weights_dtype: Option<String>,
 }
 
 impl Default for RunnerConfig {
@@ -505,6 +517,7 @@ impl Default for RunnerConfig {
             plots: true,
             resample_dead: None,
             synthetic: None,
+            save_weights_dtype: None,
         }
     }
 }
@@ -519,6 +532,14 @@ impl RunnerConfig {
 
     /// Parse a config value (see [`RunnerConfig::from_json_str`]).
     pub fn from_value(v: Value) -> Result<Self> {
+        let cfg = Self::parse_value(v)?;
+        cfg.validate()?;
+        Ok(cfg)
+    }
+
+    /// [`RunnerConfig::from_value`] without the checks (a template, e.g. of per-layer
+    /// transcoder configs, may leave widths and hook names to fill in).
+    pub(crate) fn parse_value(v: Value) -> Result<Self> {
         let mut v = v;
         // SAELens's `to_dict` also writes derived / logger keys; accept and drop them.
         if let Value::Object(m) = &mut v {
@@ -550,10 +571,8 @@ impl RunnerConfig {
                 s.remove("metadata");
             }
         }
-        let cfg: RunnerConfig = serde_json::from_value(v)
-            .map_err(|e| Error::Config(format!("invalid training config: {e}")))?;
-        cfg.validate()?;
-        Ok(cfg)
+        serde_json::from_value(v)
+            .map_err(|e| Error::Config(format!("invalid training config: {e}")))
     }
 
     /// Read a JSON config file.
@@ -601,6 +620,7 @@ impl RunnerConfig {
         if self.feature_sampling_window == 0 {
             return bad("feature_sampling_window must be positive".into());
         }
+        self.validate_transcoder_run()?;
         if self.sae.normalize_activations == "expected_average_only_in"
             && self.n_batches_for_norm_estimate == 0
         {

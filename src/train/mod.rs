@@ -24,6 +24,7 @@ pub mod arch;
 pub(crate) mod batcher;
 pub mod config;
 mod metrics_log;
+pub(crate) mod mixing;
 pub mod optim;
 pub(crate) mod plots;
 mod run;
@@ -31,6 +32,8 @@ pub(crate) mod sparse;
 mod store_config;
 pub mod synthetic;
 pub mod trainer;
+pub mod transcoders;
 
 pub use metrics_log::MetricsLog;
 pub use run::{run, source_for};
+pub use transcoders::{resume_transcoders, run_transcoders, TranscodersConfig};

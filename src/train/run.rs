@@ -36,6 +36,11 @@ impl RunnerConfig {
 /// `saescope cache-activations`), or a live activation store running the model over the
 /// dataset (`dataset_path`; empty = the default corpus) through SAELens's mixing buffer.
 pub fn source_for(cfg: &RunnerConfig) -> Result<Box<dyn ActivationSource>> {
+    if cfg.sae.is_transcoder() {
+        return Err(Error::Config(
+            "a transcoder config (sae.d_out, hook_name_out) trains with train::run_transcoders / `saescope train-transcoders`, which feeds (input, target) pairs from one model pass".into(),
+        ));
+    }
     if let Some(s) = &cfg.synthetic {
         return Ok(Box::new(SyntheticSource::new(s, cfg.sae.d_in)?));
     }

@@ -14,6 +14,10 @@ pub struct ActivationStoreConfig {
     /// Hook point the activations are read at (SAELens `hook_name`; default
     /// `blocks.0.hook_mlp_out`).
     pub hook_name: String,
+    /// Transcoders: the hook whose activations are the training target (`hook_name` is the
+    /// input); `null` for SAEs (saescope extension; SAELens's `metadata.hook_name_out`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub hook_name_out: Option<String>,
     /// Keep only this head of a `[.., head, d_head]` hook; `null` flattens the heads (SAELens
     /// `hook_head_index`; default null).
     pub hook_head_index: Option<usize>,
@@ -58,6 +62,7 @@ impl Default for ActivationStoreConfig {
     fn default() -> Self {
         ActivationStoreConfig {
             hook_name: "blocks.0.hook_mlp_out".into(),
+            hook_name_out: None,
             hook_head_index: None,
             dataset_path: String::new(),
             dataset_text_field: None,

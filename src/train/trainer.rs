@@ -34,6 +34,10 @@ mod checkpoint;
 mod logging;
 mod output;
 pub(crate) mod resample;
+mod steps;
+
+pub(crate) use output::save_weights_dtype;
+pub use steps::NormEstimate;
 
 /// File name of the run config in a run folder.
 pub const RUNNER_CFG: &str = "runner_cfg.json";
@@ -69,6 +73,9 @@ pub struct Trainer {
     pub n_frac_active_samples: u64,
     /// `expected_average_only_in`'s `√d_in / E‖x‖` (None until estimated, or when unused).
     pub scaling_factor: Option<f64>,
+    /// Transcoders with `expected_average_only_in`: the target's own `√d_out / E‖y‖` (None
+    /// until estimated, or when unused).
+    pub target_scaling_factor: Option<f64>,
     /// The run's RNG (seeded with `seed`; initialises the SAE, then drives resampling).
     pub rng: Rng,
     /// Whether the norm estimate and b_dec init have run.
@@ -169,6 +176,7 @@ impl Trainer {
             n_forward_passes_since_fired: vec![0.0; d_sae],
             n_frac_active_samples: 0,
             scaling_factor: None,
+            target_scaling_factor: None,
             rng,
             setup_done: false,
             out_dir,
@@ -212,6 +220,15 @@ impl Trainer {
         })
     }
 
+    /// A transcoder's raw target batch in training units (× `target_scaling_factor`).
+    pub fn scale_target(&self, y: &Tensor) -> Result<Tensor> {
+        let y = y.to_dtype(DType::F32)?;
+        Ok(match self.target_scaling_factor {
+            Some(s) => y.affine(s, 0.0)?,
+            None => y,
+        })
+    }
+
     /// The norm estimate (`expected_average_only_in`) and `b_dec` init.
     pub fn setup(&mut self, source: &mut dyn ActivationSource) -> Result<()> {
         if self.setup_done {
@@ -226,29 +243,33 @@ impl Trainer {
         }
         let bs = self.cfg.store.train_batch_size_tokens;
         if self.cfg.sae.normalize_activations == "expected_average_only_in" {
-            let (mut total, mut count) = (0f64, 0usize);
+            let mut est = NormEstimate::default();
             for _ in 0..self.cfg.n_batches_for_norm_estimate {
-                let b = source.next_batch(bs)?;
-                let norms = b.sqr()?.sum(D::Minus1)?.sqrt()?;
-                total += norms.sum_all()?.to_dtype(DType::F64)?.to_scalar::<f64>()?;
-                count += norms.elem_count();
+                est.add(&source.next_batch(bs)?)?;
             }
-            let mean = total / count as f64;
-            self.scaling_factor = Some((self.cfg.sae.d_in as f64).sqrt() / mean);
+            self.scaling_factor = Some(est.scaling_factor());
         }
-        match self.cfg.b_dec_init_method {
-            BDecInit::Zeros => {}
-            m => {
-                let b = self.scale(source.next_batch(bs)?)?;
-                let v = if m == BDecInit::Mean {
-                    b.mean(0)?
-                } else {
-                    Tensor::from_vec(ops::geometric_median(&b)?, self.cfg.sae.d_in, &self.device)?
-                };
-                self.sae.params.var("b_dec")?.set(&v.contiguous()?)?;
-            }
+        if self.cfg.b_dec_init_method != BDecInit::Zeros {
+            let b = self.scale(source.next_batch(bs)?)?;
+            self.init_b_dec(&b)?;
         }
         self.setup_done = true;
+        Ok(())
+    }
+
+    /// `b_dec_init_method` (`mean` or `geometric_median`; `zeros` leaves `b_dec`) from one batch
+    /// of what the decoder reconstructs (scaled activations for SAEs; targets `[n, d_out]` for
+    /// transcoders).
+    pub fn init_b_dec(&mut self, batch: &Tensor) -> Result<()> {
+        let b = batch.to_dtype(DType::F32)?;
+        let v = match self.cfg.b_dec_init_method {
+            BDecInit::Zeros => return Ok(()),
+            BDecInit::Mean => b.mean(0)?,
+            BDecInit::GeometricMedian => {
+                Tensor::from_vec(ops::geometric_median(&b)?, b.dim(1)?, &self.device)?
+            }
+        };
+        self.sae.params.var("b_dec")?.set(&v.contiguous()?)?;
         Ok(())
     }
 
@@ -256,21 +277,37 @@ impl Trainer {
     /// when this is a logging step (every `log_every_n_steps`), else an empty list. Does not
     /// advance `n_training_steps` (the caller does, after logging/checkpointing).
     pub fn step(&mut self, batch: &Tensor, want_metrics: bool) -> Result<Metrics> {
+        self.step_with_target(batch, None, want_metrics)
+    }
+
+    /// [`Trainer::step`] with a separate target (transcoders: `batch` is the input `[n, d_in]`,
+    /// `target` the output hook's activations `[n, d_out]`; `None`: the input, an SAE).
+    pub fn step_with_target(
+        &mut self,
+        batch: &Tensor,
+        target: Option<&Tensor>,
+        want_metrics: bool,
+    ) -> Result<Metrics> {
         let n = batch.dim(0)?;
         self.n_training_samples += n as u64;
         let x = self.scale(batch.to_dtype(DType::F32)?)?;
+        let y = match target {
+            Some(t) => self.scale_target(t)?,
+            None => x.clone(),
+        };
         let dead = self.dead_mask();
         let coefs = self.coefficient_values();
-        let (g, metrics) = match self.sae.fused_step(&x, &dead, &coefs)? {
+        let (g, metrics) = match self.sae.fused_step_to(&x, &y, &dead, &coefs)? {
             Some(f) => {
                 self.record_firing(&f.fire_counts);
+                let extra = self.sae.arch.after_fused_step(f.min_active);
                 let metrics = if want_metrics {
                     self.step_metrics(
                         f.loss,
                         &f.losses,
-                        &[],
+                        &extra,
                         &f.sae_out,
-                        &x,
+                        &y,
                         &f.fire_counts,
                         &dead,
                         n,
@@ -281,7 +318,7 @@ impl Trainer {
                 (f.grads, metrics)
             }
             None => {
-                let out = self.sae.training_forward(&x, &dead, &coefs)?;
+                let out = self.sae.training_forward_to(&x, &y, &dead, &coefs)?;
                 let counts = ops::fire_counts(&out.feature_acts)?;
                 self.record_firing(&counts);
                 let metrics = if want_metrics {
@@ -299,7 +336,7 @@ impl Trainer {
                         &losses,
                         &out.metrics,
                         &sae_out,
-                        &x,
+                        &y,
                         &counts,
                         &dead,
                         n,
@@ -375,7 +412,6 @@ impl Trainer {
         self.setup(source)?;
         let pbar = self.progress_bar(total);
         let mut metrics_file = self.open_metrics()?;
-        let log_every = self.cfg.log_every_n_steps.max(1);
         let ckpt_every = self.cfg.checkpoint_every_n_steps;
         let resample = self
             .cfg
@@ -388,14 +424,9 @@ impl Trainer {
                 pbar.abandon();
                 return Ok(FitStatus::Stopped);
             }
-            if self.full_window() {
-                let log = self.sparsity_log();
-                self.write_metrics(&mut metrics_file, &log)?;
-                self.act_freq_scores.iter_mut().for_each(|a| *a = 0.0);
-                self.n_frac_active_samples = 0;
-            }
+            self.start_step(&mut metrics_file)?;
             let batch = source.next_batch(bs)?;
-            let is_log = (self.n_training_steps + 1).is_multiple_of(log_every);
+            let is_log = self.is_log_step();
             let mut m = self.step(&batch, is_log)?;
             if let Some(r) = &resample {
                 let s = self.n_training_steps + 1;
@@ -407,13 +438,9 @@ impl Trainer {
                 }
             }
             if is_log {
-                m.push(("time/elapsed_s".into(), t0.elapsed().as_secs_f64()));
-                self.write_metrics(&mut metrics_file, &m)?;
                 pbar.set_message(logging::progress_message(&m));
-                self.last_metrics = m;
             }
-            self.checkpoint_if_needed()?;
-            self.n_training_steps += 1;
+            self.finish_step(m, is_log, t0, &mut metrics_file)?;
             pbar.inc(1);
             if ckpt_every > 0 && self.n_training_steps.is_multiple_of(ckpt_every) {
                 self.save_checkpoint(source)?;

@@ -5,6 +5,7 @@ mod eval;
 mod run;
 mod sae;
 mod train;
+mod transcoders;
 
 use anyhow::Result;
 use clap::{Parser, Subcommand};
@@ -35,6 +36,9 @@ enum Cmd {
     Train(train::TrainArgs),
     /// Continue a training run from its last checkpoint.
     Resume(train::ResumeArgs),
+    /// Train per-layer transcoders (ln2.hook_normalized → hook_mlp_out) from one streamed
+    /// model pass, or resume such a run (`--resume DIR`).
+    TrainTranscoders(transcoders::TranscoderArgs),
     /// Evaluate an SAE with SAELens's metrics and print JSON.
     Eval(eval::EvalArgs),
     /// Feature dashboards (sae_vis): top examples, quantile groups, histograms, logits,
@@ -49,6 +53,7 @@ fn main() -> Result<()> {
         Cmd::CacheActivations(a) => cache::run(a),
         Cmd::Train(a) => train::train(a),
         Cmd::Resume(a) => train::resume(a),
+        Cmd::TrainTranscoders(a) => transcoders::run(a),
         Cmd::Eval(a) => eval::run(a),
         Cmd::Dashboard(a) => dashboard::run(a),
     }

@@ -48,10 +48,13 @@ impl TrainArch for BatchTopK {
         self.inner.aux_losses(p, input)
     }
     fn after_forward(&mut self, f: &Tensor) -> Result<Vec<(String, f64)>> {
-        if let Some(m) = ops::min_positive(f)? {
+        Ok(self.after_fused_step(ops::min_positive(f)?))
+    }
+    fn after_fused_step(&mut self, min_active: Option<f32>) -> Vec<(String, f64)> {
+        if let Some(m) = min_active {
             self.threshold = (1.0 - self.lr) * self.threshold + self.lr * m as f64;
         }
-        Ok(vec![("topk_threshold".into(), self.threshold)])
+        vec![("topk_threshold".into(), self.threshold)]
     }
     fn buffers(&self) -> Vec<(String, f64)> {
         vec![("topk_threshold".into(), self.threshold)]

@@ -3,10 +3,13 @@
 //! no dense temporaries beyond what the maths needs). Each is checked against the autograd
 //! graph, which is checked against SAELens (`tests/train_fused.rs`, `tests/train.rs`).
 //!
-//! - `topk` ([`super::topk_fused`]): only the selected `(latent, value)` pairs, sparse decode
-//!   and sparse gradients;
+//! - `topk`, and `batchtopk` transcoders ([`super::topk_fused`]): only the selected
+//!   `(latent, value)` pairs, sparse decode and sparse gradients;
 //! - `standard` with `lp_norm = 1` (`standard_fused.rs`): four dense matmuls (the graph
 //!   needs five: it also forms `∂x̃ = ∂h W_encᵀ` just to sum it into `∂b_dec`).
+//!
+//! Each reconstructs a target `y` (`[n, d_out]`): the input for SAEs, the output hook's
+//! activations for transcoders.
 use super::TrainingSae;
 use crate::error::Result;
 use crate::sae::Architecture;
@@ -21,6 +24,9 @@ pub struct FusedStep {
     pub sae_out: Tensor,
     pub fire_counts: Vec<f32>,
     pub grads: Vec<Option<Tensor>>,
+    /// The smallest active feature activation (`batchtopk`'s threshold EMA input; `None` for
+    /// the other architectures, or when nothing fired).
+    pub min_active: Option<f32>,
 }
 
 impl TrainingSae {
@@ -32,14 +38,33 @@ impl TrainingSae {
         dead: &[bool],
         coefficients: &HashMap<String, f64>,
     ) -> Result<Option<FusedStep>> {
-        if !self.use_fused_kernels || !x.device().is_cpu() || x.dtype() != DType::F32 {
+        self.fused_step_to(x, x, dead, coefficients)
+    }
+
+    /// [`TrainingSae::fused_step`] reconstructing `target` `[n, d_out]` (transcoders; an SAE's
+    /// target is `x`). Transcoders also get a fused `batchtopk` step (batchtopk SAEs keep the
+    /// autograd graph, so that their runs stay bit-identical to earlier ones). Pure: the
+    /// batchtopk threshold EMA is the caller's (`TrainArch::after_fused_step` with
+    /// `FusedStep::min_active`).
+    pub fn fused_step_to(
+        &self,
+        x: &Tensor,
+        target: &Tensor,
+        dead: &[bool],
+        coefficients: &HashMap<String, f64>,
+    ) -> Result<Option<FusedStep>> {
+        let cpu_f32 = |t: &Tensor| t.device().is_cpu() && t.dtype() == DType::F32;
+        if !self.use_fused_kernels || !cpu_f32(x) || !cpu_f32(target) {
             return Ok(None);
         }
         Ok(match self.cfg.architecture {
-            Architecture::TopK => Some(self.topk_step(x, dead)?),
+            Architecture::TopK => Some(self.topk_step(x, target, dead, false)?),
+            Architecture::BatchTopK if self.cfg.is_transcoder() => {
+                Some(self.topk_step(x, target, dead, true)?)
+            }
             Architecture::Standard if self.cfg.lp_norm == 1.0 => {
                 let l1 = coefficients.get("l1").copied().unwrap_or(0.0);
-                Some(self.standard_step(x, l1)?)
+                Some(self.standard_step(x, target, l1)?)
             }
             _ => None,
         })

@@ -48,7 +48,7 @@ impl TrainArch for Gated {
             .mean(0)?
             .affine(c, 0.0)?;
         let via_gate = pi_gate.matmul(w_dec)?.broadcast_add(p.get("b_dec")?)?;
-        let aux = sum_sq_mean(&via_gate, input.sae_in)?;
+        let aux = sum_sq_mean(&via_gate, input.target)?;
         Ok(vec![
             ("l1_loss".into(), l1),
             ("auxiliary_reconstruction_loss".into(), aux),

@@ -101,6 +101,9 @@ pub struct Coefficient {
 pub struct StepInput<'a> {
     /// The (scaled) activations `[n, d_in]`.
     pub sae_in: &'a Tensor,
+    /// What the decoder reconstructs `[n, d_out]`: `sae_in` for SAEs, the output hook's
+    /// activations for transcoders.
+    pub target: &'a Tensor,
     /// `sae_in − b_dec · apply_b_dec_to_input` (graph-tracked).
     pub sae_in_centered: &'a Tensor,
     /// The feature activations `f` (graph-tracked).
@@ -127,7 +130,7 @@ pub struct StepOutput {
     pub feature_acts: Tensor,
     /// The hidden pre-activations `[n, d_sae]` (graph-tracked).
     pub hidden_pre: Tensor,
-    /// The reconstruction `[n, d_in]` (graph-tracked).
+    /// The reconstruction `[n, d_out]` (graph-tracked).
     pub sae_out: Tensor,
     /// Extra scalar metrics (`topk_threshold`).
     pub metrics: Vec<(String, f64)>,
@@ -171,6 +174,12 @@ pub trait TrainArch: Send + Sync {
     /// After each forward pass (BatchTopK: threshold EMA). Returns metrics.
     fn after_forward(&mut self, _f: &Tensor) -> Result<Vec<(String, f64)>> {
         Ok(vec![])
+    }
+    /// After a fused step, which reports the smallest active feature activation `min_active`
+    /// instead of `f` (BatchTopK: the same threshold EMA as [`TrainArch::after_forward`]).
+    /// Returns metrics.
+    fn after_fused_step(&mut self, _min_active: Option<f32>) -> Vec<(String, f64)> {
+        vec![]
     }
     /// Non-parameter state (buffers) for checkpoints.
     fn buffers(&self) -> Vec<(String, f64)> {
@@ -256,30 +265,26 @@ pub fn sum_sq_mean(a: &Tensor, b: &Tensor) -> Result<Tensor> {
 impl TrainingSae {
     /// SAELens's initialisation: `W_dec` kaiming-uniform, rows rescaled to
     /// `decoder_init_norm`, `W_enc = W_decᵀ`, biases 0 (`b_dec` may be set later by the
-    /// trainer's `b_dec_init_method`), then the architecture's own parameters.
+    /// trainer's `b_dec_init_method`), then the architecture's own parameters. A transcoder
+    /// whose `d_out` differs from `d_in` draws `W_enc` separately (`[d_sae, d_in]` the same way,
+    /// transposed).
     pub fn new(cfg: &TrainSaeConfig, rng: &mut Rng, device: &Device) -> Result<Self> {
         cfg.validate()?;
         let arch = make_arch(cfg)?;
-        let (d_in, d_sae) = (cfg.d_in, cfg.d_sae);
-        // kaiming_uniform_ (a = 0, fan_in = d_in): bound = √2 · √(3 / fan_in).
-        let bound = (2.0f64).sqrt() * (3.0 / d_in as f64).sqrt();
-        let mut w: Vec<f32> = (0..d_in * d_sae)
-            .map(|_| rng.uniform_range(-bound, bound) as f32)
-            .collect();
-        if let Some(norm) = cfg.decoder_init_norm {
-            for row in w.chunks_mut(d_in) {
-                let n = row.iter().map(|v| (*v as f64).powi(2)).sum::<f64>().sqrt() as f32;
-                for v in row.iter_mut() {
-                    *v = *v / n * norm as f32;
-                }
-            }
-        }
-        let w_dec = Tensor::from_vec(w, (d_sae, d_in), device)?;
-        let w_enc = w_dec.t()?.contiguous()?;
+        let (d_in, d_sae, d_out) = (cfg.d_in, cfg.d_sae, cfg.d_out());
+        let w_dec = Tensor::from_vec(kaiming_rows(rng, d_sae, d_out, cfg), (d_sae, d_out), device)?;
+        let w_enc = if d_out == d_in {
+            w_dec.t()?.contiguous()?
+        } else {
+            let w = kaiming_rows(rng, d_sae, d_in, cfg);
+            Tensor::from_vec(w, (d_sae, d_in), device)?
+                .t()?
+                .contiguous()?
+        };
         let mut params = Params::new();
         params.push("W_enc", w_enc)?;
         params.push("W_dec", w_dec)?;
-        params.push("b_dec", Tensor::zeros(d_in, DType::F32, device)?)?;
+        params.push("b_dec", Tensor::zeros(d_out, DType::F32, device)?)?;
         arch.init_params(cfg, &mut params, device)?;
         Ok(TrainingSae {
             cfg: cfg.clone(),
@@ -297,9 +302,21 @@ impl TrainingSae {
         dead: &[bool],
         coefficients: &HashMap<String, f64>,
     ) -> Result<StepOutput> {
+        self.training_forward_to(sae_in, sae_in, dead, coefficients)
+    }
+
+    /// [`TrainingSae::training_forward`] reconstructing `target` `[n, d_out]` instead of the
+    /// input (transcoders: `mse = mean_b Σ_d (x̂ − y)²`, AuxK on the residual `y − x̂`).
+    pub fn training_forward_to(
+        &mut self,
+        sae_in: &Tensor,
+        target: &Tensor,
+        dead: &[bool],
+        coefficients: &HashMap<String, f64>,
+    ) -> Result<StepOutput> {
         // The parameters and the input may come from another evcxr cell.
         let held = self.params.vars.iter().map(|v| v.as_tensor());
-        crate::tensor_ids::advance_past(held.chain([sae_in]));
+        crate::tensor_ids::advance_past(held.chain([sae_in, target]));
         self.arch.before_forward(&self.params)?;
         let p = &self.params;
         let centered = if self.cfg.apply_b_dec_to_input {
@@ -309,10 +326,11 @@ impl TrainingSae {
         };
         let (f, h) = self.arch.encode_with_hidden_pre(p, &centered)?;
         let sae_out = self.arch.decode(p, &f)?;
-        let mse = sum_sq_mean(&sae_out, sae_in)?;
+        let mse = sum_sq_mean(&sae_out, target)?;
         let n_dead = dead.iter().filter(|d| **d).count();
         let input = StepInput {
             sae_in,
+            target,
             sae_in_centered: &centered,
             feature_acts: &f,
             hidden_pre: &h,
@@ -371,6 +389,24 @@ impl TrainingSae {
     pub fn w_dec(&self) -> Result<Tensor> {
         Ok(self.params.get("W_dec")?.detach())
     }
+}
+
+/// `[rows, cols]` kaiming-uniform values (`a = 0`, `fan_in = cols`: bound `√2 · √(3 / cols)`),
+/// each row rescaled to `decoder_init_norm` when that is set.
+fn kaiming_rows(rng: &mut Rng, rows: usize, cols: usize, cfg: &TrainSaeConfig) -> Vec<f32> {
+    let bound = (2.0f64).sqrt() * (3.0 / cols as f64).sqrt();
+    let mut w: Vec<f32> = (0..rows * cols)
+        .map(|_| rng.uniform_range(-bound, bound) as f32)
+        .collect();
+    if let Some(norm) = cfg.decoder_init_norm {
+        for row in w.chunks_mut(cols) {
+            let n = row.iter().map(|v| (*v as f64).powi(2)).sum::<f64>().sqrt() as f32;
+            for v in row.iter_mut() {
+                *v = *v / n * norm as f32;
+            }
+        }
+    }
+    w
 }
 
 /// `(θ − sg(θ))` broadcast against `c`: a zero-valued tensor whose gradient w.r.t. `θ` is

@@ -1,7 +1,8 @@
 //! The fused `standard` step (L1 penalty with `lp_norm = 1`). With `r_j = ‖W_dec[j]‖`,
 //! `x̃ = x − b_dec` (when `apply_b_dec_to_input`), `h = x̃ W_enc + b_enc`, `f = ReLU(h)`:
 //!
-//! - `x̂ = f W_dec + b_dec`, `mse = mean_n ‖x̂ − x‖²`, `g = 2 (x̂ − x) / N`;
+//! - `x̂ = f W_dec + b_dec`, `mse = mean_n ‖x̂ − y‖²`, `g = 2 (x̂ − y) / N` (target `y`: `x`
+//!   for SAEs, the output hook for transcoders);
 //! - `l1 = λ · mean_n Σ_j f_j r_j`;
 //! - `∂W_dec = fᵀ g + (λ/N) (Σ_n f_j) W_dec[j] / r_j`;
 //! - `∂h = (g W_decᵀ + λ r / N) ⊙ [h > 0]`;
@@ -14,9 +15,15 @@ use candle_core::Tensor;
 use rayon::prelude::*;
 
 impl TrainingSae {
-    pub(super) fn standard_step(&self, x: &Tensor, l1_coef: f64) -> Result<FusedStep> {
+    pub(super) fn standard_step(
+        &self,
+        x: &Tensor,
+        target: &Tensor,
+        l1_coef: f64,
+    ) -> Result<FusedStep> {
         let p = &self.params;
-        let (n, d) = x.dims2()?;
+        // d: the reconstruction's width (d_out; d_in for SAEs)
+        let (n, d) = target.dims2()?;
         let s = self.cfg.d_sae;
         let dev = x.device();
         let get = |name: &str| -> Result<Tensor> { Ok(p.get(name)?.detach()) };
@@ -49,7 +56,7 @@ impl TrainingSae {
         let out = f.matmul(&w_dec)?.broadcast_add(&b_dec)?;
         // MSE and its gradient.
         let (g_out, se) = with_f32(&out, |o| {
-            with_f32(x, |xv| {
+            with_f32(target, |xv| {
                 let mut g = vec![0f32; n * d];
                 let parts: Vec<f64> = g
                     .par_chunks_mut(d * 64)
@@ -168,6 +175,7 @@ impl TrainingSae {
             sae_out: out,
             fire_counts: fire,
             grads,
+            min_active: None,
         })
     }
 }

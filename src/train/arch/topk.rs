@@ -57,9 +57,10 @@ impl TopK {
         if input.n_dead == 0 {
             return Ok(Tensor::new(0f32, h.device())?);
         }
-        let residual = (input.sae_in - sae_out)?.detach();
-        let d_in = input.sae_in.dim(1)?;
-        let k_aux = d_in / 2;
+        let residual = (input.target - sae_out)?.detach();
+        // EleutherAI's `k_aux = d / 2` over the reconstructed width (d_out for transcoders).
+        let d_out = input.target.dim(1)?;
+        let k_aux = d_out / 2;
         let scale = (input.n_dead as f64 / k_aux as f64).min(1.0);
         let k_aux = k_aux.min(input.n_dead);
         let dead = ops::TopKSelect {

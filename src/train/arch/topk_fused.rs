@@ -1,17 +1,19 @@
-//! A fused CPU training step for `topk` SAEs: forward, MSE + AuxK losses and every parameter
-//! gradient, computed from the selected `(latent, value)` pairs only — no dense
-//! `[batch, d_sae]` activation, mask or gradient tensor is ever built. The only dense work is
-//! the encoder product `x̃ W_enc` (one matmul), the per-row top-`k` scan over it, and the
-//! dense `[d_in, d_sae]` parameter gradients Adam needs anyway.
+//! A fused CPU training step for `topk` SAEs and `topk` / `batchtopk` transcoders: forward,
+//! MSE + AuxK losses and every parameter gradient, computed from the selected
+//! `(latent, value)` pairs only — no dense `[batch, d_sae]` activation or gradient tensor is
+//! ever built. The only dense work is the encoder product `x̃ W_enc` (one matmul), the top-`k`
+//! scan over it (per row; batchtopk: the batch's top `k · n` positive keys, with
+//! `ops::batch_topk_mask`'s cut-off), and the dense parameter gradients Adam needs anyway.
 //!
 //! The maths is the graph path's ([`super::topk`]): with `r = ‖W_dec‖` rescaling, latents are
 //! ranked by `h · r` but decode with `(h·r / r) W_dec = h W_dec`, so the gradient through `r`
 //! cancels exactly (the autograd graph computes the same two terms and they sum to 0). For
-//! each row `n`, with `S` its top-`k` (value > 0) and `A` its AuxK selection among dead
-//! latents:
+//! each row `n`, with target `y` (the input `x` for SAEs; `[n, d_out]` for transcoders), `S`
+//! its selection (value > 0) and `A` its AuxK selection among dead latents:
 //!
-//! - `x̂ = Σ_{j∈S} h_j W_dec[j] + b_dec`, `e = x̂ − x`, `mse = mean_n ‖e‖²`, `g = 2e / N`;
-//! - `a = Σ_{j∈A} h_j W_dec[j] + e`, `aux = c · scale · mean_n ‖a‖²`, `g_a = 2 c scale a / N`;
+//! - `x̂ = Σ_{j∈S} h_j W_dec[j] + b_dec`, `e = x̂ − y`, `mse = mean_n ‖e‖²`, `g = 2e / N`;
+//! - `a = Σ_{j∈A} h_j W_dec[j] + e`, `aux = c · scale · mean_n ‖a‖²`, `g_a = 2 c scale a / N`
+//!   (`k_aux = d_out / 2`);
 //! - `∂W_dec[j] = Σ_{n: j∈S} h_j g + Σ_{n: j∈A} h_j g_a`, `∂h_j = g·W_dec[j] (+ g_a·W_dec[j])`;
 //! - `∂W_enc[:, j] = Σ_n x̃ ∂h_j`, `∂b_enc = Σ_n ∂h`, `∂b_dec = Σ_n g − W_enc ∂b_enc` (the last
 //!   term only when `b_dec` is subtracted from the input).
@@ -20,8 +22,8 @@
 //! (resumed runs stay bit-identical).
 use super::fused::{dot, grads_in_order, FusedStep};
 use super::TrainingSae;
-use crate::error::Result;
-use crate::ops::{top_k, with_f32};
+use crate::error::{Error, Result};
+use crate::ops::{batch_topk_cut, top_k, with_f32};
 use candle_core::Tensor;
 use rayon::prelude::*;
 
@@ -46,30 +48,48 @@ struct Entry {
     aux: bool,
 }
 
+/// Per row, the selected `(latent, value)` pairs and the AuxK `(latent, value)` pairs.
+type Sel = (Vec<(u32, f32)>, Vec<(u32, f32)>);
+
 impl TrainingSae {
-    pub(super) fn topk_step(&self, x: &Tensor, dead: &[bool]) -> Result<FusedStep> {
+    /// The fused `topk` step (`batch`: `batchtopk`'s batch-wide selection) reconstructing
+    /// `target` from `x`.
+    pub(super) fn topk_step(
+        &self,
+        x: &Tensor,
+        target: &Tensor,
+        dead: &[bool],
+        batch: bool,
+    ) -> Result<FusedStep> {
         let p = &self.params;
         let cfg = &self.cfg;
-        let (n, d) = x.dims2()?;
+        let (n, di) = x.dims2()?;
+        let d = cfg.d_out();
+        if target.dims() != [n, d] {
+            return Err(Error::Invalid(format!(
+                "fused step: target has shape {:?}, expected [{n}, {d}]",
+                target.dims()
+            )));
+        }
         let s = cfg.d_sae;
         let k = (cfg.k as usize).min(s);
         let get =
             |name: &str| -> Result<Vec<f32>> { with_f32(&p.get(name)?.detach(), |v| v.to_vec()) };
         let (w_dec, b_dec, b_enc) = (get("W_dec")?, get("b_dec")?, get("b_enc")?);
-        let w_enc_t = with_f32(&p.get("W_enc")?.detach().t()?.contiguous()?, |v| v.to_vec())?;
         let xv = with_f32(x, |v| v.to_vec())?;
+        let yv = with_f32(target, |v| v.to_vec())?;
         let xc: Vec<f32> = if cfg.apply_b_dec_to_input {
-            xv.par_chunks(d)
+            xv.par_chunks(di)
                 .flat_map_iter(|r| r.iter().zip(&b_dec).map(|(a, b)| a - b))
                 .collect()
         } else {
-            xv.clone()
+            xv
         };
         let key_scale: Option<Vec<f32>> = cfg
             .rescale_acts_by_decoder_norm
             .then(|| w_dec.par_chunks(d).map(|r| dot(r, r).sqrt()).collect());
         // Dense pre-activations (without b_enc), one matmul.
-        let xc_t = Tensor::from_slice(&xc, (n, d), x.device())?;
+        let xc_t = Tensor::from_slice(&xc, (n, di), x.device())?;
         let h = xc_t.matmul(&p.get("W_enc")?.detach())?;
         drop(xc_t);
         let dead_cols: Vec<u32> = (0..s as u32).filter(|&j| dead[j as usize]).collect();
@@ -79,46 +99,76 @@ impl TrainingSae {
         let aux_scale = (n_dead as f64 / k_aux_full as f64).min(1.0);
         let aux_coef = cfg.aux_loss_coefficient * aux_scale;
 
-        // Selection: per row, top-k (positive values fire) and AuxK among dead latents.
-        type Sel = (Vec<(u32, f32)>, Vec<(u32, f32)>);
-        let sel: Vec<Sel> = with_f32(&h, |hv| {
-            hv.par_chunks(s)
-                .map_init(
-                    || vec![0f32; s],
-                    |keys, hr| {
-                        // keys = (h + b_enc) (· ‖W_dec‖), the values decode uses are h + b_enc
-                        match &key_scale {
-                            Some(r) => {
-                                for (((kj, h), b), r) in keys.iter_mut().zip(hr).zip(&b_enc).zip(r)
-                                {
-                                    *kj = (h + b) * r;
-                                }
-                            }
-                            None => {
-                                for ((kj, h), b) in keys.iter_mut().zip(hr).zip(&b_enc) {
-                                    *kj = h + b;
-                                }
+        // keys = (h + b_enc) (· ‖W_dec‖); the values decode uses are h + b_enc.
+        let fill_keys = |keys: &mut [f32], hr: &[f32]| match &key_scale {
+            Some(r) => {
+                for (((kj, h), b), r) in keys.iter_mut().zip(hr).zip(&b_enc).zip(r) {
+                    *kj = (h + b) * r;
+                }
+            }
+            None => {
+                for ((kj, h), b) in keys.iter_mut().zip(hr).zip(&b_enc) {
+                    *kj = h + b;
+                }
+            }
+        };
+        let aux_of = |keys: &[f32], hr: &[f32]| -> Vec<(u32, f32)> {
+            if k_aux == 0 {
+                return vec![];
+            }
+            top_k(k_aux, keys, Some(&dead_cols))
+                .into_iter()
+                .map(|j| (j, hr[j as usize] + b_enc[j as usize]))
+                .collect()
+        };
+        // Selection: per row, the active latents and AuxK among dead latents.
+        let (sel, min_active): (Vec<Sel>, Option<f32>) = if batch {
+            // batchtopk: the top `k · n` positive keys of the whole batch (ops' rule).
+            let keys = with_f32(&h, |hv| {
+                let mut keys = vec![0f32; n * s];
+                keys.par_chunks_mut(s)
+                    .zip(hv.par_chunks(s))
+                    .for_each(|(kr, hr)| fill_keys(kr, hr));
+                keys
+            })?;
+            let cut = batch_topk_cut(&keys, (cfg.k * n as f64) as usize);
+            let sel: Vec<(Sel, Option<f32>)> = with_f32(&h, |hv| {
+                hv.par_chunks(s)
+                    .zip(keys.par_chunks(s))
+                    .map(|(hr, kr)| {
+                        let mut min: Option<f32> = None;
+                        let mut top = Vec::new();
+                        for (j, &key) in kr.iter().enumerate() {
+                            if key > 0.0 && key >= cut {
+                                top.push((j as u32, hr[j] + b_enc[j]));
+                                min = Some(min.map_or(key, |m: f32| m.min(key)));
                             }
                         }
-                        let pair = |j: u32| (j, hr[j as usize] + b_enc[j as usize]);
-                        let top: Vec<(u32, f32)> = top_k(k, keys, None)
-                            .into_iter()
-                            .filter(|&j| keys[j as usize] > 0.0)
-                            .map(pair)
-                            .collect();
-                        let aux = if k_aux > 0 {
-                            top_k(k_aux, keys, Some(&dead_cols))
+                        ((top, aux_of(kr, hr)), min)
+                    })
+                    .collect()
+            })?;
+            let min = sel.iter().filter_map(|(_, m)| *m).reduce(f32::min);
+            (sel.into_iter().map(|(s, _)| s).collect(), min)
+        } else {
+            let sel = with_f32(&h, |hv| {
+                hv.par_chunks(s)
+                    .map_init(
+                        || vec![0f32; s],
+                        |keys, hr| {
+                            fill_keys(keys, hr);
+                            let top: Vec<(u32, f32)> = top_k(k, keys, None)
                                 .into_iter()
-                                .map(pair)
-                                .collect()
-                        } else {
-                            vec![]
-                        };
-                        (top, aux)
-                    },
-                )
-                .collect()
-        })?;
+                                .filter(|&j| keys[j as usize] > 0.0)
+                                .map(|j| (j, hr[j as usize] + b_enc[j as usize]))
+                                .collect();
+                            (top, aux_of(keys, hr))
+                        },
+                    )
+                    .collect()
+            })?;
+            (sel, None)
+        };
         drop(h);
 
         // Forward: reconstruction, losses, and the output gradients per row.
@@ -143,8 +193,8 @@ impl TrainingSae {
                     for &(j, v) in top {
                         axpy(orow, v, wrow(j));
                     }
-                    let xr = &xv[r * d..(r + 1) * d];
-                    for ((gj, oj), xj) in grow.iter_mut().zip(orow.iter()).zip(xr) {
+                    let yr = &yv[r * d..(r + 1) * d];
+                    for ((gj, oj), xj) in grow.iter_mut().zip(orow.iter()).zip(yr) {
                         let e = oj - xj;
                         sum.0 += (e as f64) * (e as f64);
                         *gj = e;
@@ -220,11 +270,11 @@ impl TrainingSae {
         }
         drop(dh_rows);
         let mut gw_dec = vec![0f32; s * d];
-        let mut gw_enc_t = vec![0f32; s * d];
+        let mut gw_enc_t = vec![0f32; s * di];
         let mut gb_enc = vec![0f32; s];
         gw_dec
             .par_chunks_mut(d)
-            .zip(gw_enc_t.par_chunks_mut(d))
+            .zip(gw_enc_t.par_chunks_mut(di))
             .zip(gb_enc.par_iter_mut())
             .enumerate()
             .for_each(|(j, ((gd, ge), gb))| {
@@ -232,7 +282,7 @@ impl TrainingSae {
                     let r = e.row as usize;
                     let g = if e.aux { &g_aux } else { &g_out };
                     axpy(gd, e.value, &g[r * d..(r + 1) * d]);
-                    axpy(ge, e.dh, &xc[r * d..(r + 1) * d]);
+                    axpy(ge, e.dh, &xc[r * di..(r + 1) * di]);
                     *gb += e.dh;
                 }
             });
@@ -245,15 +295,18 @@ impl TrainingSae {
             }
         }
         if cfg.apply_b_dec_to_input {
+            let w_enc_t = with_f32(&p.get("W_enc")?.detach().t()?.contiguous()?, |v| v.to_vec())?;
             for (j, &gb) in gb_enc.iter().enumerate() {
-                let wr = &w_enc_t[j * d..(j + 1) * d];
+                let wr = &w_enc_t[j * di..(j + 1) * di];
                 for (a, w) in gb_dec.iter_mut().zip(wr) {
                     *a -= (gb * w) as f64;
                 }
             }
         }
         let dev = x.device();
-        let gw_enc = Tensor::from_vec(gw_enc_t, (s, d), dev)?.t()?.contiguous()?;
+        let gw_enc = Tensor::from_vec(gw_enc_t, (s, di), dev)?
+            .t()?
+            .contiguous()?;
         let gw_dec = Tensor::from_vec(gw_dec, (s, d), dev)?;
         let gb_dec = Tensor::from_vec(gb_dec.iter().map(|v| *v as f32).collect(), d, dev)?;
         let gb_enc = Tensor::from_vec(gb_enc, s, dev)?;
@@ -273,6 +326,7 @@ impl TrainingSae {
             sae_out: Tensor::from_vec(out, (n, d), dev)?,
             fire_counts: fire,
             grads,
+            min_active,
         })
     }
 }

@@ -25,6 +25,16 @@ impl Trainer {
         let Some(dir) = &self.out_dir else {
             return Ok(());
         };
+        self.save_checkpoint_to(&dir.join(CHECKPOINT), source.state()?)
+    }
+
+    /// [`Trainer::save_checkpoint`] to `path`, with the activation source's state given
+    /// (stored under `source/`; [`Trainer::load_checkpoint_from`] hands it back).
+    pub fn save_checkpoint_to(
+        &self,
+        path: &Path,
+        source_state: HashMap<String, Tensor>,
+    ) -> Result<()> {
         let mut t: HashMap<String, Tensor> = HashMap::new();
         for (i, (name, var)) in self.sae.params.iter().enumerate() {
             t.insert(format!("param/{name}"), var.as_detached_tensor());
@@ -38,7 +48,7 @@ impl Trainer {
                 Tensor::from_slice(&self.adam.exp_avg_sq[i], shape, &self.device)?,
             );
         }
-        for (k, v) in source.state()? {
+        for (k, v) in source_state {
             t.insert(format!("source/{k}"), v);
         }
         let d = self.cfg.sae.d_sae;
@@ -66,6 +76,7 @@ impl Trainer {
             "adam_step": self.adam.step,
             "scaling_factor": self.scaling_factor,
             "scaling_factor_bits": self.scaling_factor.map(f64::to_bits),
+            "target_scaling_factor_bits": self.target_scaling_factor.map(f64::to_bits),
             "setup_done": self.setup_done,
             "rng": [st[0], st[1], st[2], st[3]],
             "buffers": buffers,
@@ -78,10 +89,9 @@ impl Trainer {
             "state/json".into(),
             Tensor::from_vec(bytes, n, &self.device)?,
         );
-        let p = dir.join(CHECKPOINT);
-        let tmp = tmp_path(&p);
+        let tmp = tmp_path(path);
         candle_core::safetensors::save(&t, &tmp)?;
-        std::fs::rename(&tmp, &p).map_err(|e| Error::io(&p, e))?;
+        std::fs::rename(&tmp, path).map_err(|e| Error::io(path, e))?;
         Ok(())
     }
 
@@ -97,17 +107,33 @@ impl Trainer {
         if !p.exists() {
             return Ok(false);
         }
-        self.load_checkpoint_file(&p, source).map_err(|e| match e {
-            e @ Error::SaeFile { .. } => e,
-            e => Error::SaeFile {
-                path: p.clone(),
-                reason: e.to_string(),
-            },
-        })?;
+        self.load_checkpoint_from(&p, &mut |state| source.restore(state))?;
         Ok(true)
     }
 
-    fn load_checkpoint_file(&mut self, p: &Path, source: &mut dyn ActivationSource) -> Result<()> {
+    /// Load the checkpoint file `path` (written by [`Trainer::save_checkpoint_to`]) into this
+    /// trainer; `restore` gets the saved source state. Errors name the file and are found
+    /// before the trainer is changed.
+    pub fn load_checkpoint_from(
+        &mut self,
+        path: &Path,
+        restore: &mut dyn FnMut(&HashMap<String, Tensor>) -> Result<()>,
+    ) -> Result<()> {
+        self.load_checkpoint_file(path, restore)
+            .map_err(|e| match e {
+                e @ Error::SaeFile { .. } => e,
+                e => Error::SaeFile {
+                    path: path.to_path_buf(),
+                    reason: e.to_string(),
+                },
+            })
+    }
+
+    fn load_checkpoint_file(
+        &mut self,
+        p: &Path,
+        restore: &mut dyn FnMut(&HashMap<String, Tensor>) -> Result<()>,
+    ) -> Result<()> {
         let bad = |m: String| Error::SaeFile {
             path: p.to_path_buf(),
             reason: m,
@@ -179,7 +205,7 @@ impl Trainer {
                     .map(|k| (k.to_string(), v.clone()))
             })
             .collect();
-        source.restore(&src)?;
+        restore(&src)?;
 
         for (i, (v, m, s)) in params.into_iter().enumerate() {
             self.sae.params.vars[i].set(&v)?;
@@ -194,6 +220,10 @@ impl Trainer {
         self.adam.step = u("adam_step");
         self.scaling_factor = meta
             .get("scaling_factor_bits")
+            .and_then(|v| v.as_u64())
+            .map(f64::from_bits);
+        self.target_scaling_factor = meta
+            .get("target_scaling_factor_bits")
             .and_then(|v| v.as_u64())
             .map(f64::from_bits);
         self.setup_done = meta

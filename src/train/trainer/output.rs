@@ -1,6 +1,7 @@
 //! The trained SAE: inference weights (SAELens's `save_inference_model` processing, folded
 //! activation scaling), the SAELens folder, the final save and plots.
 use super::*;
+use crate::sae::Architecture;
 
 /// The SAELens version whose `cfg.json` layout saescope writes (and is tested against).
 pub const SAELENS_FORMAT_VERSION: &str = "6.54.12";
@@ -15,19 +16,35 @@ impl Trainer {
         let mut s_arch = crate::train::arch::make_arch(&self.cfg.sae)?;
         let bufs: HashMap<String, f64> = arch_buf.drain(..).collect();
         s_arch.load_buffers(&bufs)?;
+        // Input scaling folds into W_enc, output scaling (the input's, for an SAE) into
+        // W_dec, b_dec and the architecture's buffers.
+        let s_out = match self.cfg.sae.is_transcoder() {
+            true => self.target_scaling_factor,
+            false => self.scaling_factor,
+        };
         if let Some(s) = self.scaling_factor {
             w.insert("W_enc".into(), w["W_enc"].affine(s, 0.0)?);
+        }
+        if let Some(s) = s_out {
             w.insert("W_dec".into(), w["W_dec"].affine(1.0 / s, 0.0)?);
             w.insert("b_dec".into(), w["b_dec"].affine(1.0 / s, 0.0)?);
             s_arch.fold_activation_scale(s);
         }
         let (arch, w) = s_arch.inference_tensors(w)?;
+        let arch = if self.cfg.sae.is_transcoder() {
+            transcoder_architecture(arch)?
+        } else {
+            arch
+        };
         let c = &self.cfg;
         let sc = &c.sae;
         let mut meta = Map::new();
         meta.insert("model_name".into(), c.model_name.clone().into());
         let st = &c.store;
         meta.insert("hook_name".into(), st.hook_name.clone().into());
+        if let Some(out) = &st.hook_name_out {
+            meta.insert("hook_name_out".into(), out.clone().into());
+        }
         meta.insert("hook_head_index".into(), json!(st.hook_head_index));
         meta.insert("context_size".into(), st.context_size.into());
         meta.insert("prepend_bos".into(), st.prepend_bos.into());
@@ -80,12 +97,20 @@ impl Trainer {
             "reshape_activations": sc.reshape_activations,
             "metadata": Value::Object(meta),
         });
+        if let Some(d_out) = sc.d_out {
+            cfg["d_out"] = json!(d_out);
+        }
         if arch == crate::sae::Architecture::TopK {
             cfg["k"] = json!(sc.k as u64);
             cfg["rescale_acts_by_decoder_norm"] = json!(sc.rescale_acts_by_decoder_norm);
         }
         let cfg = SaeConfig::from_json_value(cfg)?;
         Sae::from_config_and_tensors(cfg, w, &self.device)
+    }
+
+    /// `save_weights_dtype` as a dtype (`None`: float32, the weights as trained).
+    fn save_weights_dtype(&self) -> Result<Option<DType>> {
+        save_weights_dtype(self.cfg.save_weights_dtype.as_deref())
     }
 
     /// `log10(feature_sparsity + 1e-10)` (what SAELens saves as `sparsity.safetensors`).
@@ -101,6 +126,18 @@ impl Trainer {
         let sae = self.inference_sae()?;
         std::fs::create_dir_all(dir).map_err(|e| Error::io(dir, e))?;
         sae.save_to_disk(dir)?;
+        if let Some(dtype) = self.save_weights_dtype()? {
+            // The weights stored narrower; cfg.json keeps float32 (loaders cast back).
+            let m: HashMap<String, Tensor> = sae
+                .tensors()
+                .into_iter()
+                .map(|(n, t)| Ok((n.to_string(), t.to_dtype(dtype)?)))
+                .collect::<Result<_>>()?;
+            let p = dir.join("sae_weights.safetensors");
+            let tmp = tmp_path(&p);
+            candle_core::safetensors::save(&m, &tmp)?;
+            std::fs::rename(&tmp, &p).map_err(|e| Error::io(&p, e))?;
+        }
         if self.n_frac_active_samples > 0 {
             let sp = Tensor::from_vec(
                 self.log_feature_sparsity(),
@@ -143,5 +180,31 @@ impl Trainer {
             }
         }
         Ok(())
+    }
+}
+
+/// A `save_weights_dtype` value as a dtype to cast to (`None` for float32 / unset).
+pub(crate) fn save_weights_dtype(name: Option<&str>) -> Result<Option<DType>> {
+    Ok(match name {
+        None | Some("float32") => None,
+        Some("float16") => Some(DType::F16),
+        Some("bfloat16") => Some(DType::BF16),
+        Some(d) => {
+            return Err(Error::Config(format!(
+                "save_weights_dtype `{d}` is not supported; use float32, float16 or bfloat16"
+            )))
+        }
+    })
+}
+
+/// The transcoder form of a trained SAE's inference architecture: ReLU (`standard`) →
+/// `transcoder`, `jumprelu` (also batchtopk's, with its threshold) → `jumprelu_transcoder`.
+fn transcoder_architecture(arch: Architecture) -> Result<Architecture> {
+    match arch {
+        Architecture::Standard => Ok(Architecture::Transcoder),
+        Architecture::JumpRelu => Ok(Architecture::JumpReluTranscoder),
+        a => Err(Error::Config(format!(
+            "a `{a}` SAE has no transcoder form (SAELens has ReLU and JumpReLU transcoders)"
+        ))),
     }
 }
