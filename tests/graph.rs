@@ -309,3 +309,26 @@ fn transcoder_set_evals_match_a_hand_computation() {
     assert!((0.0..=1.0).contains(&l.dead_fraction));
     assert!(ev.ce_all_replaced.is_finite() && ev.ce_loss_score_all.is_finite());
 }
+
+/// The circuit-tracer layout: a config.yaml naming the hooks and files, per-layer safetensors
+/// with circuit-tracer's keys and shapes (`scripts/check_circuit_tracer_load.py` loads it with
+/// circuit-tracer itself).
+#[test]
+fn transcoder_sets_save_in_circuit_tracers_layout() {
+    let (_, tcs) = tiny();
+    let tmp = tempfile::tempdir().unwrap();
+    tcs.save_circuit_tracer(tmp.path(), "saescope-tiny")
+        .unwrap();
+    let yaml = std::fs::read_to_string(tmp.path().join("config.yaml")).unwrap();
+    assert!(yaml.contains("model_kind: transcoder_set"));
+    assert!(yaml.contains("feature_input_hook: ln2.hook_normalized"));
+    assert!(yaml.contains("  - layer_1.safetensors"));
+    let t = candle_core::safetensors::load(tmp.path().join("layer_1.safetensors"), &Device::Cpu)
+        .unwrap();
+    assert_eq!(t["W_enc"].dims(), [96, 64]);
+    assert_eq!(t["W_dec"].dims(), [96, 64]);
+    assert_eq!(t["activation_function.threshold"].dims(), [96]);
+    let w = tcs.layer(1).w_enc().t().unwrap();
+    let d = (&t["W_enc"] - w).unwrap().abs().unwrap().max_all().unwrap();
+    assert_eq!(d.to_scalar::<f32>().unwrap(), 0.0);
+}
