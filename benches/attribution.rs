@@ -2,13 +2,14 @@
 //! prompt, transcoders on all 30 layers, at most `--max-features` feature nodes.
 //!
 //! `cargo bench --bench attribution -- [--transcoders DIR] [--max-features 7500]
-//! [--batch 64] [--prompt TEXT]`
+//! [--batch 64] [--prompt TEXT] [--save DIR]`
 //!
 //! Without `--transcoders` (or when DIR does not exist), random JumpReLU transcoders of width
 //! `--width` (default 1152) are made with thresholds that let about `--active` (default 24)
-//! latents fire per token and layer on this prompt: the timing depends on the number of
-//! nodes, not on what they mean. Prints one JSON line with `wall_s`, `peak_rss_mb` and the
-//! node counts.
+//! latents fire per token and layer on this prompt (the timing depends on the number of
+//! nodes, not on what they mean); `--save DIR` writes them as SAELens folders `DIR/layer_L`
+//! (what `scripts/bench_attribution.sh` hands circuit-tracer) and exits. Prints one JSON line
+//! with `wall_s`, `peak_rss_mb` and the node counts.
 use candle_core::{DType, Device, IndexOp, Tensor};
 use saescope::analysis::circuits::{attribute, GraphOptions, TranscoderSet};
 use saescope::sae::SaeConfig;
@@ -46,6 +47,15 @@ fn main() {
             format!("random {width}"),
         )
     };
+    let save: String = arg(&args, "--save", String::new());
+    if !save.is_empty() {
+        for (l, t) in tcs.transcoders.iter().enumerate() {
+            t.save_to_disk(&std::path::Path::new(&save).join(format!("layer_{l}")))
+                .expect("save");
+        }
+        println!("wrote {} transcoders to {save}", tcs.len());
+        return;
+    }
     let opts = GraphOptions {
         batch_size: batch,
         max_feature_nodes: Some(max_features),

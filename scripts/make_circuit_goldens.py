@@ -19,6 +19,10 @@ Runs offline on CPU, deterministic. Writes tests/fixtures/circuits/:
       attn_*  latent_to_latent_gradients_attn(z0 -> z1) on row 0
       t2l_*   token_to_latent_gradients(resid1) on row 0
       l2logit_*  latent_to_logit_gradients(resid0, k=5) on row 0
+      tools_*    ARENA's transcoder tools with tests/fixtures/circuits/transcoders_tiny:
+                 tools_deemb [300] = W_E @ W_enc[:, 7] (layer-1 transcoder), tools_ext_emb
+                 [300, 64] = create_extended_embedding(model), tools_pullback [96] =
+                 W_dec(layer 0) @ W_enc(layer 1)[:, 7]
   smollm2.safetensors   SmolLM2-135M-Instruct with tests/fixtures/sae/saes/smollm2_standard_l10
       (blocks.10.hook_resid_pre) and the shipped data/saes/smollm2-l15-resid-post-topk48:
       l2l_*      latent_to_latent_gradients(l10 -> shipped) on "The Eiffel Tower is in Paris"
@@ -236,6 +240,15 @@ def make_tiny() -> None:
     record(t, "t2l", row, jac, (ones, pos), latents, latents)
     jac, inp, clean, out = latent_to_logit_gradients(row, resid0, model, 5)
     record(t, "l2logit", row, jac, inp, clean, out)
+    tc0 = load_sae(OUT / "transcoders_tiny" / "layer_0")
+    tc1 = load_sae(OUT / "transcoders_tiny" / "layer_1")
+    with torch.no_grad():
+        t["tools_deemb"] = msg.f32(model.W_E @ tc1.W_enc[:, 7])
+        w_e = model.W_E.clone()[:, None, :]
+        ext = (w_e + model.blocks[0].mlp(model.blocks[0].ln2(w_e))).squeeze()
+        t["tools_ext_emb"] = msg.f32((ext - ext.mean(dim=-1, keepdim=True))
+                                     / ext.std(dim=-1, keepdim=True))
+        t["tools_pullback"] = msg.f32(tc0.W_dec @ tc1.W_enc[:, 7])
     msg.write_safetensors(OUT / "tiny.safetensors", t, {
         "model": "tests/fixtures/tiny-llama (processed)", **msg.versions()})
 

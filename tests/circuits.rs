@@ -237,3 +237,50 @@ fn smollm2_latent_gradients_match_jacrev() {
     let r = latent_to_logit_gradients(&model, &toks, &shipped, 10).unwrap();
     check(&r, &g, "l2logit", true);
 }
+
+#[test]
+fn transcoder_tools_match_arena() {
+    use saescope::analysis::circuits::{
+        de_embeddings, deembedding_table, extended_embedding, pullback, pullback_influence,
+        TranscoderSet,
+    };
+    let g = golden("tiny.safetensors");
+    let model = tiny();
+    let tcs = TranscoderSet::load(fixtures().join("circuits/transcoders_tiny")).unwrap();
+    let close_t = |a: &Tensor, b: &Tensor, what: &str| {
+        let scale = b
+            .abs()
+            .unwrap()
+            .max_all()
+            .unwrap()
+            .to_scalar::<f32>()
+            .unwrap();
+        let d = (a - b)
+            .unwrap()
+            .abs()
+            .unwrap()
+            .max_all()
+            .unwrap()
+            .to_scalar::<f32>()
+            .unwrap();
+        assert!(
+            d <= 1e-4 * scale.max(1.0),
+            "{what}: differs by {d} (scale {scale})"
+        );
+    };
+    close_t(
+        &de_embeddings(&model, tcs.layer(1), 7).unwrap(),
+        &g["tools_deemb"],
+        "de-embeddings",
+    );
+    close_t(
+        &extended_embedding(&model).unwrap(),
+        &g["tools_ext_emb"],
+        "extended embedding",
+    );
+    let pb = pullback(tcs.layer(0), tcs.layer(1), 7).unwrap();
+    close_t(&pb, &g["tools_pullback"], "pullback");
+    let acts = Tensor::ones((3, 96), DType::F32, &Device::Cpu).unwrap();
+    assert_eq!(pullback_influence(&acts, &pb).unwrap().dims(), [3, 96]);
+    assert!(deembedding_table(&model, tcs.layer(1), 999, 5).is_err());
+}

@@ -251,3 +251,84 @@ fn a_transcoder_set_that_does_not_fit_is_an_error() {
         .to_string();
     assert!(e.contains("blocks.0.ln2.hook_normalized"), "{e}");
 }
+
+/// The transcoder-set evals agree with the same quantities computed by hand.
+#[test]
+fn transcoder_set_evals_match_a_hand_computation() {
+    use saescope::eval::eval_transcoders;
+    let (model, tcs) = tiny();
+    let tokens = Tensor::new(
+        &[
+            [0u32, 17, 250, 3, 99, 42, 7, 8],
+            [0, 5, 6, 7, 200, 100, 11, 12],
+        ],
+        &Device::Cpu,
+    )
+    .unwrap();
+    let ev = eval_transcoders(&model, &tcs, &tokens, 1, true).unwrap();
+    assert_eq!(ev.layers.len(), 2);
+    let clean = model
+        .loss(&tokens, &model.run(&tokens).logits().unwrap())
+        .unwrap();
+    let ce_of = |t: &Tensor, logits: &Tensor| {
+        model.loss(t, logits).unwrap().to_scalar::<f32>().unwrap() as f64
+    };
+    // Batches of one row: the eval's CE is the mean of the per-row means.
+    let rows: Vec<Tensor> = (0..2).map(|r| tokens.i(r..r + 1).unwrap()).collect();
+    let mean = |f: &dyn Fn(&Tensor) -> f64| rows.iter().map(f).sum::<f64>() / 2.0;
+    assert!((ev.ce_clean - clean.to_scalar::<f32>().unwrap() as f64).abs() < 1e-5);
+    // Layer 1 replaced by hand (position 0 keeps the MLP's output).
+    let tc = tcs.layer(1);
+    let by_hand = mean(&|t: &Tensor| {
+        let (_, cache) = model
+            .run(t)
+            .names("blocks.1.ln2.hook_normalized")
+            .cache()
+            .unwrap();
+        let x = cache.get("blocks.1.ln2.hook_normalized").unwrap();
+        let y_hat = tc.decode(&tc.encode(&x).unwrap()).unwrap();
+        let mut hooks = Hooks::new();
+        hooks.add("blocks.1.hook_mlp_out", move |y: &Tensor, _: &str| {
+            let p = y.dim(1)?;
+            Ok(Some(Tensor::cat(
+                &[y.narrow(1, 0, 1)?, y_hat.narrow(1, 1, p - 1)?],
+                1,
+            )?))
+        });
+        ce_of(t, &model.run_with_hooks(t, hooks).unwrap())
+    });
+    assert!(
+        (ev.layers[1].ce_replaced - by_hand).abs() < 1e-4,
+        "{} vs {by_hand}",
+        ev.layers[1].ce_replaced
+    );
+    let l = &ev.layers[1];
+    let score = (l.ce_zero_ablated - l.ce_replaced) / (l.ce_zero_ablated - ev.ce_clean);
+    assert!((l.ce_loss_score - score).abs() < 1e-9);
+    assert!(l.fvu > 0.0 && l.fvu.is_finite() && l.l0 > 0.0);
+    assert!((0.0..=1.0).contains(&l.dead_fraction));
+    assert!(ev.ce_all_replaced.is_finite() && ev.ce_loss_score_all.is_finite());
+}
+
+/// The circuit-tracer layout: a config.yaml naming the hooks and files, per-layer safetensors
+/// with circuit-tracer's keys and shapes (`scripts/check_circuit_tracer_load.py` loads it with
+/// circuit-tracer itself).
+#[test]
+fn transcoder_sets_save_in_circuit_tracers_layout() {
+    let (_, tcs) = tiny();
+    let tmp = tempfile::tempdir().unwrap();
+    tcs.save_circuit_tracer(tmp.path(), "saescope-tiny")
+        .unwrap();
+    let yaml = std::fs::read_to_string(tmp.path().join("config.yaml")).unwrap();
+    assert!(yaml.contains("model_kind: transcoder_set"));
+    assert!(yaml.contains("feature_input_hook: ln2.hook_normalized"));
+    assert!(yaml.contains("  - layer_1.safetensors"));
+    let t = candle_core::safetensors::load(tmp.path().join("layer_1.safetensors"), &Device::Cpu)
+        .unwrap();
+    assert_eq!(t["W_enc"].dims(), [96, 64]);
+    assert_eq!(t["W_dec"].dims(), [96, 64]);
+    assert_eq!(t["activation_function.threshold"].dims(), [96]);
+    let w = tcs.layer(1).w_enc().t().unwrap();
+    let d = (&t["W_enc"] - w).unwrap().abs().unwrap().max_all().unwrap();
+    assert_eq!(d.to_scalar::<f32>().unwrap(), 0.0);
+}

@@ -145,8 +145,17 @@ pub fn top_examples(
 /// The `k` most boosted and most suppressed tokens of `latent` (ARENA's `show_top_logits`).
 pub fn logit_table(model: &HookedModel, sae: &Sae, latent: usize, k: usize) -> Result<LogitTable> {
     let logits = latent_logits(model, &feature_resid_dirs(model, sae, &[latent])?)?.i(0)?;
-    let k = k.min(logits.dim(0)?);
-    let scores = |t: crate::tensor_ext::TopK, sign: f32| -> Result<Vec<TokenScore>> {
+    token_score_table(model, &logits, k)
+}
+
+/// The `k` highest and lowest of per-token `scores` (`[d_vocab]`) as a [`LogitTable`].
+pub(crate) fn token_score_table(
+    model: &HookedModel,
+    scores: &Tensor,
+    k: usize,
+) -> Result<LogitTable> {
+    let k = k.min(scores.dim(0)?);
+    let rows = |t: crate::tensor_ext::TopK, sign: f32| -> Result<Vec<TokenScore>> {
         let ids: Vec<u32> = t.indices.to_vec1()?;
         ids.iter()
             .zip(t.values.to_f32_vec()?)
@@ -160,7 +169,7 @@ pub fn logit_table(model: &HookedModel, sae: &Sae, latent: usize, k: usize) -> R
             .collect()
     };
     Ok(LogitTable {
-        top: scores(logits.topk(k)?, 1.0)?,
-        bottom: scores(logits.neg()?.topk(k)?, -1.0)?,
+        top: rows(scores.topk(k)?, 1.0)?,
+        bottom: rows(scores.neg()?.topk(k)?, -1.0)?,
     })
 }

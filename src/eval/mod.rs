@@ -38,12 +38,14 @@ mod dataset;
 mod logit_metrics;
 pub mod metrics;
 mod report;
+pub mod transcoders;
 
 pub use dataset::{
     dataset_tokens, held_out_tokens, run_default_evals, EvalDataset, DEFAULT_EVAL_CONTEXT,
     DEFAULT_EVAL_TOKENS,
 };
 pub use report::*;
+pub use transcoders::{eval_transcoders, LayerEval, TranscoderSetEval};
 
 use crate::error::{Error, Result};
 use crate::hooks::{HookName, Hooks};

@@ -49,3 +49,29 @@ impl HookedModel {
         )
     }
 }
+
+impl HookedModel {
+    /// Block `layer`'s MLP alone on arbitrary residual-stream vectors `x [..., d_model]`: its
+    /// input norm (`ln2`, each vector with its own statistics), the MLP and any post-norm —
+    /// what the block adds to the residual stream (ARENA's `blocks[L].mlp(blocks[L].ln2(x))`).
+    pub fn mlp_on(&self, layer: usize, x: &Tensor) -> Result<Tensor> {
+        let b = self.blocks.get(layer).ok_or_else(|| {
+            crate::error::Error::Invalid(format!(
+                "layer {layer} out of range (n_layers = {})",
+                self.cfg.n_layers
+            ))
+        })?;
+        let dims = x.dims().to_vec();
+        let d = self.cfg.d_model;
+        let flat = x.reshape((1, x.elem_count() / d, d))?;
+        let y = b.ln2.apply(&flat)?;
+        let y = b
+            .mlp
+            .forward(&y, &mut HookCtx::default(), &self.names[layer])?;
+        let y = match &b.ln2_post {
+            Some(pn) => pn.norm.apply(&y)?,
+            None => y,
+        };
+        Ok(y.reshape(dims)?)
+    }
+}

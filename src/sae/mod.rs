@@ -54,11 +54,12 @@ mod jumprelu;
 pub(crate) mod loaders;
 pub mod pretrained;
 mod registry;
-/// Splicing SAEs into a `HookedModel` (HookedSAETransformer semantics). Keep this line.
 mod splice;
 mod standard;
 mod topk;
 mod transcoder;
+/// Splicing SAEs into a `HookedModel` (HookedSAETransformer semantics). Keep this line.
+mod transcoder_set;
 
 use arch::SaeWeights;
 pub use config::{Architecture, NormalizeActivations, ReshapeActivations, SaeConfig, SaeMetadata};
@@ -67,6 +68,7 @@ pub use loaders::SaeFormat;
 pub use pretrained::{PretrainedSaeInfo, PretrainedSaeRelease};
 use registry::SaeArch;
 pub use splice::{sae_hook_names, SaeHook};
+pub use transcoder_set::TranscoderSet;
 
 /// Per-call normalisation state: what `decode_hooked` needs to undo what `encode_hooked` did
 /// to this particular input.

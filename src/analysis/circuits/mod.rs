@@ -5,6 +5,7 @@ mod jacobian;
 pub mod latent_grads;
 mod result;
 pub mod sparse;
+pub mod transcoder_tools;
 
 pub use graph::{
     attribute, intervene, ActiveFeature, AttributionGraph, Change, Freeze, GraphOptions,
@@ -17,3 +18,7 @@ pub use latent_grads::{
 };
 pub use result::LatentGradients;
 pub use sparse::SparseActs;
+pub use transcoder_tools::{
+    de_embeddings, deembedding_table, extended_deembedding_table, extended_embedding, pullback,
+    pullback_influence,
+};

@@ -1,4 +1,5 @@
 //! `saescope` command line: a thin layer over the library.
+mod attribute;
 mod cache;
 mod dashboard;
 mod eval;
@@ -44,6 +45,9 @@ enum Cmd {
     /// Feature dashboards (sae_vis): top examples, quantile groups, histograms, logits,
     /// correlations and loss effects for chosen latents, as one self-contained HTML file.
     Dashboard(dashboard::Args),
+    /// An attribution graph (circuit-tracer's) of a prompt's next-token prediction through
+    /// per-layer transcoders: circuit-tracer's graph JSON and/or an HTML view.
+    Attribute(attribute::AttributeArgs),
 }
 
 fn main() -> Result<()> {
@@ -56,5 +60,6 @@ fn main() -> Result<()> {
         Cmd::TrainTranscoders(a) => transcoders::run(a),
         Cmd::Eval(a) => eval::run(a),
         Cmd::Dashboard(a) => dashboard::run(a),
+        Cmd::Attribute(a) => attribute::run(a),
     }
 }

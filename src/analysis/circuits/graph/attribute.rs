@@ -5,10 +5,10 @@ use super::frozen::{Frozen, Target};
 use super::linear::Linear;
 use super::prune::partial_influences;
 use super::setup::setup;
-use super::transcoders::TranscoderSet;
 use super::{AttributionGraph, GraphOptions};
 use crate::error::{Error, Result};
 use crate::model::{HookedModel, Prompt};
+use crate::sae::TranscoderSet;
 use indicatif::{ProgressBar, ProgressStyle};
 use std::time::Instant;
 

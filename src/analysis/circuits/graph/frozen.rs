@@ -6,11 +6,11 @@
 //! the gradient at every MLP output and at the embeddings: the direct effects of every source
 //! on that target.
 use super::setup::Setup;
-use super::transcoders::TranscoderSet;
 use crate::error::{Error, Result};
 use crate::hooks::{HookName, Hooks};
 use crate::model::HookedModel;
 use crate::ops::to_vec_f32;
+use crate::sae::TranscoderSet;
 use crate::tensor_ids;
 use candle_core::{DType, Tensor, Var};
 use rayon::prelude::*;

@@ -2,10 +2,10 @@
 //! latent's activation at a position (or scale it), add the change times its decoder row to
 //! that layer's MLP output, and re-run the model — freely, with attention patterns and norm
 //! scales frozen to the clean run's, or with every MLP output frozen too (direct effects only).
-use super::transcoders::TranscoderSet;
 use crate::error::{Error, Result};
 use crate::hooks::{HookName, Hooks};
 use crate::model::{HookedModel, Prompt};
+use crate::sae::TranscoderSet;
 use candle_core::{DType, IndexOp, Tensor};
 use std::cell::RefCell;
 

@@ -21,15 +21,14 @@ mod json;
 mod linear;
 mod prune;
 mod setup;
-mod transcoders;
 mod view;
 
+pub use crate::sae::TranscoderSet;
 pub use attribute::attribute;
 pub use intervene::{intervene, Change, Freeze, Intervention};
 pub use json::GraphNode;
 pub use prune::PruneResult;
 pub use setup::ActiveFeature;
-pub use transcoders::TranscoderSet;
 
 use crate::error::Result;
 use crate::model::HookedModel;

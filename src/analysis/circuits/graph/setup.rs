@@ -2,11 +2,11 @@
 //! `compute_salient_logits`): transcoder activations at every layer and position, the scaled
 //! decoder and encoder vectors of the active features, the error vectors, the token vectors
 //! and the logit targets.
-use super::transcoders::TranscoderSet;
 use crate::error::{Error, Result};
 use crate::model::HookedModel;
 use crate::ops::to_vec_f32;
 use crate::sae::NormalizeActivations;
+use crate::sae::TranscoderSet;
 use candle_core::{DType, IndexOp, Tensor, D};
 
 /// One active transcoder latent: its layer, position, index and activation.

@@ -121,3 +121,69 @@ impl TranscoderSet {
         Ok(())
     }
 }
+
+impl TranscoderSet {
+    /// Write the set in circuit-tracer's transcoder-set layout to `dir`: `layer_{L}.safetensors`
+    /// (`W_enc [d_sae, d_in]`, `W_dec [d_sae, d_out]`, `b_enc`, `b_dec`,
+    /// `activation_function.threshold` for JumpReLU, `W_skip` for skip transcoders; f32) and a
+    /// `config.yaml` (`model_kind: transcoder_set`, the hooks, `scan`, the files). Upload the
+    /// folder to a hub repo and circuit-tracer's `ReplacementModel.from_pretrained(model,
+    /// "org/repo")` reads it; locally, `load_transcoder_set({L: path})` does. circuit-tracer's
+    /// JumpReLU is `x·(x > θ)` and it never subtracts `b_dec` from the input, so SAELens's
+    /// `apply_b_dec_to_input` is folded into `b_enc`.
+    pub fn save_circuit_tracer(&self, dir: impl AsRef<Path>, scan: &str) -> Result<()> {
+        use candle_core::{DType, Tensor};
+        let dir = dir.as_ref();
+        std::fs::create_dir_all(dir)
+            .map_err(|e| Error::Invalid(format!("cannot create {}: {e}", dir.display())))?;
+        let mut files = Vec::new();
+        for (l, t) in self.transcoders.iter().enumerate() {
+            if !t.is_transcoder() {
+                return Err(Error::Invalid(format!(
+                    "layer {l}: `{}` is not a transcoder",
+                    t.hook_name()
+                )));
+            }
+            let f32 = |x: &Tensor| -> Result<Tensor> { Ok(x.to_dtype(DType::F32)?.contiguous()?) };
+            let w_enc = f32(t.w_enc())?;
+            let mut b_enc = f32(t.b_enc().ok_or_else(|| {
+                Error::Invalid(format!("layer {l}: the transcoder has no b_enc"))
+            })?)?;
+            if t.cfg().apply_b_dec_to_input {
+                let shift = f32(t.b_dec())?.unsqueeze(0)?.matmul(&w_enc)?.squeeze(0)?;
+                b_enc = (b_enc - shift)?;
+            }
+            let mut tensors = vec![
+                ("W_enc".to_string(), w_enc.t()?.contiguous()?),
+                ("W_dec".to_string(), f32(t.w_dec())?),
+                ("b_enc".to_string(), b_enc),
+                ("b_dec".to_string(), f32(t.b_dec())?),
+            ];
+            if let Some(th) = t.threshold() {
+                tensors.push(("activation_function.threshold".into(), f32(th)?));
+            }
+            if let Some(ws) = t.w_skip() {
+                tensors.push(("W_skip".into(), f32(ws)?));
+            }
+            let name = format!("layer_{l}.safetensors");
+            let map: std::collections::HashMap<String, Tensor> = tensors.into_iter().collect();
+            candle_core::safetensors::save(&map, dir.join(&name))?;
+            files.push(name);
+        }
+        let mut yaml = String::from("model_kind: transcoder_set\n");
+        yaml.push_str("feature_input_hook: ln2.hook_normalized\n");
+        yaml.push_str("feature_output_hook: hook_mlp_out\n");
+        yaml.push_str(&format!("scan: {scan}\n"));
+        yaml.push_str("transcoders:\n");
+        for f in &files {
+            yaml.push_str(&format!("  - {f}\n"));
+        }
+        std::fs::write(dir.join("config.yaml"), yaml).map_err(|e| {
+            Error::Invalid(format!(
+                "cannot write {}: {e}",
+                dir.join("config.yaml").display()
+            ))
+        })?;
+        Ok(())
+    }
+}
