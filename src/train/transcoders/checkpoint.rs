@@ -3,7 +3,7 @@
 //! `stream.json` (the corpus position and model-batch count); `checkpoint/LATEST` names the
 //! complete one and is replaced atomically only after every file is written, and the older
 //! step folders are removed after that. A kill at any moment leaves a complete checkpoint.
-use super::run::TranscoderRun;
+use super::state::TranscoderRun;
 use crate::data::RowStreamState;
 use crate::error::{Error, Result};
 use crate::train::trainer::write_atomic;

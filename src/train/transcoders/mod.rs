@@ -46,8 +46,10 @@ use std::path::{Path, PathBuf};
 mod checkpoint;
 mod progress;
 mod run;
+mod state;
 
-pub use run::{resume_transcoders, run_transcoders, TranscoderRun};
+pub use run::{resume_transcoders, run_transcoders};
+pub use state::TranscoderRun;
 
 /// File name of the run config in a transcoder run folder.
 pub const TRANSCODERS_CFG: &str = "transcoders_cfg.json";

@@ -1,7 +1,7 @@
 //! Progress of a multi-layer run: an indicatif bar (steps, tokens/s, losses over layers) when
 //! stderr is a terminal, a plain status line per logging step otherwise (logs of background
 //! runs), and `progress.jsonl` in the run folder.
-use super::run::TranscoderRun;
+use super::state::TranscoderRun;
 use crate::error::{Error, Result};
 use crate::train::config::RunnerConfig;
 use crate::train::trainer::write_atomic;

@@ -1,6 +1,7 @@
 //! The multi-layer runner: one model pass per batch of context windows feeds one trainer per
 //! layer, through that layer's small mixing buffer of `[input | target]` rows.
 use super::progress::Progress;
+use super::state::TranscoderRun;
 use super::{layer_dir, TranscodersConfig, TRANSCODERS_CFG};
 use crate::error::{Error, Result};
 use crate::model::LoadOptions;
@@ -10,28 +11,9 @@ use crate::train::config::BDecInit;
 use crate::train::mixing::MixingBuffer;
 use crate::train::trainer::{write_atomic, FitStatus, NormEstimate, Trainer, RUNNER_CFG};
 use candle_core::{Device, Tensor};
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::sync::Arc;
 use std::time::Instant;
-
-/// A multi-layer transcoder run (see [`super`]): the model-side batcher, and per layer a
-/// [`Trainer`] and a mixing buffer.
-pub struct TranscoderRun {
-    /// The run's config.
-    pub cfg: TranscodersConfig,
-    /// The layers trained, in the order of `trainers`.
-    pub layers: Vec<usize>,
-    /// One trainer per layer (each with its own folder `layer_LL/`).
-    pub trainers: Vec<Trainer>,
-    /// Seconds spent in model passes by this process.
-    pub model_seconds: f64,
-    /// Seconds spent in the trainers' steps by this process.
-    pub train_seconds: f64,
-    pub(super) dir: PathBuf,
-    pub(super) batcher: LlmBatcher,
-    pub(super) buffers: Vec<MixingBuffer>,
-    widths: Vec<(usize, usize)>,
-}
 
 impl TranscoderRun {
     /// A fresh run: the model (`model_name` with `model_from_pretrained_kwargs`), the dataset,
@@ -117,19 +99,6 @@ impl TranscoderRun {
     pub fn dir(&self) -> &Path {
         &self.dir
     }
-    /// Steps done (the same for every layer).
-    pub fn step(&self) -> usize {
-        self.trainers[0].n_training_steps
-    }
-    /// Steps of the whole run (`training_tokens / train_batch_size_tokens`).
-    pub fn total_steps(&self) -> usize {
-        self.trainers[0].cfg.total_training_steps()
-    }
-    /// Model forward passes run so far (over the whole run, resumed or not).
-    pub fn model_batches(&self) -> u64 {
-        self.batcher.n_batches
-    }
-
     /// Train to the end, then write every layer's transcoder; returns them in layer order.
     pub fn fit(&mut self) -> Result<Vec<Sae>> {
         self.fit_steps(None)?;
