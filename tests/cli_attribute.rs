@@ -103,3 +103,21 @@ fn attribute_writes_graph_json_and_html_and_rejects_a_bad_set() {
     );
     assert!(!err.contains("panicked"), "{err}");
 }
+
+/// Feature dashboards work on transcoder latents (the input hook is the MLP's input, the
+/// output directions its output).
+#[test]
+fn dashboards_of_transcoder_latents() {
+    let tmp = tempfile::tempdir().unwrap();
+    write_random_transcoders(tmp.path(), 6);
+    let tc = Sae::load(&tmp.path().join("layer_5")).unwrap();
+    let model = HookedModel::from_pretrained("smollm2").unwrap();
+    let rows = corpus_rows(&model, "default", 2048, 64).unwrap();
+    let d = feature_dashboards(&model, &tc, &rows, vec![0usize, 1]).unwrap();
+    let html = d.to_html();
+    assert!(html.as_str().contains("<svg"), "no plots");
+    assert!(
+        html.as_str().contains("blocks.5.ln2.hook_normalized")
+            || html.as_str().contains("blocks.5.hook_mlp_out")
+    );
+}
