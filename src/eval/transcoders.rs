@@ -81,17 +81,17 @@ pub fn eval_transcoders(
     let mut ce_abl = vec![0f64; n];
     let mut count = 0usize;
     let mut batches = 0usize;
+    let names: Vec<String> = (0..n)
+        .flat_map(|l| {
+            [
+                format!("blocks.{l}.ln2.hook_normalized"),
+                format!("blocks.{l}.hook_mlp_out"),
+            ]
+        })
+        .collect();
     for start in (0..rows).step_by(batch.max(1)) {
         let b = tokens.i(start..(start + batch.max(1)).min(rows))?;
-        let names: Vec<String> = (0..n)
-            .flat_map(|l| {
-                [
-                    format!("blocks.{l}.ln2.hook_normalized"),
-                    format!("blocks.{l}.hook_mlp_out"),
-                ]
-            })
-            .collect();
-        let (logits, cache) = model.run(&b).names(names).cache()?;
+        let (logits, cache) = model.run(&b).names(names.clone()).cache()?;
         ce_clean += loss(model, &b, &logits)?;
         for (l, tc) in tcs.transcoders.iter().enumerate() {
             let x = cache.get(format!("blocks.{l}.ln2.hook_normalized"))?;

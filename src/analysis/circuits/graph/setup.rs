@@ -93,8 +93,9 @@ pub(crate) fn setup(
         let err =
             (mlp_out.to_dtype(DType::F32)? - recon.to_dtype(DType::F32)?)?.broadcast_mul(&keep)?;
         error_vecs.extend(to_vec_f32(&err)?);
-        let w_enc_t = tc.w_enc().t()?.to_dtype(DType::F32)?.contiguous()?;
-        let w_dec = tc.w_dec().to_dtype(DType::F32)?;
+        // Read each transcoder's weights once; rows are sliced per active feature.
+        let w_enc_t = to_vec_f32(&tc.w_enc().t()?.contiguous()?)?;
+        let w_dec = to_vec_f32(tc.w_dec())?;
         let a = acts.to_vec2::<f32>()?;
         for (pos, row) in a.iter().enumerate() {
             for (f, &v) in row.iter().enumerate() {
@@ -105,8 +106,8 @@ pub(crate) fn setup(
                         feature: f,
                         activation: v,
                     });
-                    encoder_vecs.extend(w_enc_t.i(f)?.to_vec1::<f32>()?);
-                    decoder_vecs.extend((w_dec.i(f)? * v as f64)?.to_vec1::<f32>()?);
+                    encoder_vecs.extend_from_slice(&w_enc_t[f * d..(f + 1) * d]);
+                    decoder_vecs.extend(w_dec[f * d..(f + 1) * d].iter().map(|w| w * v));
                 }
             }
         }
