@@ -55,9 +55,11 @@ pub use tokenizer::{SpecialTokens, Tok};
 /// ```
 pub mod prelude {
     pub use crate::analysis::circuits::{
-        attribute, intervene, latent_to_latent_gradients, latent_to_latent_gradients_attn,
-        latent_to_logit_gradients, token_to_latent_gradients, AttributionGraph, Change, Freeze,
-        GradientOptions, GraphOptions, Intervention, LatentGradients, SparseActs, TranscoderSet,
+        attribute, deembedding_table, extended_deembedding_table, extended_embedding, intervene,
+        latent_to_latent_gradients, latent_to_latent_gradients_attn, latent_to_logit_gradients,
+        pullback, pullback_influence, token_to_latent_gradients, AttributionGraph, Change,
+        FeatureNode, Freeze, GradientOptions, GraphOptions, Intervention, LatentGradients,
+        SparseActs, TranscoderSet,
     };
     pub use crate::analysis::dashboard::corpus_rows;
     pub use crate::analysis::{
@@ -69,7 +71,9 @@ pub mod prelude {
     };
     pub use crate::data::token_rows;
     pub use crate::error::{Error, Result};
-    pub use crate::eval::{run_evals, EvalOptions, EvalReport};
+    pub use crate::eval::{
+        eval_transcoders, run_evals, EvalOptions, EvalReport, TranscoderEvalOptions,
+    };
     pub use crate::hooks::{get_act_name, Ablation, Hooks, NamesFilter, Pos};
     pub use crate::model::{
         ActivationCache, GenerateOptions, Generation, HookedModel, Prompt, Resid, SaeRunOptions,

@@ -265,7 +265,16 @@ fn transcoder_set_evals_match_a_hand_computation() {
         &Device::Cpu,
     )
     .unwrap();
-    let ev = eval_transcoders(&model, &tcs, &tokens, 1, true).unwrap();
+    let ev = eval_transcoders(
+        &model,
+        &tcs,
+        &tokens,
+        &TranscoderEvalOptions {
+            batch: 1,
+            per_layer_ce: true,
+        },
+    )
+    .unwrap();
     assert_eq!(ev.layers.len(), 2);
     let clean = model
         .loss(&tokens, &model.run(&tokens).logits().unwrap())

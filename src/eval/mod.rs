@@ -45,7 +45,7 @@ pub use dataset::{
     DEFAULT_EVAL_TOKENS,
 };
 pub use report::*;
-pub use transcoders::{eval_transcoders, LayerEval, TranscoderSetEval};
+pub use transcoders::{eval_transcoders, LayerEval, TranscoderEvalOptions, TranscoderSetEval};
 
 use crate::error::{Error, Result};
 use crate::hooks::{HookName, Hooks};

@@ -47,15 +47,33 @@ pub struct TranscoderSetEval {
     pub layers: Vec<LayerEval>,
 }
 
-/// Run the evals on `tokens` (`[rows, ctx]`, BOS first), `batch` rows per pass; per-layer CE
-/// (two passes per layer and batch) only with `per_layer_ce`.
+/// Options of [`eval_transcoders`].
+#[derive(Clone, Debug, PartialEq)]
+pub struct TranscoderEvalOptions {
+    /// Rows per model pass (default 8).
+    pub batch: usize,
+    /// Also the CE-loss score with each MLP replaced alone (two more passes per layer and
+    /// batch; default true).
+    pub per_layer_ce: bool,
+}
+
+impl Default for TranscoderEvalOptions {
+    fn default() -> Self {
+        TranscoderEvalOptions {
+            batch: 8,
+            per_layer_ce: true,
+        }
+    }
+}
+
+/// Run the evals on `tokens` (`[rows, ctx]`, BOS first).
 pub fn eval_transcoders(
     model: &HookedModel,
     tcs: &TranscoderSet,
     tokens: &Tensor,
-    batch: usize,
-    per_layer_ce: bool,
+    opts: &TranscoderEvalOptions,
 ) -> Result<TranscoderSetEval> {
+    let (batch, per_layer_ce) = (opts.batch, opts.per_layer_ce);
     tcs.check_fits(model)?;
     let tokens = tokens.to_dtype(DType::U32)?;
     let (rows, ctx) = tokens.dims2()?;

@@ -68,7 +68,7 @@ pub use loaders::SaeFormat;
 pub use pretrained::{PretrainedSaeInfo, PretrainedSaeRelease};
 use registry::SaeArch;
 pub use splice::{sae_hook_names, SaeHook};
-pub use transcoder_set::TranscoderSet;
+pub use transcoder_set::{shipped_transcoders_dir, TranscoderSet, SHIPPED_TRANSCODERS};
 
 /// Per-call normalisation state: what `decode_hooked` needs to undo what `encode_hooked` did
 /// to this particular input.

@@ -6,6 +6,11 @@ use crate::model::HookedModel;
 use crate::sae::Sae;
 use std::path::{Path, PathBuf};
 
+/// The transcoders shipped with saescope: one BatchTopK (k = 32) transcoder per layer of
+/// SmolLM2-135M-Instruct, 576 → 1152 → 576, stored as SAELens `jumprelu_transcoder` folders
+/// in float16, trained by `scripts/train_transcoders.sh` (evals in its `eval.json`).
+pub const SHIPPED_TRANSCODERS: &str = "data/transcoders/smollm2-mlp-batchtopk-k32-1152";
+
 /// Per-layer transcoders replacing every MLP of a model (circuit-tracer's `TranscoderSet`).
 #[derive(Clone, Debug)]
 pub struct TranscoderSet {
@@ -15,7 +20,26 @@ pub struct TranscoderSet {
     pub source: Option<PathBuf>,
 }
 
+/// [`SHIPPED_TRANSCODERS`] inside this crate's source tree (where `cargo` and evcxr's `:dep`
+/// find it).
+pub fn shipped_transcoders_dir() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join(SHIPPED_TRANSCODERS)
+}
+
 impl TranscoderSet {
+    /// The shipped SmolLM2 set ([`SHIPPED_TRANSCODERS`], inside this crate's source tree).
+    pub fn shipped() -> Result<Self> {
+        let dir = shipped_transcoders_dir();
+        if !dir.is_dir() {
+            return Err(Error::Invalid(format!(
+                "the shipped transcoders are missing from {}; restore them with `git checkout \
+                 {SHIPPED_TRANSCODERS}` or retrain them with scripts/train_transcoders.sh",
+                dir.display()
+            )));
+        }
+        Self::load(dir)
+    }
+
     /// Read the transcoders in `dir`: one SAELens transcoder folder per layer, named
     /// `layer_{L}` (or any sub-folders whose transcoders read `blocks.L.…`), sorted by layer.
     pub fn load(dir: impl AsRef<Path>) -> Result<Self> {

@@ -8,8 +8,8 @@ pub mod sparse;
 pub mod transcoder_tools;
 
 pub use graph::{
-    attribute, intervene, ActiveFeature, AttributionGraph, Change, Freeze, GraphOptions,
-    Intervention, PruneResult, TranscoderSet,
+    attribute, intervene, ActiveFeature, AttributionGraph, Change, FeatureNode, Freeze,
+    GraphOptions, Intervention, PruneResult, TranscoderSet,
 };
 pub use latent_grads::{
     latent_to_latent_gradients, latent_to_latent_gradients_attn, latent_to_latent_gradients_with,

@@ -1,13 +1,15 @@
 //! `saescope eval`: SAELens's evals of an SAE on a model, printed as JSON.
 use anyhow::{bail, Context, Result};
 use clap::Args;
+use saescope::analysis::circuits::TranscoderSet;
 use saescope::data::CorpusSplit;
 use saescope::eval::{
-    dataset_tokens, run_evals, EvalDataset, EvalOptions, DEFAULT_EVAL_CONTEXT, DEFAULT_EVAL_TOKENS,
+    dataset_tokens, eval_transcoders, run_evals, EvalDataset, EvalOptions, TranscoderEvalOptions,
+    DEFAULT_EVAL_CONTEXT, DEFAULT_EVAL_TOKENS,
 };
 use saescope::model::LoadOptions;
 use saescope::{DType, Device, HookedModel, Sae, SpecialTokens, Tensor};
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 #[derive(Args, Debug)]
 pub struct EvalArgs {
@@ -15,8 +17,17 @@ pub struct EvalArgs {
     #[arg(long, default_value = "smollm2")]
     pub model: String,
     /// SAE directory (SAELens format, or any format `Sae::load` reads).
+    #[arg(
+        long,
+        required_unless_present = "transcoders",
+        conflicts_with = "transcoders"
+    )]
+    pub sae: Option<PathBuf>,
+    /// Instead of an SAE, a per-layer transcoder set (one SAELens transcoder folder per
+    /// layer): FVU of `hook_mlp_out`, L0, dead latents and the CE-loss score with each MLP
+    /// replaced alone and with all replaced at once, as JSON.
     #[arg(long)]
-    pub sae: PathBuf,
+    pub transcoders: Option<PathBuf>,
     /// Number of tokens to evaluate on (rounded up to whole rows of `--context-size`).
     #[arg(long, default_value_t = DEFAULT_EVAL_TOKENS)]
     pub tokens: usize,
@@ -48,7 +59,8 @@ pub struct EvalArgs {
     /// Also print per-latent lists (density, consistent activation heuristic, weight metrics).
     #[arg(long)]
     pub per_feature: bool,
-    /// Skip the CE/KL metrics (no full model passes).
+    /// Skip the CE/KL metrics (no full model passes); with `--transcoders`, skip the
+    /// per-layer CE (the all-replaced CE is still measured).
     #[arg(long)]
     pub no_ce: bool,
 }
@@ -89,16 +101,9 @@ fn load_tokens_file(path: &PathBuf) -> Result<Tensor> {
     Ok(t)
 }
 
-pub fn run(args: EvalArgs) -> Result<()> {
-    let model = HookedModel::from_pretrained_with(&args.model, &LoadOptions::default())
-        .with_context(|| format!("loading model `{}`", args.model))?;
-    let sae =
-        Sae::load(&args.sae).with_context(|| format!("loading SAE {}", args.sae.display()))?;
-    let ctx = args
-        .context_size
-        .or(sae.cfg().metadata.context_size)
-        .unwrap_or(DEFAULT_EVAL_CONTEXT);
-    let (tokens, record) = match &args.tokens_file {
+/// The eval rows: `--tokens-file` as is, else `--dataset` packed into rows of `ctx`.
+fn eval_rows(model: &HookedModel, args: &EvalArgs, ctx: usize) -> Result<(Tensor, EvalDataset)> {
+    match &args.tokens_file {
         Some(p) => {
             let t = load_tokens_file(p)?;
             let (rows, ctx) = t.dims2().context("the tokens file must hold [rows, ctx]")?;
@@ -109,10 +114,54 @@ pub fn run(args: EvalArgs) -> Result<()> {
                 tokens: rows * ctx,
                 ..Default::default()
             };
-            (t, record)
+            Ok((t, record))
         }
-        None => dataset_rows(&model, &args, ctx)?,
+        None => dataset_rows(model, args, ctx),
+    }
+}
+
+/// `--transcoders DIR`: the set's evals as JSON (with the dataset's record).
+fn run_transcoders(model: &HookedModel, args: &EvalArgs, dir: &Path) -> Result<()> {
+    let tcs = TranscoderSet::load(dir)
+        .with_context(|| format!("loading transcoders from {}", dir.display()))?;
+    let ctx = args.context_size.unwrap_or(DEFAULT_EVAL_CONTEXT);
+    let (tokens, record) = eval_rows(model, args, ctx)?;
+    eprintln!(
+        "saescope eval: {} transcoders on {} rows of {} tokens from {}; {} passes per batch of {}",
+        tcs.len(),
+        record.rows,
+        record.context_size,
+        record.name,
+        if args.no_ce { 3 } else { 3 + 2 * tcs.len() },
+        args.batch
+    );
+    let opts = TranscoderEvalOptions {
+        batch: args.batch,
+        per_layer_ce: !args.no_ce,
     };
+    let report = eval_transcoders(model, &tcs, &tokens, &opts)?;
+    let mut v = serde_json::to_value(&report)?;
+    v["dataset"] = serde_json::to_value(&record)?;
+    println!("{}", serde_json::to_string_pretty(&v)?);
+    Ok(())
+}
+
+pub fn run(args: EvalArgs) -> Result<()> {
+    let model = HookedModel::from_pretrained_with(&args.model, &LoadOptions::default())
+        .with_context(|| format!("loading model `{}`", args.model))?;
+    if let Some(dir) = &args.transcoders {
+        return run_transcoders(&model, &args, dir);
+    }
+    let path = args
+        .sae
+        .as_ref()
+        .context("pass --sae DIR or --transcoders DIR")?;
+    let sae = Sae::load(path).with_context(|| format!("loading SAE {}", path.display()))?;
+    let ctx = args
+        .context_size
+        .or(sae.cfg().metadata.context_size)
+        .unwrap_or(DEFAULT_EVAL_CONTEXT);
+    let (tokens, record) = eval_rows(&model, &args, ctx)?;
     let opts = EvalOptions {
         batch_size: args.batch,
         compute_ce_loss: !args.no_ce,

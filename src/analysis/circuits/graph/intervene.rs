@@ -5,7 +5,7 @@
 use crate::error::{Error, Result};
 use crate::hooks::{HookName, Hooks};
 use crate::model::{HookedModel, Prompt};
-use crate::sae::TranscoderSet;
+use crate::sae::{Sae, TranscoderSet};
 use candle_core::{DType, IndexOp, Tensor};
 use std::cell::RefCell;
 
@@ -41,6 +41,12 @@ pub enum Freeze {
     Attention,
     /// Attention patterns, norm scales and every MLP output: only direct effects.
     AttentionAndMlps,
+    /// The local replacement model the graph describes: attention patterns and norm scales
+    /// frozen, every MLP replaced by its transcoder (recomputed from its current input, the
+    /// interventions applied to its latents) plus the clean run's error, so that without
+    /// interventions the run is the clean one. What [`super::AttributionGraph::predict`]
+    /// predicts, up to latents crossing their thresholds.
+    Replacement,
 }
 
 /// Run `prompt` with `interventions` applied (see the module docs) and return the logits
@@ -76,6 +82,12 @@ pub fn intervene(
     let frozen_names = |n: &str| match freeze {
         Freeze::Nothing => false,
         Freeze::Attention => n.ends_with(".hook_scale") || n.ends_with("attn.hook_pattern"),
+        Freeze::Replacement => {
+            n.ends_with(".hook_scale")
+                || n.ends_with("attn.hook_pattern")
+                || n.ends_with(".ln2.hook_normalized")
+                || (n.starts_with("blocks.") && n.ends_with(".hook_mlp_out"))
+        }
         Freeze::AttentionAndMlps => {
             n.ends_with(".hook_scale")
                 || n.ends_with("attn.hook_pattern")
@@ -97,7 +109,11 @@ pub fn intervene(
     let mut hooks = Hooks::new();
     if let Some(cache) = &clean {
         hooks.add_filter(
-            |n: &str| frozen_names(n) && !n.ends_with(".hook_mlp_out"),
+            |n: &str| {
+                frozen_names(n)
+                    && !n.ends_with(".hook_mlp_out")
+                    && !n.ends_with(".ln2.hook_normalized")
+            },
             move |_: &Tensor, n: &str| Ok(Some(cache.get(n)?)),
         );
     }
@@ -114,40 +130,87 @@ pub fn intervene(
         |n: &str| n.starts_with("blocks.") && n.ends_with(".hook_mlp_out"),
         |x: &Tensor, n: &str| {
             let l = HookName::parse(n).layer.unwrap_or(0);
-            let base = match (freeze, clean_ref) {
-                (Freeze::AttentionAndMlps, Some(c)) => c.get(n)?,
-                _ => x.clone(),
-            };
             let mine: Vec<&Intervention> =
                 interventions.iter().filter(|iv| iv.layer == l).collect();
-            if mine.is_empty() {
-                return Ok((freeze == Freeze::AttentionAndMlps).then_some(base));
-            }
+            let x_in = || {
+                inputs.borrow()[l].clone().ok_or_else(|| {
+                    Error::Invalid(format!("internal: layer {l}'s MLP input was not seen"))
+                })
+            };
             let tc = transcoders.layer(l);
-            let x_in = inputs.borrow()[l].clone().ok_or_else(|| {
-                Error::Invalid(format!("internal: layer {l}'s MLP input was not seen"))
-            })?;
-            let acts = tc.encode(&x_in.i(0)?)?.to_dtype(DType::F32)?;
-            let mut delta = vec![0f32; x.elem_count()];
-            let d = x.dim(2)?;
-            for iv in mine {
-                let now = acts.i((iv.pos, iv.feature))?.to_scalar::<f32>()?;
-                let target = match iv.change {
-                    Change::Set(v) => v,
-                    Change::Scale(s) => now * s,
-                };
-                let row = tc
-                    .w_dec()
-                    .i(iv.feature)?
-                    .to_dtype(DType::F32)?
-                    .to_vec1::<f32>()?;
-                for (k, w) in row.iter().enumerate() {
-                    delta[iv.pos * d + k] += (target - now) * w;
+            match (freeze, clean_ref) {
+                (Freeze::Replacement, Some(c)) => {
+                    let x_clean = c.get(format!("blocks.{l}.ln2.hook_normalized"))?;
+                    let now = x_in()?;
+                    let (a_clean, a_now) = (latents(tc, &x_clean)?, latents(tc, &now)?);
+                    let a_new = changed(&a_now, &mine)?;
+                    let mut out =
+                        (c.get(n)?.to_dtype(DType::F32)? + write(tc, &(a_new - a_clean)?)?)?;
+                    if let (Some(s_now), Some(s_clean)) =
+                        (tc.skip_connection(&now)?, tc.skip_connection(&x_clean)?)
+                    {
+                        out = (out + (s_now - s_clean)?.to_dtype(DType::F32)?)?;
+                    }
+                    Ok(Some(out.to_dtype(x.dtype())?))
+                }
+                _ if mine.is_empty() => Ok(match (freeze, clean_ref) {
+                    (Freeze::AttentionAndMlps, Some(c)) => Some(c.get(n)?),
+                    _ => None,
+                }),
+                _ => {
+                    let base = match (freeze, clean_ref) {
+                        (Freeze::AttentionAndMlps, Some(c)) => c.get(n)?,
+                        _ => x.clone(),
+                    };
+                    let acts = latents(tc, &x_in()?)?;
+                    let delta = write(tc, &(changed(&acts, &mine)? - acts)?)?;
+                    Ok(Some((base + delta.to_dtype(x.dtype())?)?))
                 }
             }
-            let delta = Tensor::from_vec(delta, x.shape(), x.device())?.to_dtype(x.dtype())?;
-            Ok(Some((base + delta)?))
         },
     );
-    model.run(&tokens).hooks(hooks).logits()
+    let logits = model.run(&tokens).hooks(hooks).logits()?;
+    let finite = logits
+        .to_dtype(DType::F32)?
+        .abs()?
+        .max_all()?
+        .to_scalar::<f32>()?
+        .is_finite();
+    if !finite {
+        return Err(Error::Invalid(format!(
+            "the intervened run overflowed (non-finite logits) with {freeze:?}: the norm \
+             scales frozen at their clean values do not absorb the change; use smaller \
+             changes, fewer latents, or Freeze::Nothing"
+        )));
+    }
+    Ok(logits)
+}
+
+/// A transcoder's latents `[1, pos, d_sae]` (f32) on its input `[1, pos, d_in]`.
+fn latents(tc: &Sae, x: &Tensor) -> Result<Tensor> {
+    Ok(tc.encode(x)?.to_dtype(DType::F32)?)
+}
+
+/// `f @ W_dec` for latent changes `f` `[1, pos, d_sae]` (no bias: a difference of decodes).
+fn write(tc: &Sae, f: &Tensor) -> Result<Tensor> {
+    let w = tc.w_dec().to_dtype(DType::F32)?;
+    Ok(f.i(0)?.matmul(&w)?.unsqueeze(0)?)
+}
+
+/// `acts` `[1, pos, d_sae]` with the interventions `mine` applied.
+fn changed(acts: &Tensor, mine: &[&Intervention]) -> Result<Tensor> {
+    if mine.is_empty() {
+        return Ok(acts.clone());
+    }
+    let (_, n_pos, d_sae) = acts.dims3()?;
+    let mut v = acts.flatten_all()?.to_vec1::<f32>()?;
+    for iv in mine {
+        let k = iv.pos * d_sae + iv.feature;
+        debug_assert!(iv.pos < n_pos);
+        v[k] = match iv.change {
+            Change::Set(t) => t,
+            Change::Scale(s) => v[k] * s,
+        };
+    }
+    Ok(Tensor::from_vec(v, acts.shape(), acts.device())?)
 }

@@ -15,16 +15,19 @@
 //! # Ok::<(), saescope::Error>(())
 //! ```
 mod attribute;
+mod effects;
 mod frozen;
 mod intervene;
 mod json;
 mod linear;
+mod notes;
 mod prune;
 mod setup;
 mod view;
 
 pub use crate::sae::TranscoderSet;
 pub use attribute::attribute;
+pub use effects::FeatureNode;
 pub use intervene::{intervene, Change, Freeze, Intervention};
 pub use json::GraphNode;
 pub use prune::PruneResult;
