@@ -119,6 +119,18 @@ fn tiny_latent_to_latent_matches_jacrev() {
     assert!(top.heatmap().unwrap().as_str().contains("<svg"));
     let edges = r.top_edges(3).unwrap();
     assert!(edges[0].2.abs() >= edges[2].2.abs());
+    // Without BOS: no position-0 entries remain, the others keep their gradients.
+    let nb = r.without_bos().unwrap();
+    assert!(nb.inputs.indices.iter().all(|i| i[1] != 0));
+    assert!(nb.outputs.indices.iter().all(|i| i[1] != 0));
+    let n_in = r.inputs.indices.iter().filter(|i| i[1] != 0).count();
+    let n_out = r.outputs.indices.iter().filter(|i| i[1] != 0).count();
+    assert_eq!(nb.gradients.dims(), [n_out, n_in]);
+    let (il, ol) = (&nb.input_labels[0], &nb.output_labels[0]);
+    let want = r
+        .get(pos(&r.output_labels, ol), pos(&r.input_labels, il))
+        .unwrap();
+    assert_eq!(nb.get(0, 0).unwrap(), want);
 }
 
 #[test]

@@ -73,6 +73,26 @@ impl LatentGradients {
         };
         let ins = keep(a.sum(0)?.to_vec1()?, n_inputs);
         let outs = keep(a.sum(1)?.to_vec1()?, n_outputs);
+        self.select(&ins, &outs, format!("strongest {n_inputs} × {n_outputs}"))
+    }
+
+    /// Without the inputs and outputs at position 0 (BOS, whose gradients dwarf the rest);
+    /// entries without a position (logits) stay.
+    pub fn without_bos(&self) -> Result<LatentGradients> {
+        let not_bos = |s: &SparseActs| -> Vec<usize> {
+            (0..s.values.len())
+                .filter(|&i| s.shape.len() < 2 || s.indices[i][1] != 0)
+                .collect()
+        };
+        self.select(
+            &not_bos(&self.inputs),
+            &not_bos(&self.outputs),
+            "no BOS".into(),
+        )
+    }
+
+    /// The sub-Jacobian of inputs `ins` and outputs `outs` (ascending indices).
+    fn select(&self, ins: &[usize], outs: &[usize], what: String) -> Result<LatentGradients> {
         let ix = |v: &[usize]| {
             Tensor::new(
                 v.iter().map(|&i| i as u32).collect::<Vec<_>>(),
@@ -81,8 +101,8 @@ impl LatentGradients {
         };
         let g = self
             .gradients
-            .index_select(&ix(&outs)?, 0)?
-            .index_select(&ix(&ins)?, 1)?;
+            .index_select(&ix(outs)?, 0)?
+            .index_select(&ix(ins)?, 1)?;
         let pick = |s: &SparseActs, v: &[usize]| SparseActs {
             values: v.iter().map(|&i| s.values[i]).collect(),
             indices: v.iter().map(|&i| s.indices[i].clone()).collect(),
@@ -91,13 +111,13 @@ impl LatentGradients {
         let labels = |l: &[String], v: &[usize]| v.iter().map(|&i| l[i].clone()).collect();
         Ok(LatentGradients {
             gradients: g,
-            inputs: pick(&self.inputs, &ins),
-            outputs: pick(&self.outputs, &outs),
+            inputs: pick(&self.inputs, ins),
+            outputs: pick(&self.outputs, outs),
             clean_outputs: self.clean_outputs.clone(),
-            input_labels: labels(&self.input_labels, &ins),
-            output_labels: labels(&self.output_labels, &outs),
+            input_labels: labels(&self.input_labels, ins),
+            output_labels: labels(&self.output_labels, outs),
             outputs_per_sec: self.outputs_per_sec,
-            title: format!("{} (strongest {n_inputs} × {n_outputs})", self.title),
+            title: format!("{} ({what})", self.title),
             inputs_as_rows: self.inputs_as_rows,
         })
     }

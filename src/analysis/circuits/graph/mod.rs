@@ -8,7 +8,7 @@
 //! ```no_run
 //! use saescope::prelude::*;
 //! let model = HookedModel::from_pretrained("smollm2")?;
-//! let tcs = TranscoderSet::load("data/transcoders/smollm2")?;
+//! let tcs = TranscoderSet::shipped()?;
 //! let graph = attribute(&model, "The capital of France is", &tcs, &GraphOptions::default())?;
 //! let pruned = graph.prune(0.8, 0.98)?;
 //! println!("{} of {} nodes survive", pruned.node_mask.iter().filter(|&&k| k).count(), graph.n_nodes());

@@ -26,6 +26,10 @@ fn row_of(n: &GraphNode, n_layers: usize) -> usize {
     }
 }
 
+/// At most this many edges are drawn (the strongest): a pruned graph of a dozen tokens keeps
+/// tens of thousands, more than a page can show.
+pub(crate) const MAX_EDGES: usize = 2000;
+
 /// Draw the graph pruned by `p`; `notes` maps a feature node's `(layer, feature)` to extra
 /// hover text.
 pub(crate) fn render(
@@ -82,31 +86,39 @@ pub(crate) fn render(
             esc(&format!("{t:?}"))
         );
     }
-    let max_w = (0..n * n)
-        .filter(|&e| p.edge_mask[e])
-        .map(|e| g.adjacency[e].abs())
-        .fold(0f32, f32::max)
-        .max(1e-12);
+    // The surviving edges between drawn nodes, strongest first, at most MAX_EDGES of them.
+    let mut edges: Vec<(usize, usize, f32)> = Vec::new();
     for dst in 0..n {
         for src in 0..n {
             let e = dst * n + src;
             if !p.edge_mask[e] {
                 continue;
             }
-            let (Some(&a), Some(&b)) = (index.get(&src), index.get(&dst)) else {
-                continue;
-            };
-            let w = g.adjacency[e];
-            let (x1, y1) = xy[a];
-            let (x2, y2) = xy[b];
-            let colour = if w >= 0.0 { "#d62728" } else { "#1f77b4" };
-            let sw = 0.3 + 3.0 * (w.abs() / max_w) as f64;
-            let op = 0.25 + 0.6 * (w.abs() / max_w) as f64;
-            let _ = write!(
-                s,
-                r#"<line x1="{x1:.1}" y1="{y1:.1}" x2="{x2:.1}" y2="{y2:.1}" stroke="{colour}" stroke-width="{sw:.2}" stroke-opacity="{op:.2}"><title>{w:+.4}</title></line>"#
-            );
+            if let (Some(&a), Some(&b)) = (index.get(&src), index.get(&dst)) {
+                edges.push((a, b, g.adjacency[e]));
+            }
         }
+    }
+    let n_edges = edges.len();
+    edges.sort_by(|x, y| y.2.abs().total_cmp(&x.2.abs()));
+    edges.truncate(MAX_EDGES);
+    let max_w = edges.first().map_or(1e-12, |e| e.2.abs().max(1e-12));
+    let _ = write!(
+        s,
+        r##"<text x="{left:.0}" y="14" fill="#666">{} nodes; {} of {n_edges} edges (the strongest)</text>"##,
+        kept.len(),
+        edges.len()
+    );
+    for &(a, b, w) in edges.iter().rev() {
+        let (x1, y1) = xy[a];
+        let (x2, y2) = xy[b];
+        let colour = if w >= 0.0 { "#d62728" } else { "#1f77b4" };
+        let sw = 0.3 + 3.0 * (w.abs() / max_w) as f64;
+        let op = 0.25 + 0.6 * (w.abs() / max_w) as f64;
+        let _ = write!(
+            s,
+            r#"<line x1="{x1:.1}" y1="{y1:.1}" x2="{x2:.1}" y2="{y2:.1}" stroke="{colour}" stroke-width="{sw:.2}" stroke-opacity="{op:.2}"><title>{w:+.4}</title></line>"#
+        );
     }
     for (k, (_, node)) in kept.iter().enumerate() {
         let (x, y) = xy[k];
