@@ -7,9 +7,12 @@
 #      from its latest checkpoint when a previous run was interrupted (killed, rebooted);
 #   3. copy each layer's SAELens folder (jumprelu_transcoder, float16 weights: cfg.json,
 #      sae_weights.safetensors, sparsity.safetensors) to data/transcoders/smollm2-<name>/layer_L/
-#      (<name> = mlp-batchtopk-k32-1152 for the default config).
+#      (<name> = mlp-batchtopk-k32-1152 for the default config), with the run's summary.json;
+#   4. evaluate the set on 8 192 held-out tokens (`saescope eval --transcoders`) into its
+#      eval.json (FVU, L0, dead latents, CE-loss score per layer and with all MLPs replaced).
 # Progress: stderr status lines (tok/s, mse, explained variance, L0, dead latents), and
-# data/runs/smollm2-transcoders/progress.jsonl. About 2.5 hours on 2 cores.
+# data/runs/smollm2-transcoders/progress.jsonl. About 1.5 hours of training and 10 minutes of
+# evals on 2 idle cores.
 # Usage: scripts/train_transcoders.sh [CONFIG]   (default configs/smollm2-transcoders.json)
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -44,4 +47,6 @@ for d in "$RUN"/layer_*; do
   cp "$d/cfg.json" "$d/sae_weights.safetensors" "$d/sparsity.safetensors" "$OUT/layer_$L/"
 done
 cp "$RUN.summary.json" "$OUT/summary.json"
+$S eval --transcoders "$OUT" --tokens 8192 > "$OUT/eval.json.part"
+mv "$OUT/eval.json.part" "$OUT/eval.json"
 echo "train_transcoders: $(ls -d "$OUT"/layer_* | wc -l) transcoders in $OUT ($(du -sh "$OUT" | cut -f1))"

@@ -1,50 +1,17 @@
-//! `saescope attribute` end to end on SmolLM2 with small random transcoders (what the graph
-//! means is not the point here: the command, its files and its errors are).
+//! `saescope attribute` and `saescope eval --transcoders` end to end on SmolLM2 with the
+//! shipped transcoders (what the graph means is not the point here: the commands, their files
+//! and their errors are), and dashboards of transcoder latents.
 use saescope::prelude::*;
-use saescope::sae::SaeConfig;
-use std::collections::HashMap;
+use saescope::sae::shipped_transcoders_dir;
 use std::path::Path;
 use std::process::Command;
 
-/// Random JumpReLU transcoders of width 64 for every layer of SmolLM2, saved as SAELens
-/// folders `dir/layer_L`.
-fn write_random_transcoders(dir: &Path, n_layers: usize) {
-    let (d, w) = (576, 64);
-    let dev = Device::Cpu;
-    for l in 0..n_layers {
-        let cfg = SaeConfig::from_json_value(json!({
-            "architecture": "jumprelu_transcoder", "d_in": d, "d_sae": w, "d_out": d,
-            "dtype": "float32", "device": "cpu", "apply_b_dec_to_input": false,
-            "normalize_activations": "none",
-            "metadata": {"hook_name": format!("blocks.{l}.ln2.hook_normalized"),
-                         "hook_name_out": format!("blocks.{l}.hook_mlp_out"),
-                         "sae_lens_version": "6.54.12", "model_name": "smollm2"},
-        }))
-        .unwrap();
-        let t = HashMap::from([
-            (
-                "W_enc".to_string(),
-                (Tensor::randn(0f32, 1.0, (d, w), &dev).unwrap() / 24.0).unwrap(),
-            ),
-            (
-                "W_dec".to_string(),
-                (Tensor::randn(0f32, 1.0, (w, d), &dev).unwrap() * 0.05).unwrap(),
-            ),
-            (
-                "b_enc".to_string(),
-                Tensor::zeros(w, DType::F32, &dev).unwrap(),
-            ),
-            (
-                "b_dec".to_string(),
-                Tensor::zeros(d, DType::F32, &dev).unwrap(),
-            ),
-            (
-                "threshold".to_string(),
-                Tensor::full(1.5f32, w, &dev).unwrap(),
-            ),
-        ]);
-        let sae = Sae::from_config_and_tensors(cfg, t, &dev).unwrap();
-        sae.save_to_disk(&dir.join(format!("layer_{l}"))).unwrap();
+/// The shipped set's layers `0..n` as a set folder of links `dir/layer_L`.
+fn link_shipped(dir: &Path, n: usize) {
+    std::fs::create_dir_all(dir).unwrap();
+    for l in 0..n {
+        let src = shipped_transcoders_dir().join(format!("layer_{l}"));
+        std::os::unix::fs::symlink(src, dir.join(format!("layer_{l}"))).unwrap();
     }
 }
 
@@ -52,7 +19,7 @@ fn write_random_transcoders(dir: &Path, n_layers: usize) {
 fn attribute_writes_graph_json_and_html_and_rejects_a_bad_set() {
     let tmp = tempfile::tempdir().unwrap();
     let tcs = tmp.path().join("tcs");
-    write_random_transcoders(&tcs, 30);
+    link_shipped(&tcs, 30);
     let (json_out, html_out) = (tmp.path().join("g.json"), tmp.path().join("g.html"));
     let out = Command::new(env!("CARGO_BIN_EXE_saescope"))
         .args([
@@ -88,7 +55,7 @@ fn attribute_writes_graph_json_and_html_and_rejects_a_bad_set() {
     assert!(html.contains("<svg") && html.contains("<title>"));
 
     // A set missing a layer: a clear error naming the set and the model, no panic.
-    std::fs::remove_dir_all(tcs.join("layer_29")).unwrap();
+    std::fs::remove_file(tcs.join("layer_29")).unwrap();
     let out = Command::new(env!("CARGO_BIN_EXE_saescope"))
         .args(["attribute", "--prompt", "Hi"])
         .arg("--transcoders")
@@ -108,16 +75,65 @@ fn attribute_writes_graph_json_and_html_and_rejects_a_bad_set() {
 /// output directions its output).
 #[test]
 fn dashboards_of_transcoder_latents() {
-    let tmp = tempfile::tempdir().unwrap();
-    write_random_transcoders(tmp.path(), 6);
-    let tc = Sae::load(&tmp.path().join("layer_5")).unwrap();
+    let tcs = TranscoderSet::shipped().unwrap();
+    let tc = tcs.layer(5);
     let model = HookedModel::from_pretrained("smollm2").unwrap();
     let rows = corpus_rows(&model, "default", 2048, 64).unwrap();
-    let d = feature_dashboards(&model, &tc, &rows, vec![0usize, 1]).unwrap();
+    // The two latents that fired most often in training.
+    let density = tc.sparsity().unwrap().to_dtype(DType::F32).unwrap();
+    let top: Vec<usize> = density
+        .topk(2)
+        .unwrap()
+        .indices
+        .to_vec1::<u32>()
+        .unwrap()
+        .iter()
+        .map(|&i| i as usize)
+        .collect();
+    let d = feature_dashboards(&model, tc, &rows, top).unwrap();
     let html = d.to_html();
     assert!(html.as_str().contains("<svg"), "no plots");
     assert!(
         html.as_str().contains("blocks.5.ln2.hook_normalized")
             || html.as_str().contains("blocks.5.hook_mlp_out")
     );
+}
+
+/// `saescope eval --transcoders`: the set's evals as JSON; a folder without transcoders is a
+/// clear error.
+#[test]
+fn eval_of_a_transcoder_set() {
+    let out = Command::new(env!("CARGO_BIN_EXE_saescope"))
+        .args(["eval", "--tokens", "256", "--context-size", "64", "--no-ce"])
+        .arg("--transcoders")
+        .arg(shipped_transcoders_dir())
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let layers = v["layers"].as_array().unwrap();
+    assert_eq!(layers.len(), 30);
+    for l in layers {
+        let fvu = l["fvu"].as_f64().unwrap();
+        assert!(fvu > 0.0 && fvu < 1.0, "{l}");
+        assert!(l["l0"].as_f64().unwrap() > 1.0);
+    }
+    let score = v["ce_loss_score_all"].as_f64().unwrap();
+    assert!(score > 0.5 && score <= 1.0, "{score}");
+    assert_eq!(v["dataset"]["tokens"], 256);
+
+    let tmp = tempfile::tempdir().unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_saescope"))
+        .args(["eval", "--transcoders"])
+        .arg(tmp.path())
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success());
+    assert!(err.contains("no transcoder folders"), "{err}");
+    assert!(!err.contains("panicked"), "{err}");
 }

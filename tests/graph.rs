@@ -72,6 +72,12 @@ fn check_full_graph(autograd: bool) {
         ..Default::default()
     };
     let graph = attribute(&model, &tokens, &tcs, &opts).unwrap();
+    check_graph(&g, &graph);
+}
+
+/// Compare a graph with circuit-tracer's (`g`: the tensors make_graph_goldens.py writes for
+/// one run): nodes, selected features, adjacency, pruning and scores.
+fn check_graph(g: &HashMap<String, Tensor>, graph: &AttributionGraph) {
     // Nodes: the active features, the logit targets and probabilities.
     let want_feats = ints(&g["active_features"]);
     let ours: Vec<i64> = graph
@@ -88,6 +94,10 @@ fn check_full_graph(autograd: bool) {
         .all(|(a, b)| (a - b).abs() <= 1e-4 * (1.0 + b.abs())));
     let logit_ids: Vec<i64> = graph.logit_tokens.iter().map(|&t| t as i64).collect();
     assert_eq!(logit_ids, ints(&g["logit_targets"]));
+    let sel: Vec<i64> = graph.selected_features.iter().map(|&i| i as i64).collect();
+    let mut want_sel = ints(&g["selected_features"]);
+    want_sel.sort();
+    assert_eq!(sel, want_sel, "selected features differ");
     let probs = floats(&g["logit_probabilities"]);
     assert!(graph
         .logit_probs
@@ -127,6 +137,32 @@ fn check_full_graph(autograd: bool) {
         (rep - want_rep).abs() < 1e-4 && (comp - want_comp).abs() < 1e-4,
         "{rep} {comp}"
     );
+}
+
+/// SmolLM2 with the shipped transcoders, circuit-tracer's graph of its 16-token prompt with
+/// 256 feature nodes chosen by influence (`make_graph_goldens.py --smollm2`).
+#[test]
+fn smollm2_graph_matches_circuit_tracer() {
+    let g = candle_core::safetensors::load(
+        fixtures().join("circuits/graph_smollm2.safetensors"),
+        &Device::Cpu,
+    )
+    .unwrap();
+    let model = HookedModel::from_pretrained("smollm2").unwrap();
+    let tcs = TranscoderSet::shipped().unwrap();
+    let tokens = g["tokens"]
+        .to_dtype(DType::U32)
+        .unwrap()
+        .unsqueeze(0)
+        .unwrap();
+    let opts = GraphOptions {
+        max_feature_nodes: Some(256),
+        batch_size: 64,
+        update_interval: 4,
+        ..Default::default()
+    };
+    let graph = attribute(&model, &tokens, &tcs, &opts).unwrap();
+    check_graph(&g, &graph);
 }
 
 #[test]

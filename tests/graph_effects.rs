@@ -135,3 +135,36 @@ fn predicting_a_latent_outside_the_graph_is_a_clear_error() {
         .to_string();
     assert!(err.contains("max_feature_nodes: None"), "{err}");
 }
+
+/// Hover notes on SmolLM2 with the shipped transcoders: one per drawn latent, with the tokens
+/// it writes and its top examples, shown in the SVG.
+#[test]
+fn hover_notes_on_smollm2() {
+    let model = HookedModel::from_pretrained("smollm2").unwrap();
+    let tcs = TranscoderSet::shipped().unwrap();
+    let opts = GraphOptions {
+        max_feature_nodes: Some(200),
+        ..Default::default()
+    };
+    let graph = attribute(&model, "The Eiffel Tower is in the city of", &tcs, &opts).unwrap();
+    let corpus = corpus_rows(&model, "default", 1024, 64).unwrap();
+    let notes = graph.feature_notes(&model, &tcs, &corpus, 2).unwrap();
+    let kept = graph.prune(0.8, 0.98).unwrap().node_mask;
+    let mut drawn: Vec<(usize, usize)> = (0..graph.selected_features.len())
+        .filter(|&k| kept[k])
+        .map(|k| {
+            let f = graph.active_features[graph.selected_features[k]];
+            (f.layer, f.feature)
+        })
+        .collect();
+    drawn.sort();
+    drawn.dedup();
+    assert!(!drawn.is_empty());
+    let mut keys: Vec<(usize, usize)> = notes.keys().copied().collect();
+    keys.sort();
+    assert_eq!(keys, drawn);
+    assert!(notes.values().all(|t| t.starts_with("boosts ")));
+    assert!(notes.values().any(|t| t.contains("[[")), "no top examples");
+    let svg = graph.plot_with(0.8, 0.98, &notes).unwrap();
+    assert!(svg.as_str().contains("boosts "));
+}

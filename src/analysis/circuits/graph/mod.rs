@@ -197,7 +197,7 @@ impl AttributionGraph {
 
     /// The graph pruned at circuit-tracer's defaults (node 0.8, edge 0.98), drawn as SVG:
     /// token positions left to right, layers bottom to top, edges red (positive) or blue
-    /// (negative) by weight; hover a node for its details.
+    /// (negative) by weight (at most the 2 000 strongest); hover a node for its details.
     pub fn plot(&self) -> Result<crate::viz::Svg> {
         self.plot_with(0.8, 0.98, &std::collections::HashMap::new())
     }
