@@ -11,7 +11,7 @@
 #   4. evaluate the set on 8 192 held-out tokens (`saescope eval --transcoders`) into its
 #      eval.json (FVU, L0, dead latents, CE-loss score per layer and with all MLPs replaced).
 # Progress: stderr status lines (tok/s, mse, explained variance, L0, dead latents), and
-# data/runs/smollm2-transcoders/progress.jsonl. About 1.5 hours of training and 10 minutes of
+# data/runs/smollm2-transcoders/progress.jsonl. About 1.5 hours of training and 20 minutes of
 # evals on 2 idle cores.
 # Usage: scripts/train_transcoders.sh [CONFIG]   (default configs/smollm2-transcoders.json)
 set -euo pipefail
