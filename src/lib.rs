@@ -55,11 +55,11 @@ pub use tokenizer::{SpecialTokens, Tok};
 /// ```
 pub mod prelude {
     pub use crate::analysis::circuits::{
-        attribute, deembedding_table, extended_deembedding_table, extended_embedding, intervene,
-        latent_to_latent_gradients, latent_to_latent_gradients_attn, latent_to_logit_gradients,
-        pullback, pullback_influence, token_to_latent_gradients, AttributionGraph, Change,
-        FeatureNode, Freeze, GradientOptions, GraphOptions, Intervention, LatentGradients,
-        SparseActs, TranscoderSet,
+        attribute, de_embeddings, deembedding_table, extended_deembedding_table,
+        extended_embedding, intervene, latent_to_latent_gradients, latent_to_latent_gradients_attn,
+        latent_to_logit_gradients, pullback, pullback_influence, token_to_latent_gradients,
+        AttributionGraph, Change, FeatureNode, Freeze, GradientOptions, GraphOptions, Intervention,
+        LatentGradients, SparseActs, TranscoderSet,
     };
     pub use crate::analysis::dashboard::corpus_rows;
     pub use crate::analysis::{

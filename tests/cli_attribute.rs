@@ -28,6 +28,8 @@ fn attribute_writes_graph_json_and_html_and_rejects_a_bad_set() {
             "The capital of France is",
             "--max-feature-nodes",
             "150",
+            "--examples-tokens",
+            "1024",
         ])
         .arg("--transcoders")
         .arg(&tcs)
@@ -53,6 +55,11 @@ fn attribute_writes_graph_json_and_html_and_rejects_a_bad_set() {
     assert!(!json["links"].as_array().unwrap().is_empty());
     let html = std::fs::read_to_string(&html_out).unwrap();
     assert!(html.contains("<svg") && html.contains("<title>"));
+    // Hovering a latent shows what it writes and its top examples.
+    assert!(
+        html.contains("boosts ") && html.contains("[["),
+        "no top examples"
+    );
 
     // A set missing a layer: a clear error naming the set and the model, no panic.
     std::fs::remove_file(tcs.join("layer_29")).unwrap();

@@ -3,6 +3,7 @@
 use anyhow::{Context, Result};
 use clap::Args;
 use saescope::analysis::circuits::{attribute, GraphOptions, TranscoderSet};
+use saescope::analysis::dashboard::corpus_rows;
 use saescope::HookedModel;
 use std::path::PathBuf;
 
@@ -49,6 +50,13 @@ pub struct AttributeArgs {
     /// The transcoder set's name in the JSON (default: the folder's name).
     #[arg(long)]
     pub scan: Option<String>,
+    /// With `--html`: hovering a latent shows its 3 top activating examples in this many
+    /// corpus tokens (0: none).
+    #[arg(long, default_value_t = 4096)]
+    pub examples_tokens: usize,
+    /// The corpus the examples come from (a dataset spec, as `saescope eval --dataset`).
+    #[arg(long, default_value = "default")]
+    pub dataset: String,
 }
 
 pub fn run(a: AttributeArgs) -> Result<()> {
@@ -93,7 +101,15 @@ pub fn run(a: AttributeArgs) -> Result<()> {
         println!("wrote {}", path.display());
     }
     if let Some(path) = &a.html {
-        let svg = graph.plot_with(a.node_threshold, a.edge_threshold, &Default::default())?;
+        let notes = if a.examples_tokens == 0 {
+            Default::default()
+        } else {
+            let corpus = corpus_rows(&model, &a.dataset, a.examples_tokens, 64).with_context(
+                || format!("reading top examples from `{}`; pass --examples-tokens 0 to draw the graph without them", a.dataset),
+            )?;
+            graph.feature_notes(&model, &tcs, &corpus, 3)?
+        };
+        let svg = graph.plot_with(a.node_threshold, a.edge_threshold, &notes)?;
         let page = format!(
             "<!doctype html><html><head><meta charset=\"utf-8\"><title>{}</title></head><body>\
              <h3>Attribution graph: {}</h3><p>replacement score {rep:.3}, completeness {comp:.3}; \

@@ -13,8 +13,8 @@ impl AttributionGraph {
     /// Hover notes for the feature nodes that survive pruning at circuit-tracer's defaults
     /// (node 0.8, edge 0.98): per `(layer, latent)`, the 5 tokens it boosts most and its `k`
     /// top activating examples in `corpus` (token rows `[rows, ctx]`, e.g. from
-    /// [`crate::analysis::corpus_rows`]), the active token marked `[[…]]`. Pass the result to
-    /// [`AttributionGraph::plot_with`].
+    /// [`crate::analysis::dashboard::corpus_rows`]), the active token marked `[[…]]`. Pass
+    /// the result to [`AttributionGraph::plot_with`].
     pub fn feature_notes(
         &self,
         model: &HookedModel,
