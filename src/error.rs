@@ -91,6 +91,16 @@ pub enum Error {
         source: std::io::Error,
     },
 
+    /// A request to a chat-completions server that failed (after its retries), with why and,
+    /// where there is one, the fix.
+    #[error("chat completion request to {url} failed: {reason}")]
+    Llm {
+        /// The endpoint (`{base_url}/chat/completions`).
+        url: String,
+        /// What went wrong.
+        reason: String,
+    },
+
     /// A JSON file (config, tokenizer, metadata) that cannot be parsed or written.
     #[error("JSON error in {}: {source}", path.display())]
     Json {

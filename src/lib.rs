@@ -12,6 +12,7 @@ mod dispatch;
 pub mod error;
 pub mod eval;
 pub mod hooks;
+pub mod llm;
 pub mod model;
 pub(crate) mod ops;
 pub mod rng;
