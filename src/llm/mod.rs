@@ -1,9 +1,12 @@
 //! Chat backends for autointerp (explaining and scoring latents with a language model): one
 //! trait, [`ChatBackend`], with an OpenAI-compatible HTTP client ([`OpenAiClient`]: any server
 //! that speaks `POST {base_url}/chat/completions`, with timeouts, retries with backoff, a
-//! concurrency limit and an on-disk response cache so that a rerun costs nothing).
+//! concurrency limit and an on-disk response cache so that a rerun costs nothing), and an
+//! in-process instruct model ([`LocalChat`], offline, no key).
+mod local;
 mod openai;
 
+pub use local::LocalChat;
 pub use openai::OpenAiClient;
 
 use crate::error::Result;
