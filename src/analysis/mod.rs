@@ -4,6 +4,7 @@
 //! (cosine similarity, nearest neighbours, feature splitting, PCA; §1.8); feature dashboards
 //! (sae_vis, §1.3).
 pub mod ablation;
+pub mod autointerp;
 pub mod circuits;
 pub mod compare;
 pub mod dashboard;
