@@ -25,6 +25,15 @@ fn tiny() -> (HookedModel, TranscoderSet) {
     (m, t)
 }
 
+/// The golden's prompt `[1, n_pos]` (u32).
+fn prompt(g: &HashMap<String, Tensor>) -> Tensor {
+    g["tokens"]
+        .to_dtype(DType::U32)
+        .unwrap()
+        .unsqueeze(0)
+        .unwrap()
+}
+
 fn ints(t: &Tensor) -> Vec<i64> {
     t.flatten_all()
         .unwrap()
@@ -61,11 +70,7 @@ fn tiny_graph_by_autograd_matches_circuit_tracer() {
 fn check_full_graph(autograd: bool) {
     let g = golden();
     let (model, tcs) = tiny();
-    let tokens = g["tokens"]
-        .to_dtype(DType::U32)
-        .unwrap()
-        .unsqueeze(0)
-        .unwrap();
+    let tokens = prompt(&g);
     let opts = GraphOptions {
         batch_size: 32,
         autograd,
@@ -150,11 +155,7 @@ fn smollm2_graph_matches_circuit_tracer() {
     .unwrap();
     let model = HookedModel::from_pretrained("smollm2").unwrap();
     let tcs = TranscoderSet::shipped().unwrap();
-    let tokens = g["tokens"]
-        .to_dtype(DType::U32)
-        .unwrap()
-        .unsqueeze(0)
-        .unwrap();
+    let tokens = prompt(&g);
     let opts = GraphOptions {
         max_feature_nodes: Some(256),
         batch_size: 64,
@@ -169,11 +170,7 @@ fn smollm2_graph_matches_circuit_tracer() {
 fn tiny_partial_graph_matches_circuit_tracer() {
     let g = golden();
     let (model, tcs) = tiny();
-    let tokens = g["tokens"]
-        .to_dtype(DType::U32)
-        .unwrap()
-        .unsqueeze(0)
-        .unwrap();
+    let tokens = prompt(&g);
     let opts = GraphOptions {
         batch_size: 16,
         update_interval: 2,
@@ -201,11 +198,7 @@ fn tiny_partial_graph_matches_circuit_tracer() {
 fn direct_effect_interventions_match_the_graph() {
     let g = golden();
     let (model, tcs) = tiny();
-    let tokens = g["tokens"]
-        .to_dtype(DType::U32)
-        .unwrap()
-        .unsqueeze(0)
-        .unwrap();
+    let tokens = prompt(&g);
     let graph = attribute(&model, &tokens, &tcs, &GraphOptions::default()).unwrap();
     let n = graph.n_nodes();
     let n_logits = graph.logit_tokens.len();

@@ -71,10 +71,16 @@ fn wanted_acts(
         .map(|l| format!("blocks.{l}.ln2.hook_normalized"))
         .collect();
     let rows = corpus.dim(0)?;
+    // Only the blocks up to the highest wanted layer.
+    let stop = wanted.keys().max().map_or(0, |l| l + 1);
     let mut parts: HashMap<usize, Vec<Tensor>> = HashMap::new();
     for start in (0..rows).step_by(8) {
         let b = corpus.i(start..(start + 8).min(rows))?;
-        let (_, cache) = model.run(&b).names(names.clone()).cache()?;
+        let (_, cache) = model
+            .run(&b)
+            .names(names.clone())
+            .stop_at_layer(stop)
+            .cache()?;
         for (layer, latents) in wanted {
             let x = cache.get(format!("blocks.{layer}.ln2.hook_normalized"))?;
             let f = transcoders.layer(*layer).encode(&x)?;
