@@ -55,6 +55,10 @@ pub use tokenizer::{SpecialTokens, Tok};
 /// # Ok::<(), saescope::Error>(())
 /// ```
 pub mod prelude {
+    pub use crate::analysis::autointerp::{
+        gather_records, random_baseline, run_autointerp, top_tokens_baseline, AutointerpOptions,
+        AutointerpReport, GatherOptions, LatentRecord, ScoreKind,
+    };
     pub use crate::analysis::circuits::{
         attribute, de_embeddings, deembedding_table, extended_deembedding_table,
         extended_embedding, intervene, latent_to_latent_gradients, latent_to_latent_gradients_attn,
@@ -76,6 +80,7 @@ pub mod prelude {
         eval_transcoders, run_evals, EvalOptions, EvalReport, TranscoderEvalOptions,
     };
     pub use crate::hooks::{get_act_name, Ablation, Hooks, NamesFilter, Pos};
+    pub use crate::llm::{ChatBackend, ChatMessage, ChatOptions, LocalChat, OpenAiClient};
     pub use crate::model::{
         ActivationCache, GenerateOptions, Generation, HookedModel, Prompt, Resid, SaeRunOptions,
     };

@@ -151,6 +151,7 @@ pub(crate) fn softmax_last_dim(x: &Tensor) -> Result<Tensor> {
     Ok(e.broadcast_div(&e.sum_keepdim(D::Minus1)?)?)
 }
 
+#[derive(Clone)]
 pub(crate) struct Attention {
     /// `[d_model, (n_heads + 2 n_kv_heads) d_head]`: Q | K | V.
     pub w_qkv: Tensor,
@@ -293,6 +294,7 @@ fn causal_mask(
     Ok(Tensor::from_vec(m, (q, k), device)?)
 }
 
+#[derive(Clone)]
 pub(crate) struct Mlp {
     /// `[d_model, d_mlp]`, or `[d_model, 2 d_mlp]` = gate | in for gated MLPs.
     pub w_in: Tensor,
@@ -372,6 +374,7 @@ impl Mlp {
 }
 
 /// A norm on a sublayer's output (TL's `ln1_post` / `ln2_post`, Gemma-2), with its hook names.
+#[derive(Clone)]
 pub(crate) struct PostNorm {
     pub norm: Norm,
     pub scale_name: String,
@@ -423,6 +426,7 @@ impl PostNorm {
     }
 }
 
+#[derive(Clone)]
 pub(crate) struct Block {
     pub ln1: Norm,
     pub attn: Attention,

@@ -13,6 +13,10 @@ use candle_core::{DType, Device, Tensor, D};
 use std::sync::Arc;
 
 /// A transformer with TransformerLens's hook points, names, shapes and values.
+///
+/// Cloning is cheap: the clone shares the weights (e.g. to hand one to
+/// [`LocalChat`](crate::llm::LocalChat) and keep using the other).
+#[derive(Clone)]
 pub struct HookedModel {
     pub(super) cfg: Arc<ModelConfig>,
     pub(super) tok: Option<Tok>,

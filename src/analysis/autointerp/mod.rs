@@ -3,6 +3,31 @@
 //! explainer's answer, and detection scoring — the scorer names which of a shuffled set of
 //! examples (top activating and random) it expects the latent to fire on, and the score is
 //! the fraction it classifies correctly.
+//!
+//! The pipeline, as delphi runs it: [`gather_records`] takes one pass over a corpus and keeps,
+//! for each latent, its top windows, windows drawn across activation quantiles and random
+//! windows where it never fires ([`LatentRecord`]); [`run_autointerp`] asks an explainer for an
+//! explanation of each latent and scores it by detection and fuzzing with a scorer model
+//! (any [`ChatBackend`](crate::llm::ChatBackend)), writing delphi's records as JSONL and
+//! resuming after a kill; [`AutointerpReport`] gives the fraction correct and the balanced
+//! accuracy; [`random_baseline`] and [`top_tokens_baseline`] give the floors to compare with.
+mod baselines;
+mod gather;
+mod prompts;
+mod run;
+mod score;
+
+pub use baselines::{random_baseline, top_tokens_baseline};
+pub use gather::{gather_records, GatherOptions, LatentRecord, QuantileExample};
+pub use prompts::{
+    classifier_prompt, explanation_prompt, parse_classifier_answer, parse_explanation,
+    saebench_scoring_prompt, EXPLAIN_PREFILL,
+};
+pub use run::{run_autointerp, AutointerpOptions, AutointerpReport, LatentResult};
+pub use score::{
+    classification_metrics, samples, score_record, ClassificationMetrics, ClassifierOutput, Sample,
+    ScoreKind,
+};
 
 /// One example sequence: its tokens as strings and the latent's activation on each.
 #[derive(Clone, Debug, PartialEq)]
@@ -48,13 +73,6 @@ impl Example {
         }
         s.replace('\u{FFFD}', "").replace('\n', "↵")
     }
-}
-
-/// The explanation in an explainer's answer: the text after its last "activates on", without
-/// a trailing full stop or surrounding space (SAEBench's `parse_explanation`).
-pub fn parse_explanation(answer: &str) -> String {
-    let tail = answer.rsplit("activates on").next().unwrap_or(answer);
-    tail.trim_end_matches('.').trim().to_string()
 }
 
 /// The example numbers (1-based) in a scorer's answer such as `"2, 5 and 7."` or `"None"`
