@@ -22,7 +22,7 @@ const BLOCK: usize = 512;
 /// Checks a row-major matrix: `dim > 0`, a whole number of rows, at least `min_rows` of them,
 /// every value finite. Returns the number of rows.
 pub(crate) fn check_matrix(what: &str, data: &[f32], dim: usize, min_rows: usize) -> Result<usize> {
-    if dim == 0 || data.len() % dim != 0 {
+    if dim == 0 || !data.len().is_multiple_of(dim) {
         return Err(Error::Invalid(format!(
             "{what}: {} values do not make rows of width {dim}; pass a row-major [n, dim] matrix \
              with dim > 0",

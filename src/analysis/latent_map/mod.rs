@@ -112,6 +112,19 @@ impl LatentMap {
         model: &HookedModel,
         opts: &LatentMapOptions,
     ) -> Result<LatentMap> {
+        let Some((first, _)) = saes.first() else {
+            return Err(Error::Invalid(
+                "LatentMap::build_many: no SAE given; pass at least one (sae, name)".into(),
+            ));
+        };
+        if let Some((other, name)) = saes.iter().find(|(s, _)| s.d_out() != first.d_out()) {
+            return Err(Error::Invalid(format!(
+                "LatentMap::build_many: SAE `{name}` writes {} dimensions, the first SAE {}; map \
+                 SAEs of the same hook point together",
+                other.d_out(),
+                first.d_out()
+            )));
+        }
         let mut dirs = Vec::new();
         let mut tokens = Vec::new();
         let mut ids = Vec::new();

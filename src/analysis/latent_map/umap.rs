@@ -131,7 +131,7 @@ pub(crate) fn fuzzy_graph(data: &[f32], dim: usize, opts: &UmapOptions) -> Resul
 fn fuzzy_union(n: usize, p: Vec<(u32, u32, f32)>) -> FuzzyGraph {
     let mut all: Vec<(u32, u32, f32, bool)> = p.iter().map(|&(i, j, v)| (i, j, v, false)).collect();
     all.extend(p.iter().map(|&(i, j, v)| (j, i, v, true)));
-    all.sort_by(|a, b| (a.0, a.1, a.3).cmp(&(b.0, b.1, b.3)));
+    all.sort_by_key(|a| (a.0, a.1, a.3));
     let mut g = FuzzyGraph {
         n,
         rows: vec![],
