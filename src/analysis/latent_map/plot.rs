@@ -136,6 +136,20 @@ impl LatentMap {
     fn legend(&self, s: &mut String) {
         let mut y = TOP;
         let x = W - 170.0;
+        let rows = 1 + if self.groups.len() > 1 {
+            self.groups.len()
+        } else {
+            0
+        };
+        write!(
+            s,
+            "<rect x=\"{}\" y=\"{}\" width=\"160\" height=\"{}\" fill=\"white\" \
+             fill-opacity=\"0.85\"/>",
+            x - 8.0,
+            y - 12.0,
+            rows as f32 * 16.0 + 4.0
+        )
+        .ok();
         let mut item = |s: &mut String, group: usize, colour: &str, text: &str| {
             marker(s, group, x, y - 4.0, 4.0, colour, "");
             write!(
