@@ -67,6 +67,10 @@ pub mod prelude {
         LatentGradients, SparseActs, TranscoderSet,
     };
     pub use crate::analysis::dashboard::corpus_rows;
+    pub use crate::analysis::latent_map::{
+        adjusted_rand_index, hdbscan, trustworthiness, umap, HdbscanOptions, LatentMap,
+        LatentMapOptions, MapMetric, UmapOptions,
+    };
     pub use crate::analysis::{
         compare_attribution_ablation, compare_steering, feature_dashboards,
         generate_patch_scoping_explanation, latent_dla, logit_table, nearest_neighbours,

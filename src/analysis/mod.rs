@@ -12,6 +12,7 @@ pub mod dla;
 mod examples;
 pub mod geometry;
 pub mod gradients;
+pub mod latent_map;
 pub mod metric;
 pub mod patch_scoping;
 pub mod pca;
@@ -44,6 +45,10 @@ pub use geometry::{
     unit_decoder_directions,
 };
 pub use gradients::{attribution_patching, get_cache_fwd_and_bwd, FwdBwdCache, LatentAttribution};
+pub use latent_map::{
+    adjusted_rand_index, hdbscan, trustworthiness, umap, umap_ab_params, HdbscanOptions, LatentMap,
+    LatentMapOptions, LatentPoint, MapMetric, UmapInit, UmapOptions,
+};
 pub use metric::{Metric, MetricFn};
 pub use patch_scoping::{
     generate_patch_scoping_explanation, patch_scoping_vector, PatchScopingOptions,

@@ -16,7 +16,7 @@ pub(super) const LABEL_PT: f64 = 13.0;
 pub(super) const MARGIN: u32 = 12;
 
 /// Tableau-10, the default categorical palette of matplotlib and plotly.
-pub(super) const PALETTE: [RGBColor; 10] = [
+pub(crate) const PALETTE: [RGBColor; 10] = [
     RGBColor(31, 119, 180),
     RGBColor(255, 127, 14),
     RGBColor(44, 160, 44),

@@ -21,6 +21,7 @@ mod charts;
 mod scatter;
 mod svg;
 
+pub(crate) use charts::PALETTE;
 pub use charts::{heatmap, heatmap_with, line_chart, ColorScale, HeatmapOptions};
 pub use scatter::{scatter, ScatterOptions, ScatterSeries};
 pub use svg::{Html, Svg};

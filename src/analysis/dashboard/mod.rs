@@ -72,6 +72,7 @@ mod weights;
 pub use dfa::dfa_values;
 pub use prompt::{prompt_centric, LatentScore, PromptToken, PromptView};
 pub use source::{corpus_rows, DashboardInput};
+pub(crate) use svg::esc;
 pub use types::*;
 pub use weights::{feature_resid_dirs, latent_logits, SaeSite};
 
