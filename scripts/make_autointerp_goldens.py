@@ -19,8 +19,9 @@ from pathlib import Path
 
 
 def stub_unused_modules():
-    """delphi's package imports vLLM, sentence-transformers, faiss and sparsify at import time
-    (its offline client, embedding scorers and sparse-coder loaders); the classifier scorers
+    """delphi's package imports vLLM, sentence-transformers, faiss, sparsify and tiktoken at
+    import time (its offline client, embedding and simulation scorers and sparse-coder
+    loaders); the classifier scorers
     never call them, so empty stand-ins are enough."""
     names = {
         "vllm": ["LLM", "SamplingParams"],
@@ -33,12 +34,12 @@ def stub_unused_modules():
         "sentence_transformers": ["SentenceTransformer"],
         "faiss": [],
         "sparsify": ["Sae"],
+        "tiktoken": [],
     }
     for mod, attrs in names.items():
         m = types.ModuleType(mod)
         for a in attrs:
             setattr(m, a, type(a, (), {}))
-        m.__getattr__ = lambda name: type(name, (), {})
         sys.modules[mod] = m
 
 

@@ -8,7 +8,7 @@
 # eai-delphi is installed without its dependencies: they include vLLM, sentence-transformers,
 # faiss and sparsify (GPU inference and embedding search that the scorers under test never call).
 # The golden script stubs those modules; everything delphi's classifier scorers and its result
-# analysis do run is installed here at exact versions. The Rust crate and its tests never need
+# analysis do run (plotly: its result_analysis module imports it) is installed at exact versions. The Rust crate and its tests never need
 # this venv: the goldens it writes are committed under tests/fixtures/autointerp/.
 #
 # Idempotent: when .venv-delphi/ already holds exactly these pins (recorded in a stamp file) the
@@ -35,6 +35,7 @@ PINS=(
   "httpx==0.29.0"
   "tqdm==4.70.1"
   "scikit-learn==1.9.1"
+  "plotly==7.1.0"
 )
 DELPHI="eai-delphi==0.1.3"
 STAMP="$VENV/.delphi-pins"
