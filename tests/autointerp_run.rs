@@ -289,7 +289,7 @@ fn classifier_answers_parse_as_delphi_parses_them() {
 #[test]
 fn prompts_have_arenas_and_delphis_shape() {
     let ex = example(&[" the", " cat", " sat"], Some(1));
-    let chat = explanation_prompt(&[ex.clone()], "this neuron fires on");
+    let chat = explanation_prompt(std::slice::from_ref(&ex), "this neuron fires on");
     assert_eq!(chat.len(), 3);
     assert_eq!(
         chat[1].content,
