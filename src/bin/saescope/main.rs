@@ -1,5 +1,6 @@
 //! `saescope` command line: a thin layer over the library.
 mod attribute;
+mod autointerp;
 mod cache;
 mod dashboard;
 mod eval;
@@ -48,11 +49,16 @@ enum Cmd {
     /// An attribution graph (circuit-tracer's) of a prompt's next-token prediction through
     /// per-layer transcoders: circuit-tracer's graph JSON and/or an HTML view.
     Attribute(attribute::AttributeArgs),
+    /// Explain latents with a language model and score the explanations by detection and
+    /// fuzzing (delphi's), offline or against an OpenAI-compatible server; delphi's records as
+    /// resumable JSONL, with random and top-token baselines.
+    Autointerp(autointerp::Args),
 }
 
 fn main() -> Result<()> {
     match Cli::parse().cmd {
         Cmd::Run(a) => run::run(a),
+        Cmd::Autointerp(a) => autointerp::run(a),
         Cmd::Sae(c) => sae::main(c),
         Cmd::CacheActivations(a) => cache::run(a),
         Cmd::Train(a) => train::train(a),
