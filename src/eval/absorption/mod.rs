@@ -174,20 +174,26 @@ impl fmt::Display for AbsorptionReport {
             self.n_words, self.options.n_seeds
         )?;
         writeln!(f, "| metric | value |\n|---|---|")?;
+        let opt = |s: &Option<SeedStat>| {
+            s.as_ref().map_or(
+                "not evaluated (too few letters above the F1 bar)".into(),
+                |s| s.to_string(),
+            )
+        };
         writeln!(
             f,
             "| mean absorption fraction | {} |",
-            self.mean_absorption_fraction
+            opt(&self.mean_absorption_fraction)
         )?;
         writeln!(
             f,
             "| mean full absorption | {} |",
-            self.mean_full_absorption
+            opt(&self.mean_full_absorption)
         )?;
         writeln!(
             f,
             "| mean split features | {} |",
-            self.mean_num_split_features
+            opt(&self.mean_num_split_features)
         )?;
         writeln!(f, "| dense probe F1 | {} |", self.probe_f1)?;
         for (k, s) in self.k_sparse_f1.iter().enumerate() {
