@@ -67,6 +67,12 @@ pub(crate) fn run_seed(
     let (tr, te) = absorption_split(data.words.len(), o.train_fraction, seed);
     let (tr, te) = (tr.as_slice(), te.as_slice());
     let ytr: Vec<usize> = tr.iter().map(|i| data.labels[*i]).collect();
+    if let Some(l) = (0..26).find(|l| !ytr.contains(l)) {
+        return Err(crate::error::Error::Invalid(format!(
+            "absorption: seed {seed} leaves no word of letter {} in the train split; raise n_words",
+            LETTERS_CHARS[l]
+        )));
+    }
     let yte: Vec<usize> = te.iter().map(|i| data.labels[*i]).collect();
     let (xtr, xte) = (rows_of(&data.acts, tr)?, rows_of(&data.acts, te)?);
     let (ftr, fte) = (rows_of(&data.latents, tr)?, rows_of(&data.latents, te)?);

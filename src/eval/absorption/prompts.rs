@@ -10,6 +10,9 @@ use crate::rng::{derive_seed, Rng};
 use crate::sae::Sae;
 use candle_core::{DType, Device, IndexOp, Tensor};
 
+/// Words of each letter always kept in the subsample (see [`first_letter_data`]).
+pub const MIN_PER_LETTER: usize = 8;
+
 /// `vocab.LETTERS`.
 pub const LETTERS: &str = "abcdefghijklmnopqrstuvwxyz";
 
@@ -95,7 +98,8 @@ pub struct FirstLetterData {
     pub latents: Tensor,
 }
 
-/// Subsample `opts.n_words` words of [`alpha_vocab`] (seeded by `opts.seed`), build one ICL
+/// Subsample `opts.n_words` words of [`alpha_vocab`] (seeded by `opts.seed`; at least
+/// [`MIN_PER_LETTER`] of each letter), build one ICL
 /// prompt per word with examples from the subsample, run the model to the SAE's hook.
 pub fn first_letter_data(
     model: &HookedModel,
@@ -113,11 +117,24 @@ pub fn first_letter_data(
     let mut rng = Rng::new(derive_seed(opts.seed, &[0xab5]));
     let mut idx: Vec<usize> = (0..vocab.len()).collect();
     shuffle(&mut idx, &mut rng);
-    let words: Vec<String> = idx
-        .iter()
-        .take(opts.n_words)
-        .map(|i| vocab[*i].clone())
-        .collect();
+    // Every letter must reach the train split (SAEBench's k-sparse step trains one probe per
+    // letter present and indexes all 26; its pos_weight is infinite for an absent one): first
+    // MIN_PER_LETTER words of each letter, then the rest in shuffled order.
+    let mut taken = vec![false; vocab.len()];
+    let mut per_letter = [0usize; 26];
+    for &i in &idx {
+        if let Some(c) = letter_class(&vocab[i]) {
+            if per_letter[c] < MIN_PER_LETTER {
+                per_letter[c] += 1;
+                taken[i] = true;
+            }
+        }
+    }
+    let mut picked: Vec<usize> = idx.iter().copied().filter(|i| taken[*i]).collect();
+    picked.extend(idx.iter().copied().filter(|i| !taken[*i]));
+    picked.truncate(opts.n_words.max(26 * MIN_PER_LETTER));
+    shuffle(&mut picked, &mut rng);
+    let words: Vec<String> = picked.iter().map(|i| vocab[*i].clone()).collect();
     let labels = words
         .iter()
         .map(|w| {
