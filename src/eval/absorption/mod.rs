@@ -47,6 +47,7 @@ pub use metric::absorption_split;
 
 pub use prompts::{
     alpha_vocab, first_letter_answer, first_letter_data, icl_prompt, FirstLetterData, LETTERS,
+    MIN_PER_LETTER,
 };
 
 use crate::error::{Error, Result};

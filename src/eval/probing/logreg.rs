@@ -84,7 +84,7 @@ pub fn fit_logistic_regression(
     opts: &LogRegOptions,
 ) -> Result<LogisticRegression> {
     let n = y.len();
-    if n == 0 || x.len() % n != 0 || x.is_empty() {
+    if n == 0 || !x.len().is_multiple_of(n) || x.is_empty() {
         return Err(Error::Invalid(format!(
             "fit_logistic_regression: need a non-empty [n, d] matrix with n = {n} labels, got {} values",
             x.len()
@@ -96,7 +96,7 @@ pub fn fit_logistic_regression(
             "fit_logistic_regression: both classes must be present in y".into(),
         ));
     }
-    if !(opts.c > 0.0) {
+    if opts.c.is_nan() || opts.c <= 0.0 {
         return Err(Error::Invalid(format!(
             "fit_logistic_regression: C must be > 0, got {}",
             opts.c
