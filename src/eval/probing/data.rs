@@ -66,7 +66,7 @@ impl PooledActivations {
 }
 
 /// Read `docs_per_class` held-out documents of at least `context` tokens per package (corpus
-/// order), run the model to the SAE's hook, pool.
+/// order; every class cut to the smallest class's count), run the model to the SAE's hook, pool.
 pub fn pooled_activations(
     model: &HookedModel,
     sae: &Sae,
@@ -113,6 +113,18 @@ pub fn pooled_activations(
             classes[c], per_class[c], opts.context
         )));
     }
+    // Equal class sizes (SAEBench's `prepare_probe_data` asserts as many negatives as
+    // positives, which needs every class at least as large as the others' share).
+    let n_min = per_class.iter().copied().min().unwrap_or(0);
+    let mut kept = vec![0usize; classes.len()];
+    let (labels, tokens): (Vec<usize>, Vec<Vec<u32>>) = labels
+        .into_iter()
+        .zip(tokens)
+        .filter(|(c, _)| {
+            kept[*c] += 1;
+            kept[*c] <= n_min
+        })
+        .unzip();
     let special = tok.special_ids();
     let hook = sae.hook_name().to_string();
     let stop = HookName::parse(&hook).stop_at_layer();
