@@ -66,7 +66,7 @@ impl PooledActivations {
 }
 
 /// Read `docs_per_class` held-out documents of at least `context` tokens per package (corpus
-/// order; every class cut to the smallest class's count), run the model to the SAE's hook, pool.
+/// order; packages with fewer such documents are left out), run the model to the SAE's hook, pool.
 pub fn pooled_activations(
     model: &HookedModel,
     sae: &Sae,
@@ -113,17 +113,22 @@ pub fn pooled_activations(
             classes[c], per_class[c], opts.context
         )));
     }
-    // Equal class sizes (SAEBench's `prepare_probe_data` asserts as many negatives as
-    // positives, which needs every class at least as large as the others' share).
-    let n_min = per_class.iter().copied().min().unwrap_or(0);
-    let mut kept = vec![0usize; classes.len()];
+    // Only classes with `docs_per_class` documents (SAEBench's `prepare_probe_data` asserts as
+    // many negatives as positives, which needs classes of equal size).
+    let full: Vec<usize> = (0..classes.len())
+        .filter(|c| per_class[*c] >= opts.docs_per_class)
+        .collect();
+    if full.len() < 2 {
+        return Err(Error::Invalid(format!(
+            "sparse_probing: fewer than 2 packages have {} documents of ≥ {} tokens; lower them",
+            opts.docs_per_class, opts.context
+        )));
+    }
+    let classes: Vec<String> = full.iter().map(|c| classes[*c].clone()).collect();
     let (labels, tokens): (Vec<usize>, Vec<Vec<u32>>) = labels
         .into_iter()
         .zip(tokens)
-        .filter(|(c, _)| {
-            kept[*c] += 1;
-            kept[*c] <= n_min
-        })
+        .filter_map(|(c, t)| full.iter().position(|f| *f == c).map(|c| (c, t)))
         .unzip();
     let special = tok.special_ids();
     let hook = sae.hook_name().to_string();
