@@ -1,4 +1,4 @@
-//! The local stand-in task's data: held-out corpus documents by package, mean-pooled hook
+//! The local stand-in task's data: default-corpus documents by package, mean-pooled hook
 //! activations and SAE latents (SAEBench's `get_llm_activations(mask_bos_pad_eos_tokens=True)`,
 //! `create_meaned_model_activations`, `get_sae_meaned_activations`).
 use super::sparse::Rows;
@@ -65,7 +65,7 @@ impl PooledActivations {
     }
 }
 
-/// Read `docs_per_class` held-out documents of at least `context` tokens per package (corpus
+/// Read the first `docs_per_class` default-corpus documents of at least `context` tokens per package (corpus
 /// order; packages with fewer such documents are left out), run the model to the SAE's hook, pool.
 pub fn pooled_activations(
     model: &HookedModel,
@@ -79,7 +79,7 @@ pub fn pooled_activations(
         )));
     }
     let tok = model.tokenizer()?;
-    let ds = TextDataset::default_corpus_split(CorpusSplit::HeldOut)?;
+    let ds = TextDataset::default_corpus_split(CorpusSplit::All)?;
     let mut classes: Vec<String> = vec![];
     let mut per_class: Vec<usize> = vec![];
     let (mut labels, mut tokens) = (vec![], vec![]);
@@ -120,8 +120,9 @@ pub fn pooled_activations(
         .collect();
     if full.len() < 2 {
         return Err(Error::Invalid(format!(
-            "sparse_probing: fewer than 2 packages have {} documents of ≥ {} tokens; lower them",
-            opts.docs_per_class, opts.context
+            "sparse_probing: fewer than 2 packages have {} documents of ≥ {} tokens (counts {:?} \
+             for {:?}); lower docs_per_class or context",
+            opts.docs_per_class, opts.context, per_class, classes
         )));
     }
     let classes: Vec<String> = full.iter().map(|c| classes[*c].clone()).collect();

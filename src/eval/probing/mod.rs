@@ -3,10 +3,13 @@
 //!
 //! [`sparse_probing`] mirrors `sae_bench/evals/sparse_probing/main.py` on an offline task:
 //! SAEBench's datasets (bias_in_bios, Amazon reviews, AG News, GitHub code, Europarl) are not
-//! reachable here, so the task is **a local stand-in**: the held-out documents of the default
-//! corpus labelled by their Debian package (`python3.11-doc`, `debian-reference-en`,
+//! reachable here, so the task is **a local stand-in**: documents of the default corpus (the
+//! first `docs_per_class` per package in corpus order with at least `context` tokens; the
+//! held-out slice alone has too few long documents of some packages) labelled by their Debian
+//! package (`python3.11-doc`, `debian-reference-en`,
 //! `fortunes`, `libpython3.11-stdlib`, `libpython3.11-minimal`: prose, manual, quips and two
-//! sets of Python source), one-vs-rest per package as SAEBench does per profession. Everything
+//! sets of Python source; packages short of `docs_per_class` such documents are left out),
+//! one-vs-rest per package as SAEBench does per profession. Everything
 //! downstream of the activations is SAEBench's:
 //!
 //! * features: the hook activations (and their SAE latents) mean-pooled over the non-BOS/EOS/PAD
