@@ -20,7 +20,10 @@ PY=${PYTHON:-python3}
 
 # Verified together on Python 3.11: sae-bench 0.6.0 with what pip resolved for it (sae-lens
 # 6.54.12, transformer-lens 3.9.0, scikit-learn 1.9.1, pandas 2.3.3, pyarrow for its parquet
-# round trip), numpy pinned below 2 as sae-bench requires, torch as .venv-golden/.
+# round trip), numpy pinned below 2 as sae-bench requires, torch as .venv-golden/. beartype and
+# jaxtyping are the versions sae-bench's pyproject lists as tested: with beartype 0.23 the
+# shape memo of train_probe_on_activations leaks into train_sklearn_probe, whose inputs are
+# twice as long, and every top-k sparse probe fails its type check.
 PINS=(
   "sae-bench==0.6.0"
   "sae-lens==6.54.12"
@@ -31,6 +34,8 @@ PINS=(
   "pandas==2.3.3"
   "pyarrow==25.0.1"
   "safetensors==0.8.0"
+  "beartype==0.14.1"
+  "jaxtyping==0.3.3"
 )
 STAMP="$VENV/.probe-pins"
 want="$(printf '%s\n' "${PINS[@]}")"
