@@ -81,6 +81,10 @@ pub mod prelude {
     pub use crate::data::token_rows;
     pub use crate::error::{Error, Result};
     pub use crate::eval::{
+        absorption, sparse_probing, AbsorptionOptions, AbsorptionReport, ProbingOptions,
+        ProbingReport,
+    };
+    pub use crate::eval::{
         eval_transcoders, run_evals, EvalOptions, EvalReport, TranscoderEvalOptions,
     };
     pub use crate::hooks::{get_act_name, Ablation, Hooks, NamesFilter, Pos};

@@ -34,16 +34,20 @@
 //! println!("{}", serde_json::to_string_pretty(&report).unwrap());
 //! # Ok(()) }
 //! ```
+pub mod absorption;
 mod dataset;
 mod logit_metrics;
 pub mod metrics;
+pub mod probing;
 mod report;
 pub mod transcoders;
 
+pub use absorption::{absorption, AbsorptionOptions, AbsorptionReport};
 pub use dataset::{
     dataset_tokens, held_out_tokens, run_default_evals, EvalDataset, DEFAULT_EVAL_CONTEXT,
     DEFAULT_EVAL_TOKENS,
 };
+pub use probing::{sparse_probing, ProbingOptions, ProbingReport};
 pub use report::*;
 pub use transcoders::{eval_transcoders, LayerEval, TranscoderEvalOptions, TranscoderSetEval};
 
