@@ -103,6 +103,16 @@ impl AutointerpReport {
         )
     }
 
+    /// Each latent's explanation (e.g. for [`LatentMap::with_explanations`]).
+    ///
+    /// [`LatentMap::with_explanations`]: crate::analysis::latent_map::LatentMap::with_explanations
+    pub fn explanations(&self) -> std::collections::HashMap<usize, String> {
+        self.results
+            .iter()
+            .map(|r| (r.latent, r.explanation.clone()))
+            .collect()
+    }
+
     /// The mean over latents of one scorer's per-latent balanced accuracy.
     pub fn mean_balanced_accuracy(&self, kind: ScoreKind) -> f64 {
         let v: Vec<f64> = self
